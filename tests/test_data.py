@@ -408,6 +408,9 @@ def test_cli_fetch_fills_a_mirror(data_toy, tmp_path, capsys):
     assert (dest / "toy" / "toy.bin").read_bytes() == BODY
     assert "toy/toy.bin: download" in capsys.readouterr().out
     assert data.main(["verify", str(dest)]) == 0
+    assert data.main(["fetch", "text8", "--dest", str(dest)]) == 1  # no network here
+    assert "error: no source for text8/text8.zip" in capsys.readouterr().err
+    assert not (dest / "text8").exists()
 
 
 @needs_mirror

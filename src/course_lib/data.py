@@ -772,12 +772,13 @@ def _cmd_fetch(args) -> int:
     names = [n for n, d in REGISTRY.items() if d.files] if args.name == "all" else [args.name]
     status = 0
     for name in names:
-        try:
-            for fname, res in fetch(name, dest=args.dest).items():
-                print(f"{name}/{fname}: {res.source}")
-        except (DataError, ValueError) as e:
-            print(f"error: {e}", file=sys.stderr)
-            status = 1
+        for spec in _get(name).files:  # file by file: one missing file does not stop the rest
+            try:
+                res = fetch(name, files=[spec.name], dest=args.dest)[spec.name]
+                print(f"{name}/{spec.name}: {res.source}")
+            except DataError as e:
+                print(f"error: {e}", file=sys.stderr)
+                status = 1
     return status
 
 
