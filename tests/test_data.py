@@ -11,7 +11,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
-import logging
 import os
 import shutil
 import socket
@@ -206,7 +205,8 @@ def test_server_down_falls_through_then_clear_error(data_toy):
     res = data.fetch("toy", urls=[down, data_toy + "/good/"])["toy.bin"]
     assert res.source.startswith(f"download {data_toy}/good/")
     res.path.unlink()
-    with pytest.raises(data.DataUnavailableError, match=r"no source for toy/toy.bin: set COURSE_DATA_MIRROR") as e:
+    msg = r"no source for toy/toy.bin: set COURSE_DATA_MIRROR"
+    with pytest.raises(data.DataUnavailableError, match=msg) as e:
         data.fetch("toy", urls=[down])
     assert down in str(e.value)
 
@@ -307,7 +307,7 @@ def test_corrupt_mirror_file_rejected_next_source_used(data_mirror_copy, data_se
     assert f"mirror file {labels} rejected: checksum mismatch" in caplog.text
     monkeypatch.setenv("COURSE_OFFLINE", "1")
     (Path(os.environ["COURSE_DATA_DIR"]) / "mnist" / labels.name).unlink()
-    with pytest.raises(data.ChecksumError, match=rf"rejected: checksum mismatch, expected sha256 f7ae60f9"):
+    with pytest.raises(data.ChecksumError, match="rejected: checksum mismatch, expected sha256 f7ae60f9"):
         data.fetch("mnist", files=[labels.name])
 
 
