@@ -314,16 +314,21 @@ hist_fixed = short_run(fixed)
 with torch.no_grad():
     out_broken = train.predict(broken, x_test, device=device)                 # (N, 10)
 true_logit = out_broken[torch.arange(len(y_test)), y_test]                     # (N,)
+dead = true_logit == 0                                     # (N,) true class clipped to 0
+floor = float(np.log(10))                                  # loss when the true logit is 0 and no other is < 0
 glue("broken_zero_frac", (out_broken == 0).float().mean().item())
-glue("broken_true_dead", (true_logit == 0).float().mean().item())
+glue("broken_true_dead", dead.float().mean().item())
+glue("dead_acc", (out_broken[dead].argmax(1) == y_test[dead]).float().mean().item() if dead.any() else float("nan"))
+glue("loss_floor", floor)
 glue("broken_acc", hist_broken.val_acc[-1])
 glue("fixed_acc", hist_fixed.val_acc[-1])
 glue("broken_loss", hist_broken.train_loss[-1])
 glue("fixed_loss", hist_fixed.train_loss[-1])
 print(f"ReLU on logits: test acc {hist_broken.val_acc[-1]:.4f}, final train loss {hist_broken.train_loss[-1]:.3f}")
 print(f"plain logits:   test acc {hist_fixed.val_acc[-1]:.4f}, final train loss {hist_fixed.train_loss[-1]:.3f}")
-print(f"logits clipped to exactly 0 by the ReLU: {(out_broken == 0).float().mean():.1%}; "
-      f"test digits whose true-class logit is 0 (no gradient can raise it): {(true_logit == 0).float().mean():.1%}")
+print(f"logits clipped to exactly 0 by the ReLU: {(out_broken == 0).float().mean():.1%}")
+print(f"test digits whose true-class logit is 0: {dead.float().mean():.1%}, "
+      f"of which classified correctly: {(out_broken[dead].argmax(1) == y_test[dead]).float().mean():.1%}")
 
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
 viz.plot_histories({"ReLU on logits": hist_broken, "logits (fixed)": hist_fixed}, metric="loss", ax=axes[0])
@@ -339,11 +344,14 @@ axes[1].legend()
 # %% [markdown]
 # With the same budget, the version with a ReLU on its logits ends at a training loss of
 # {glue:text}`broken_loss:.3f` against {glue:text}`fixed_loss:.3f`, and a test accuracy of
-# {glue:text}`broken_acc:.2%` against {glue:text}`fixed_acc:.2%`. The histogram shows why:
-# {glue:text}`broken_zero_frac:.0%` of all its logits sit at exactly 0, and for
-# {glue:text}`broken_true_dead:.1%` of test digits the *true* class's logit is 0, a point where the
-# gradient vanishes. On an easy dataset with Adam the damage can look small; with other optimisers,
-# learning rates or harder data, whole classes can die and never recover.
+# {glue:text}`broken_acc:.2%` against {glue:text}`fixed_acc:.2%`. On an easy dataset with Adam the
+# gap in accuracy can look small — and that is why the bug survives copying. The damage is visible
+# in the logits: {glue:text}`broken_zero_frac:.0%` of them sit at exactly 0 (the spike in the
+# histogram), and for {glue:text}`broken_true_dead:.1%` of the test digits the *true* class's logit
+# is 0. For those digits the loss cannot fall below $\log 10 \approx$ {glue:text}`loss_floor:.2f`
+# however the other logits move, no gradient reaches the true class, and the model classifies only
+# {glue:text}`dead_acc:.0%` of them correctly. With other optimisers, learning rates or harder data,
+# whole classes can end up clipped and never recover.
 #
 # ```{admonition} The fix
 # :class: tip
