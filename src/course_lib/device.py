@@ -45,7 +45,11 @@ def get_device(prefer: str | torch.device | None = None) -> torch.device:
     """
     prefer = prefer if prefer is not None else os.environ.get("COURSE_DEVICE") or None
     if prefer is not None:
-        dev = torch.device(prefer) if not isinstance(prefer, torch.device) else prefer
+        try:
+            dev = torch.device(prefer) if not isinstance(prefer, torch.device) else prefer
+        except RuntimeError:
+            raise ValueError(f"device={str(prefer)!r} is not a device; expected one of {_VALID}, "
+                             "optionally with an index such as 'cuda:1'.") from None
         if dev.type not in _VALID:
             raise ValueError(f"device={str(prefer)!r} is not supported; expected one of {_VALID}.")
         if dev.type == "cuda" and not torch.cuda.is_available():
