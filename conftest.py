@@ -38,30 +38,28 @@ def pytest_runtest_makereport(item, call):
             out["execution_count"] = run["cells"]
     item.cell.outputs = outputs
     item.cell.execution_count = run["cells"]
+    if run["cells"] == sum(c.cell_type == "code" for c in nb_file.nb.cells):
+        _finish(str(nb_file.fspath), run)    # last cell: store now, before the book test runs
 
 
-def pytest_sessionfinish(session, exitstatus):
-    if not _runs:
-        return
+def _finish(path: str, run: dict) -> None:
+    """Record the notebook's time; cache its outputs when every cell passed."""
     import nbformat
     from jupyter_cache import get_cache
     from jupyter_cache.base import CacheBundleIn
 
+    seconds = run["stop"] - run["start"]
     times_file = ROOT / "_build" / "notebook_times.json"
     times_file.parent.mkdir(parents=True, exist_ok=True)
     times = json.loads(times_file.read_text()) if times_file.exists() else {}
-    cache = get_cache(str(CACHE))
-    for path, run in _runs.items():
-        nb = run["file"].nb
-        n_code = sum(c.cell_type == "code" for c in nb.cells)
-        seconds = run["stop"] - run["start"]
-        rel = str(Path(path).resolve().relative_to(ROOT))
-        times[rel] = {"seconds": round(seconds, 1), "passed": not run["failed"],
-                      "when": time.strftime("%Y-%m-%d %H:%M:%S")}
-        if run["failed"] or run["cells"] != n_code:
-            continue                         # never cache a partial or failed execution
-        nbformat.validate(nb)
-        cache.cache_notebook_bundle(CacheBundleIn(nb, Path(path).resolve(),
-                                                  data={"execution_seconds": seconds}),
-                                    check_validity=False, overwrite=True)
+    times[str(Path(path).resolve().relative_to(ROOT))] = {
+        "seconds": round(seconds, 1), "passed": not run["failed"],
+        "when": time.strftime("%Y-%m-%d %H:%M:%S")}
     times_file.write_text(json.dumps(times, indent=1, sort_keys=True))
+    if run["failed"]:
+        return                               # never cache a failed execution
+    nb = run["file"].nb
+    nbformat.validate(nb)
+    get_cache(str(CACHE)).cache_notebook_bundle(
+        CacheBundleIn(nb, Path(path).resolve(), data={"execution_seconds": seconds}),
+        check_validity=False, overwrite=True)

@@ -13,7 +13,7 @@
 #     name: python3
 # ---
 
-# %% tags=["hide-cell"]
+# %% tags=["remove-cell"]
 # course_lib install cell: on Colab (or any fresh environment) install the course library.
 import importlib.util, subprocess, sys
 COURSE_REPO = "https://github.com/pretraining-course/pretraining-finetuning"

@@ -27,8 +27,8 @@ __all__ = ["glue", "repo_root", "repo_url", "colab_install_source", "colab_url",
 INSTALL_MARKER = "# course_lib install cell"
 
 
-def glue(name: str, value, display: bool = False):
-    """Store ``value`` under ``name`` for the book's prose; returns ``value``.
+def glue(name: str, value, display: bool = False) -> None:
+    """Store ``value`` under ``name`` for the book's prose.
 
     Parameters
     ----------
@@ -41,14 +41,15 @@ def glue(name: str, value, display: bool = False):
     """
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
         raise ValueError(f"glue name {name!r} must be an identifier (letters, digits, _).")
+    if hasattr(value, "item") and getattr(value, "ndim", None) == 0:
+        value = value.item()  # numpy/torch scalars -> int/float: "{glue:text}`x:.2f`" needs a plain repr
     try:
         from myst_nb import glue as _glue
     except ImportError:  # Colab or a plain Jupyter: nothing to store
         if display:
             print(f"{name} = {value}")
-        return value
+        return
     _glue(name, value, display=display)
-    return value
 
 
 def repo_root(start: Path | None = None) -> Path:
@@ -105,7 +106,7 @@ def sync_colab(root: Path | None = None) -> list[Path]:
         nb = nbformat.read(path, as_version=4)
         first = nb.cells[0] if nb.cells else None
         if first is None or first.cell_type != "code" or INSTALL_MARKER not in first.source:
-            cell = nbformat.v4.new_code_cell(source, metadata={"tags": ["hide-cell"]})
+            cell = nbformat.v4.new_code_cell(source, metadata={"tags": ["remove-cell"]})
             nb.cells.insert(0, cell)
         elif first.source == source:
             continue
@@ -124,7 +125,7 @@ def build(root: Path | None = None, extra: list[str] | None = None) -> int:
     root = Path(root or repo_root())
     exe = Path(sys.executable).parent / "jupyter-book"          # the venv's console script
     cmd = [str(exe) if exe.exists() else "jupyter-book", "build", str(root), "--builder", "html",
-           "--warningiserror", "--keep-going", *(extra or [])]
+           "--warningiserror", "--keep-going", "--all", *(extra or [])]
     print("+", " ".join(cmd), flush=True)
     return subprocess.call(cmd, cwd=root)
 
