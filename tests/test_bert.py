@@ -332,3 +332,13 @@ def test_mlm_loss_ignores_unselected_and_trims():
     assert torch.allclose(bert.mlm_loss(logits, labels), expected, atol=1e-6)
     with pytest.raises(ValueError, match="beyond position 3"):
         bert.mlm_loss(logits, torch.tensor([[-100, 2, -100, 1], [4, -100, -100, -100]]))
+
+
+def test_accuracy_interval():
+    lo, hi = bert.accuracy_interval(80, 100)
+    # Wilson 95% interval for 80/100 (textbook value: 0.7111 .. 0.8666)
+    assert abs(lo - 0.7111) < 1e-3 and abs(hi - 0.8666) < 1e-3
+    lo, hi = bert.accuracy_interval(0, 10)
+    assert lo == pytest.approx(0.0, abs=1e-12) and 0 < hi < 0.35
+    with pytest.raises(ValueError, match="correct=11, n=10"):
+        bert.accuracy_interval(11, 10)

