@@ -188,9 +188,8 @@ def test_locate_checkpoint(tmp_path, monkeypatch):
     with pytest.raises(FileNotFoundError, match="holds no config.json"):
         bert.locate_checkpoint(tmp_path)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))         # empty cache: offline must fail fast
     with pytest.raises(FileNotFoundError, match="offline mode is on"):
-        bert.locate_checkpoint("bert-base-uncased")
+        bert.locate_checkpoint("course-lib-tests/no-such-bert")  # never cached: offline must fail fast
 
 
 # ----------------------------------------------------------------------------- model shapes
