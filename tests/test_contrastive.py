@@ -84,6 +84,32 @@ def test_info_nce_gradients_flow_and_pull_positives_together():
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in net.parameters())
 
 
+def test_similarity_logits_and_the_gradient_formula():
+    g = torch.Generator().manual_seed(5)
+    z1, z2 = torch.randn(3, 4, generator=g), torch.randn(3, 4, generator=g)
+    tau = 0.3
+    logits, pos = C.similarity_logits(z1, z2, tau)
+    assert pos.tolist() == [3, 4, 5, 0, 1, 2]
+    assert torch.isinf(logits.diagonal()).all()
+    u = nn.functional.normalize(torch.cat([z1, z2]), dim=1)
+    s = (u @ u.T).requires_grad_(True)                       # cosine similarities as a leaf
+    masked = (s / tau).masked_fill(torch.eye(6, dtype=torch.bool), float("-inf"))
+    assert torch.allclose(masked.detach(), logits)
+    nn.functional.cross_entropy(masked, pos, reduction="sum").backward()
+    # d l_i / d s_ik = (softmax_ik - [k = p(i)]) / tau
+    expected = (torch.softmax(logits, 1) - nn.functional.one_hot(pos, 6)) / tau
+    assert torch.allclose(s.grad, expected, atol=1e-6)
+
+
+def test_per_class_subset():
+    y = np.repeat(np.arange(3), [5, 7, 4])
+    idx = C.per_class_subset(y, 2, seed=0)
+    assert len(idx) == 6 and np.all(np.bincount(y[idx]) == 2) and len(set(idx)) == 6
+    assert np.array_equal(idx, C.per_class_subset(y, 2, seed=0))
+    with pytest.raises(ValueError, match=r"per_class=5.*\[1, 4\]"):
+        C.per_class_subset(y, 5)
+
+
 def test_info_nce_errors_quote_the_value():
     z = torch.zeros(4, 3)
     with pytest.raises(ValueError, match=r"temperature=0"):

@@ -39,10 +39,10 @@ from . import train
 from .cnn import LeNet, LeNetConfig
 from .device import get_device
 
-__all__ = ["info_nce", "alignment", "uniformity", "AugmentConfig", "augment", "affine_matrices", "crop_rotate_matrix",
+__all__ = ["info_nce", "similarity_logits", "alignment", "uniformity", "AugmentConfig", "augment", "affine_matrices", "crop_rotate_matrix",
            "two_views", "SimCLRConfig", "SimCLR", "fit_simclr", "encode", "linear_probe",
            "fit_logistic_regression",
-           "knn_predict", "knn_accuracy"]
+           "knn_predict", "knn_accuracy", "per_class_subset"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -89,19 +89,39 @@ def info_nce(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5,
     Tensor
         Scalar (``reduction="mean"``) or shape ``(2N,)``.
     """
+    if reduction not in ("mean", "none"):
+        raise ValueError(f"reduction={reduction!r}; expected 'mean' or 'none'.")
+    logits, positive = similarity_logits(z1, z2, temperature)        # (2N, 2N), (2N,)
+    return nn.functional.cross_entropy(logits, positive, reduction=reduction)
+
+
+def similarity_logits(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5):
+    """The logits and targets of NT-Xent: ``s_{ik} / tau`` with ``-inf`` on the diagonal, and ``p(i)``.
+
+    ``softmax(logits[i])`` is the weight that view ``i``'s loss gives each candidate ``k``; its
+    gradient with respect to ``s_{ik}`` is ``(softmax_ik - [k = p(i)]) / tau``.
+
+    Parameters
+    ----------
+    z1, z2 : Tensor of shape (N, D)
+    temperature : float
+
+    Returns
+    -------
+    logits : Tensor of shape (2N, 2N)
+    positive : Tensor of shape (2N,), int64, ``p(i) = (i + N) mod 2N``
+    """
     _check_pair(z1, z2)
     if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature > 0):
         raise ValueError(f"temperature={temperature!r} must be a positive finite number "
                          "(SimCLR uses 0.1-1; 0.5 is a common default).")
-    if reduction not in ("mean", "none"):
-        raise ValueError(f"reduction={reduction!r}; expected 'mean' or 'none'.")
     n = len(z1)
     u = nn.functional.normalize(torch.cat([z1, z2]), dim=1)          # (2N, D), unit rows
     logits = u @ u.T / temperature                                    # (2N, D) @ (D, 2N) -> (2N, 2N)
     self_mask = torch.eye(2 * n, dtype=torch.bool, device=u.device)
     logits = logits.masked_fill(self_mask, float("-inf"))            # drop k = i from the softmax
     positive = torch.arange(2 * n, device=u.device).add(n).remainder(2 * n)  # (2N,) p(i) = i+N mod 2N
-    return nn.functional.cross_entropy(logits, positive, reduction=reduction)
+    return logits, positive
 
 
 def alignment(z1: torch.Tensor, z2: torch.Tensor, alpha: float = 2.0) -> torch.Tensor:
@@ -391,6 +411,29 @@ def encode(encoder, x: torch.Tensor, device=None, batch_size: int = 1024) -> tor
     if module is not None:
         module.train(was_training)
     return torch.cat(feats)
+
+
+def per_class_subset(y, per_class: int, seed: int = 0) -> np.ndarray:
+    """Indices of ``per_class`` random examples of every class (sorted), for few-label probes.
+
+    Parameters
+    ----------
+    y : array of shape (N,), integer labels
+    per_class : int
+    seed : int
+
+    Returns
+    -------
+    ndarray of shape (K * per_class,), int64
+    """
+    y = _as_numpy(y)
+    classes, counts = np.unique(y, return_counts=True)
+    if not isinstance(per_class, (int, np.integer)) or not 1 <= per_class <= counts.min():
+        raise ValueError(f"per_class={per_class!r} must be an integer in [1, {counts.min()}] (the "
+                         f"smallest class has {counts.min()} examples).")
+    rng = np.random.default_rng(seed)
+    picked = [rng.choice(np.flatnonzero(y == c), per_class, replace=False) for c in classes]
+    return np.sort(np.concatenate(picked))
 
 
 def _as_numpy(a) -> np.ndarray:
