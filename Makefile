@@ -8,7 +8,7 @@ PY      = $(VENV)/bin/python
 TORCH  ?= torch==2.13.0
 STAMP   = $(VENV)/.installed
 
-.PHONY: install book test unit clean system-packages
+.PHONY: install book test unit clean system-packages student grade
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,16 @@ system-packages:
 	  && [ -d /usr/share/datasets/fashion-mnist ] \
 	  || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
 	       chromium chromium-driver dataset-fashion-mnist >/dev/null; }
+
+# Instructors: student notebooks + autograders of every chapter with exercises, into dist/
+student: $(STAMP)
+	$(PY) -m course_lib.grading assign
+
+# Instructors: grade one submission (report.json + report.txt beside it, in <name>-grade/)
+grade: $(STAMP)
+	@test -n "$(SUBMISSION)" || { echo "usage: make grade SUBMISSION=path/to/notebook.ipynb"; exit 2; }
+	@ls dist/*/autograder/*-autograder.zip >/dev/null 2>&1 || $(PY) -m course_lib.grading assign
+	$(PY) -m course_lib.grading grade "$(SUBMISSION)"
 
 unit: $(STAMP)
 	$(PY) -m pytest tests -m "not book"

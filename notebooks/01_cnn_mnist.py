@@ -70,7 +70,7 @@ print(f"profile: {PROFILE} | device: {describe(device)}")
 # test set** when the mirror holds it (otherwise on a held-out part of the 5,000). It always says
 # which one ran:
 
-# %%
+# %% tags=["otter_ignore"]
 mnist = data.load_mnist(full=pick(ci=False, full=None))
 print(mnist.protocol)
 for part, source in mnist.source.items():
@@ -83,7 +83,7 @@ glue("protocol", mnist.protocol)
 # This run trained on {glue:text}`n_train:,` images and tested on {glue:text}`n_test:,`:
 # *{glue:text}`protocol`*. Here is a sample of the training digits with their labels:
 
-# %%
+# %% tags=["otter_ignore"]
 fig = viz.image_grid(mnist.x_train[:30], labels=mnist.y_train[:30], ncols=15)
 
 # %% [markdown]
@@ -91,7 +91,7 @@ fig = viz.image_grid(mnist.x_train[:30], labels=mnist.y_train[:30], ncols=15)
 # so `cnn.images_to_tensor` scales to [0, 1] and standardises with MNIST's mean and standard
 # deviation, and adds the channel axis that convolutions expect: `(N, 28, 28)` → `(N, 1, 28, 28)`.
 
-# %%
+# %% tags=["otter_ignore"]
 x_train = cnn.images_to_tensor(mnist.x_train)        # (N, 1, 28, 28) float32
 y_train = torch.as_tensor(mnist.y_train)             # (N,) int64
 x_test = cnn.images_to_tensor(mnist.x_test)
@@ -116,7 +116,7 @@ print(x_train.shape, x_train.dtype, f"mean {x_train.mean():.3f}, std {x_train.st
 # Let us compute it by hand with two loops, for a vertical-edge kernel, and check the result
 # against PyTorch's `conv2d`:
 
-# %%
+# %% tags=["otter_ignore"]
 digit = x_test[0, 0]                                  # (28, 28)
 kernel = torch.tensor([[1.0, 0.0, -1.0]] * 3)         # (3, 3): responds to vertical edges
 k = kernel.shape[0]
@@ -148,7 +148,7 @@ for ax, img, title in zip(axes, [digit, by_torch, by_torch.clamp(min=0)],
 # against real `nn.Conv2d` layers. Padding $p=\lfloor k/2\rfloor$ keeps the size ("same"
 # convolution); stride 2 halves it.
 
-# %%
+# %% tags=["otter_ignore"]
 for n, kk, s, p in [(28, 3, 1, 0), (28, 5, 1, 2), (28, 2, 2, 0), (14, 5, 1, 2), (7, 3, 2, 1)]:
     formula = cnn.conv_output_size(n, kk, stride=s, padding=p)
     actual = nn.Conv2d(1, 1, kk, stride=s, padding=p)(torch.zeros(1, 1, n, n)).shape[-1]
@@ -161,7 +161,7 @@ for n, kk, s, p in [(28, 3, 1, 0), (28, 5, 1, 2), (28, 2, 2, 0), (14, 5, 1, 2), 
 # the height and width (a quarter of the activations), and makes the features a little tolerant to
 # small shifts: a stroke moved by one pixel often lands in the same window.
 
-# %%
+# %% tags=["otter_ignore"]
 pooled = nn.functional.max_pool2d(by_torch.clamp(min=0)[None, None], 2)[0, 0]   # (26,26) -> (13,13)
 print(tuple(by_torch.shape), "->", tuple(pooled.shape))
 
@@ -181,7 +181,7 @@ print(tuple(by_torch.shape), "->", tuple(pooled.shape))
 #
 # The last layer has no activation: its outputs are *logits*, unnormalised scores, one per class.
 
-# %%
+# %% tags=["otter_ignore"]
 config = cnn.LeNetConfig(channels=pick(ci=(16, 32), full=(32, 64)))
 model = cnn.LeNet(config)
 n_params = sum(p.numel() for p in model.parameters())
@@ -211,7 +211,7 @@ for name, layer in [*model.features.named_children(), *model.classifier.named_ch
 # exactly this; `cnn.cross_entropy_from_logits` is the formula above in two lines, and a unit test
 # checks it against PyTorch. Computing `log(softmax(z))` by hand instead breaks for large logits:
 
-# %%
+# %% tags=["otter_ignore"]
 z = torch.tensor([[1000.0, 0.0, -1000.0], [2.0, 1.0, 0.1]])   # (B=2, C=3) logits
 y = torch.tensor([0, 1])
 naive = -torch.log(torch.exp(z) / torch.exp(z).sum(1, keepdim=True))[torch.arange(2), y].mean()
@@ -228,7 +228,7 @@ print("torch cross_entropy:     ", nn.functional.cross_entropy(z, y).item())
 # {cite}`smith2018superconvergence`, and shift each training image by up to 2 pixels at random
 # (`cnn.random_shift`) — a cheap augmentation that matters when training on only 5,000 digits.
 
-# %%
+# %% tags=["otter_ignore"]
 seed_everything(0)
 model = cnn.LeNet(config)
 fit_config = train.TrainConfig(epochs=pick(ci=10, full=15), batch_size=64, lr=4e-3,
@@ -244,7 +244,7 @@ glue("epochs", len(history.epoch))
 print(f"test accuracy {test['accuracy']:.4f} after {len(history.epoch)} epochs "
       f"({sum(history.seconds):.0f} s)")
 
-# %%
+# %% tags=["otter_ignore"]
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
 viz.plot_history(history, ax=axes[0], metric="loss")
 viz.plot_history(history, ax=axes[1], metric="acc")
@@ -261,7 +261,7 @@ axes[0].set_yscale("log")
 # Accuracy hides *which* digits are confused. The confusion matrix counts, for every true class
 # (row), how often each class was predicted (column); off-diagonal cells are the mistakes.
 
-# %%
+# %% tags=["otter_ignore"]
 pred = train.predict(model, x_test, device=device).argmax(1).numpy()
 ax = viz.plot_confusion_matrix(mnist.y_test, pred)
 cm = viz.confusion_matrix(mnist.y_test, pred)
@@ -275,7 +275,7 @@ glue("worst_count", int(off.max()))
 # ({glue:text}`worst_count` times). Looking at the misclassified digits (true → predicted) shows that
 # many are hard even for a person:
 
-# %%
+# %% tags=["otter_ignore"]
 wrong = np.flatnonzero(pred != mnist.y_test)[:30]
 fig = viz.image_grid(mnist.x_test[wrong], labels=mnist.y_test[wrong], preds=pred[wrong], ncols=15)
 
@@ -300,7 +300,7 @@ fig = viz.image_grid(mnist.x_test[wrong], labels=mnist.y_test[wrong], preds=pred
 # setting) from the same seeds, and record the accuracy and the **recall of the worst class** (the
 # fraction of that class's test digits predicted correctly).
 
-# %%
+# %% tags=["otter_ignore"]
 import pandas as pd
 
 def one_epoch_sgd(net, seed):
@@ -362,6 +362,342 @@ for ax, name in zip(axes, versions):
 # probabilities for display, never before the loss.
 # ```
 #
+# ## Exercises
+#
+# Four graded questions. In your own copy of the chapter (the *student version*: see the link
+# below, or the notebook your instructor gave you), write your answer in place of each `...`, then
+# run `grader.check("q1")` for instant feedback from the public tests. Your instructor grades with
+# more (hidden) tests. In this book the solutions are folded: click *Show code cell source* only
+# after trying.
+
+# %% [raw] tags=["remove-cell"]
+# # ASSIGNMENT CONFIG
+# name: 01_cnn_mnist
+# init_cell: false
+# check_all_cell: false
+# export_cell: false
+# solutions_pdf: false
+# tests:
+#   files: true
+#   ok_format: false
+
+# %% tags=["otter_ignore", "remove-input"]
+from IPython.display import Markdown
+from course_lib.book import colab_url
+Markdown(f"[Open the student version of this chapter in Colab]"
+         f"({colab_url('01_cnn_mnist/01_cnn_mnist.ipynb', COURSE_REPO, branch='student')})")
+
+# %% tags=["otter_ignore", "remove-cell"]
+# Instant feedback: grader.check("q1") runs the public tests of question 1 (otter-grader).
+from course_lib.grading import notebook_grader
+grader = notebook_grader("01_cnn_mnist")
+
+# %% [raw] tags=["remove-cell"]
+# # BEGIN QUESTION
+# name: q1
+
+# %% [markdown]
+# ### Question 1 — output size (2 points)
+#
+# Implement `output_size(n, kernel, stride=1, padding=0)`: the size of the output of a convolution
+# (no dilation) along one axis, for an input of size `n`. Return a Python `int`. Do not use
+# `course_lib` or build a layer: apply the formula of this chapter.
+
+# %% [raw] tags=["remove-cell"]
+# # BEGIN SOLUTION
+
+# %% tags=["hide-input"]
+def output_size(n, kernel, stride=1, padding=0):
+    # BEGIN SOLUTION
+    return (n + 2 * padding - kernel) // stride + 1
+    # END SOLUTION
+
+# %% [raw] tags=["remove-cell"]
+# # END SOLUTION
+
+# %% [raw] tags=["remove-cell"]
+# # BEGIN TESTS
+
+# %% tags=["remove-cell"]
+def test_q1_public(output_size):
+    from course_lib.grading import time_limit
+    with time_limit(5):                  # every call into submitted code is bounded
+        r, half = output_size(28, 5, padding=2), output_size(28, 2, stride=2)
+    assert type(r) is int, f"return a Python int, not {type(r).__name__}"
+    assert r == 28, "a 'same' 5x5 convolution keeps 28"
+    assert half == 14, "2x2 pooling with stride 2 halves 28"
+
+test_q1_public(output_size)
+
+
+# %% tags=["remove-cell"]
+""" # BEGIN TEST CONFIG
+hidden: true
+points: 2
+""" # END TEST CONFIG
+def test_q1_hidden(output_size):
+    import random as _random
+    import torch as _torch
+    from course_lib.grading import time_limit
+    _rng = _random.Random(20261123)
+    for _ in range(60):
+        _k, _s = _rng.randint(1, 7), _rng.randint(1, 4)
+        _p = _rng.randint(0, 3)
+        _n = _rng.randint(max(1, _k - 2 * _p), 40)
+        _expected = _torch.nn.functional.conv2d(_torch.zeros(1, 1, _n, _n), _torch.zeros(1, 1, _k, _k),
+                                                stride=_s, padding=_p).shape[-1]
+        with time_limit(5):
+            _got = output_size(_n, _k, stride=_s, padding=_p)
+        assert type(_got) is int and _got == _expected, (_n, _k, _s, _p, _got, _expected)
+
+test_q1_hidden(output_size)
+
+
+# %% [raw] tags=["remove-cell"]
+# # END TESTS
+
+# %% [raw] tags=["remove-cell"]
+# # END QUESTION
+
+# %% [raw] tags=["remove-cell"]
+# # BEGIN QUESTION
+# name: q2
+
+# %% [markdown]
+# ### Question 2 — cross-entropy from logits (3 points)
+#
+# Implement `my_cross_entropy(logits, target)`: the mean cross-entropy of integer targets `(B,)`
+# under the softmax of `logits` `(B, C)`, returned as a scalar tensor. It must stay finite for
+# logits as large as 1000, and must not call PyTorch's `cross_entropy`, `nll_loss`,
+# `log_softmax` or `CrossEntropyLoss` (the point is to write the formula).
+
+# %% [raw] tags=["remove-cell"]
+# # BEGIN SOLUTION
+
+# %% tags=["hide-input"]
+def my_cross_entropy(logits, target):
+    # BEGIN SOLUTION
+    picked = logits[torch.arange(len(target)), target]                 # (B,) z_{i, y_i}
+    m = logits.max(dim=1).values                                       # (B,) for stability
+    lse = m + torch.log(torch.exp(logits - m[:, None]).sum(dim=1))     # (B,) log-sum-exp
+    return (lse - picked).mean()
+    # END SOLUTION
+
+# %% [raw] tags=["remove-cell"]
+# # END SOLUTION
+
+# %% [raw] tags=["remove-cell"]
+# # BEGIN TESTS
+
+# %% tags=["remove-cell"]
+def test_q2_public(my_cross_entropy):
+    import math
+    import torch
+    z = torch.tensor([[2.0, 1.0, 0.1], [0.0, 0.0, 0.0]])
+    expected = ((math.log(math.exp(2) + math.exp(1) + math.exp(0.1)) - 2) + math.log(3)) / 2
+    from course_lib.grading import time_limit
+    with time_limit(5):
+        out = my_cross_entropy(z, torch.tensor([0, 2]))
+    assert type(out) is torch.Tensor and out.ndim == 0, "return a scalar tensor"
+    assert abs(out.item() - expected) < 1e-4
+
+test_q2_public(my_cross_entropy)
+
+
+# %% tags=["remove-cell"]
+""" # BEGIN TEST CONFIG
+hidden: true
+points: 3
+""" # END TEST CONFIG
+def test_q2_hidden(my_cross_entropy):
+    import torch as _torch
+    from course_lib.grading import time_limit
+    import torch.nn.functional as _F
+    _saved = {name: getattr(_F, name) for name in ("cross_entropy", "nll_loss", "log_softmax")}
+    _saved_cls, _saved_method = _torch.nn.CrossEntropyLoss, _torch.Tensor.log_softmax
+    def _forbidden(*args, **kwargs):
+        raise AssertionError("my_cross_entropy must not call PyTorch's cross-entropy helpers")
+    _g = _torch.Generator().manual_seed(7)
+    _cases = [(_torch.randn(16, 10, generator=_g) * 3, _torch.randint(0, 10, (16,), generator=_g)),
+              (_torch.randn(5, 3, generator=_g) * 1000, _torch.randint(0, 3, (5,), generator=_g)),
+              (_torch.tensor([[1000.0, 0.0, -1000.0]]), _torch.tensor([1]))]
+    for _z, _y in _cases:
+        _z = _z.clone().requires_grad_(True)
+        for name in _saved:
+            setattr(_F, name, _forbidden)
+        _torch.nn.CrossEntropyLoss, _torch.Tensor.log_softmax = _forbidden, _forbidden
+        try:
+            with time_limit(5):
+                _out = my_cross_entropy(_z, _y)
+        finally:
+            for name, fn in _saved.items():
+                setattr(_F, name, fn)
+            _torch.nn.CrossEntropyLoss, _torch.Tensor.log_softmax = _saved_cls, _saved_method
+        assert _torch.is_tensor(_out) and _out.ndim == 0 and bool(_torch.isfinite(_out))
+        _ref = (_torch.logsumexp(_z, 1) - _z[_torch.arange(len(_y)), _y]).mean()
+        assert abs(_out.item() - _ref.item()) <= 1e-4 * max(1.0, abs(_ref.item())), (_out.item(), _ref.item())
+        _grad, = _torch.autograd.grad(_out, _z)
+        _expected = (_torch.softmax(_z.detach(), 1) - _F.one_hot(_y, _z.shape[1])) / len(_y)
+        assert _torch.allclose(_grad, _expected, atol=1e-5), "the gradient must flow through the logits"
+
+test_q2_hidden(my_cross_entropy)
+
+
+# %% [raw] tags=["remove-cell"]
+# # END TESTS
+
+# %% [raw] tags=["remove-cell"]
+# # END QUESTION
+
+# %% [raw] tags=["remove-cell"]
+# # BEGIN QUESTION
+# name: q3
+
+# %% [markdown]
+# ### Question 3 — a learning rate for a fixed budget (2 points)
+#
+# A softmax-regression classifier (`nn.Linear(64, 10)`) is trained on 1,200 of scikit-learn's 8×8
+# digits with plain SGD (no momentum), batches of 32, for **one** pass over the data (38 steps), and
+# tested on the other 597. Set `lr_choice` (a float) so that it reaches **at least 85%** test accuracy
+# for each of the seeds 0, 1 and 2. The function `budget_run(lr, seed)` below runs that experiment:
+# use it to explore (what happens with `lr=0.01`? why?).
+
+# %%
+from sklearn.datasets import load_digits as _load_digits
+
+def budget_run(lr, seed=0):
+    """Test accuracy of softmax regression on sklearn digits after one SGD pass with ``lr``."""
+    d = _load_digits()
+    x = torch.tensor(d.data / 16.0, dtype=torch.float32)                 # (1797, 64)
+    y = torch.tensor(d.target)                                           # (1797,)
+    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
+    tr, te = perm[:1200], perm[1200:]
+    torch.manual_seed(seed)
+    model = nn.Linear(64, 10)
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    order = tr[torch.randperm(len(tr), generator=torch.Generator().manual_seed(seed))]
+    for i in range(0, len(order), 32):
+        b = order[i:i + 32]
+        loss = nn.functional.cross_entropy(model(x[b]), y[b])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        return (model(x[te]).argmax(1) == y[te]).float().mean().item()
+
+print("lr=0.01:", [round(budget_run(0.01, s), 3) for s in range(3)])
+
+# %% [raw] tags=["remove-cell"]
+# # BEGIN SOLUTION
+
+# %% tags=["hide-input"]
+lr_choice = 3.0  # SOLUTION
+
+# %% [raw] tags=["remove-cell"]
+# # END SOLUTION
+
+# %% [raw] tags=["remove-cell"]
+# # BEGIN TESTS
+
+# %% tags=["remove-cell"]
+def test_q3_public(lr_choice):
+    assert type(lr_choice) in (float, int) and 0 < lr_choice <= 100, "lr_choice must be a number in (0, 100]"
+
+test_q3_public(lr_choice)
+
+
+# %% tags=["remove-cell"]
+""" # BEGIN TEST CONFIG
+hidden: true
+points: 2
+""" # END TEST CONFIG
+def test_q3_hidden(lr_choice):
+    import torch as _torch
+    from sklearn.datasets import load_digits as _ld
+    assert type(lr_choice) in (float, int)
+    _d = _ld()
+    _x = _torch.tensor(_d.data / 16.0, dtype=_torch.float32)
+    _y = _torch.tensor(_d.target)
+    _perm = _torch.randperm(len(_x), generator=_torch.Generator().manual_seed(0))
+    _tr, _te = _perm[:1200], _perm[1200:]
+    for _seed in (0, 1, 2):                  # the experiment of budget_run, re-run here
+        _torch.manual_seed(_seed)
+        _m = _torch.nn.Linear(64, 10)
+        _opt = _torch.optim.SGD(_m.parameters(), lr=float(lr_choice))
+        _order = _tr[_torch.randperm(len(_tr), generator=_torch.Generator().manual_seed(_seed))]
+        for _i in range(0, len(_order), 32):
+            _b = _order[_i:_i + 32]
+            _loss = _torch.nn.functional.cross_entropy(_m(_x[_b]), _y[_b])
+            _opt.zero_grad()
+            _loss.backward()
+            _opt.step()
+        with _torch.no_grad():
+            _acc = (_m(_x[_te]).argmax(1) == _y[_te]).float().mean().item()
+        assert _acc >= 0.85, f"seed {_seed}: accuracy {_acc:.3f} < 0.85 with lr={lr_choice}"
+
+test_q3_hidden(lr_choice)
+
+
+# %% [raw] tags=["remove-cell"]
+# # END TESTS
+
+# %% [raw] tags=["remove-cell"]
+# # END QUESTION
+
+# %% [raw] tags=["remove-cell"]
+# # BEGIN QUESTION
+# name: q4
+
+# %% [markdown]
+# ### Question 4 — the pitfall (1 point)
+#
+# A network ends with `nn.Linear(128, 10), nn.ReLU()` and is trained with `nn.CrossEntropyLoss`.
+# For one training image the pre-activation of the *true* class is −0.3. Which is true during the
+# backward pass for this image? Set `q4_answer` to `"a"`, `"b"`, `"c"` or `"d"`.
+#
+# - a. The true class's logit gets a gradient pushing it up, as without the ReLU.
+# - b. No gradient reaches the true class's weights through this image; the loss can only fall by
+#   lowering the other classes' logits, which cannot go below 0.
+# - c. The loss is exactly 0 for this image.
+# - d. PyTorch raises an error because logits must be non-negative.
+
+# %% [raw] tags=["remove-cell"]
+# # BEGIN SOLUTION
+
+# %% tags=["hide-input"]
+q4_answer = "b"  # SOLUTION
+
+# %% [raw] tags=["remove-cell"]
+# # END SOLUTION
+
+# %% [raw] tags=["remove-cell"]
+# # BEGIN TESTS
+
+# %% tags=["remove-cell"]
+def test_q4_public(q4_answer):
+    assert type(q4_answer) is str and q4_answer in ("a", "b", "c", "d"), "answer with one letter: 'a', 'b', 'c' or 'd'"
+
+test_q4_public(q4_answer)
+
+
+# %% tags=["remove-cell"]
+""" # BEGIN TEST CONFIG
+hidden: true
+points: 1
+""" # END TEST CONFIG
+def test_q4_hidden(q4_answer):
+    assert type(q4_answer) is str and q4_answer.strip().lower() == "b"
+
+test_q4_hidden(q4_answer)
+
+
+# %% [raw] tags=["remove-cell"]
+# # END TESTS
+
+# %% [raw] tags=["remove-cell"]
+# # END QUESTION
+
+# %% [markdown]
 # ## Go further
 #
 # - Run with `COURSE_PROFILE=full` (the default on a GPU): wider layers and, with internet, the full
