@@ -68,7 +68,7 @@ print(f"profile: {PROFILE} | device: {describe(device)}")
 # Pre-training sees only the training images; the labels are used afterwards, to *evaluate* the
 # representation. The loader says which data ran:
 
-# %%
+# %% tags=["otter_ignore"]
 mnist = data.load_mnist(full=pick(ci=False, full=None))
 print(mnist.protocol)
 for part, source in mnist.source.items():
@@ -106,7 +106,7 @@ glue("protocol", mnist.protocol)
 # CPU round trip per image. Unit tests check the matrix against exact cases: a quarter turn equals
 # `torch.rot90`, a centred quarter-area crop equals a 2× bilinear upsampling of the central pixels.
 
-# %%
+# %% tags=["otter_ignore"]
 aug = contrastive.AugmentConfig(crop_scale=(0.5, 1.0), degrees=15, translate=0.1, noise_std=0.1)
 gen = torch.Generator().manual_seed(0)
 views = contrastive.two_views(x_train[:8].to(device), aug, gen)   # (8, 2, 1, 28, 28)
@@ -148,7 +148,7 @@ fig.suptitle("originals (top), first view, second view", fontsize=9)
 # softmax; and the row-wise cross-entropy against the targets $p(i)$ does the rest. First by hand,
 # one anchor at a time, then the library's batched version:
 
-# %%
+# %% tags=["otter_ignore"]
 g = torch.Generator().manual_seed(0)
 z1, z2 = torch.randn(4, 3, generator=g), torch.randn(4, 3, generator=g)  # toy: N=4 images, D=3
 tau = 0.5
@@ -214,7 +214,7 @@ glue("toy_loss", library.item())
 # No label is used: `contrastive.fit_simclr` calls `course_lib.train.fit` with a transform that
 # makes two views of each batch on the device, and a loss that takes the two projections.
 
-# %%
+# %% tags=["otter_ignore"]
 sim_config = contrastive.SimCLRConfig(channels=pick(ci=(8, 16), full=(32, 64)), hidden=128,
                                       proj_dim=64, temperature=0.5)
 fit_config = train.TrainConfig(epochs=pick(ci=5, full=40), batch_size=pick(ci=256, full=512),
@@ -234,7 +234,7 @@ print(f"{len(history.epoch)} epochs in {sum(history.seconds):.0f} s; NT-Xent "
       f"{history.train_loss[0]:.3f} -> {history.train_loss[-1]:.3f} "
       f"(chance: log(2N-1) = {np.log(2 * fit_config.batch_size - 1):.3f})")
 
-# %%
+# %% tags=["otter_ignore"]
 fig, ax = plt.subplots(figsize=(5, 3.2))
 ax.plot(np.arange(1, len(history.step_loss) + 1), history.step_loss)
 ax.axhline(np.log(2 * fit_config.batch_size - 1), color="grey", ls="--", label="chance log(2N−1)")
@@ -261,7 +261,7 @@ ax.legend()
 # features are surprisingly good on MNIST, so this is a fair bar. We also vary how many labels the
 # probe may use: pre-training matters most when labels are few.
 
-# %%
+# %% tags=["otter_ignore"]
 feats = {"SimCLR": (contrastive.encode(model, x_train, device), contrastive.encode(model, x_test, device)),
          "random init": (contrastive.encode(random_init, x_train, device),
                          contrastive.encode(random_init, x_test, device))}
@@ -295,7 +295,7 @@ glue("few_random", few.loc["random init", "linear probe"])
 glue("few_gain_points", 100 * (few.loc["SimCLR", "linear probe"] - few.loc["random init", "linear probe"]))
 glue("gain_points", 100 * (full.loc["SimCLR", "linear probe"] - full.loc["random init", "linear probe"]))
 
-# %%
+# %% tags=["otter_ignore"]
 fig, ax = plt.subplots(figsize=(5.5, 3.4))
 for (name, metric), part in results.melt(id_vars=["encoder", "labels"]).groupby(["encoder", "variable"]):
     ax.plot(part["labels"], part["value"], marker="o", ls="-" if metric == "linear probe" else ":",
@@ -320,7 +320,7 @@ ax.legend(fontsize=8)
 # the same probes when `course_lib.autoencoder` is installed (it prints a note and skips
 # otherwise).
 
-# %%
+# %% tags=["otter_ignore"]
 try:
     from course_lib import autoencoder
 except ImportError as err:
@@ -342,7 +342,7 @@ if autoencoder is not None:
 # Principal component analysis projects the test digits' 128-dimensional representations onto the
 # two directions of largest variance; the colour is the label, which neither encoder ever saw.
 
-# %%
+# %% tags=["otter_ignore"]
 from sklearn.decomposition import PCA
 
 n_show = pick(ci=2000, full=5000)
@@ -357,8 +357,7 @@ fig.colorbar(sc, ax=axes, ticks=range(10), label="digit")
 
 # %% [markdown]
 # A linear projection to two dimensions cannot separate ten classes, but the SimCLR panel already
-# groups several digits into distinct regions, where the random encoder's classes overlap. A
-# t-SNE map {cite}`vandermaaten2008visualizing` separates them further (see "Go further").
+# groups several digits into distinct regions, where the random encoder's classes overlap more.
 
 # %% [markdown]
 # ## FAQ: how do I choose the temperature?
@@ -368,7 +367,7 @@ fig.colorbar(sc, ax=axes, ticks=range(10), label="digit")
 # linear-probe accuracy, and the alignment and uniformity of the normalised projections $z$
 # (alignment on two augmented views of each test digit).
 
-# %%
+# %% tags=["otter_ignore"]
 taus = pick(ci=[0.05, 0.2, 0.5, 1.0], full=[0.05, 0.1, 0.2, 0.5, 1.0, 2.0])
 sweep_config = train.TrainConfig(epochs=pick(ci=1, full=15), batch_size=fit_config.batch_size,
                                  lr=fit_config.lr, schedule="onecycle", seed=0, progress=False)
@@ -406,7 +405,7 @@ glue("min_tau", min(taus))
 glue("max_tau", max(taus))
 glue("n_eval", n_eval)
 
-# %%
+# %% tags=["otter_ignore"]
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
 axes[0].plot(sweep["tau"], sweep["linear probe"], marker="o")
 axes[0].set_xscale("log")
@@ -436,7 +435,7 @@ axes[1].set_title("Wang & Isola's two metrics, one point per τ", fontsize=9)
 # τ). We can see the concentration directly: for the trained model, what fraction of the negatives'
 # softmax weight $P_{ik}$ goes to the hardest 1% of negatives?
 
-# %%
+# %% tags=["otter_ignore"]
 with torch.no_grad():
     z = model.to(device)(test_views[:fit_config.batch_size].to(device))     # (B, 2, P)
 rows = []
@@ -482,7 +481,7 @@ glue("hard_share_max_tau", hard.iloc[-1, 1])
 #
 # Running it:
 
-# %% tags=["raises-exception"]
+# %% tags=["raises-exception", "otter_ignore"]
 encoder = contrastive.SimCLR(sim_config).to(device)
 xb = x_train[:256].to(device)
 z_single = encoder.head(encoder.embed(xb))                       # (256, 64): one view, no augmentation
@@ -497,7 +496,7 @@ loss = nn.functional.contrastive_loss(z_single, z_single, temperature=0.5)
 # the same image as both "views" — with exactly the budget, seed and τ of the SimCLR run above, and
 # evaluate it the same way.
 
-# %%
+# %% tags=["otter_ignore"]
 seed_everything(0)
 no_aug = contrastive.SimCLR(sim_config)
 pit_hist = contrastive.fit_simclr(no_aug, x_train, config=fit_config, augment_views=False,
@@ -544,75 +543,319 @@ glue("fix_align", rows.loc[("SimCLR", len(y_train)), "alignment"])
 # `contrastive.fit_simclr` does exactly this inside `course_lib.train.fit`.
 # ```
 #
+# ## Exercises
+#
+# Four graded questions. In your own copy of the chapter (the *student version*: see the link
+# below, or the notebook your instructor gave you), write your answer in place of each `...`, then
+# run `grader.check("q1")` for instant feedback from the public tests. Your instructor grades with
+# more (hidden) tests. In this book the solutions are folded: click *Show code cell source* only
+# after trying.
+
+# %% [raw] tags=["remove-cell"]
+# # ASSIGNMENT CONFIG
+# name: 03_contrastive
+# init_cell: false
+# check_all_cell: false
+# export_cell: false
+# solutions_pdf: false
+# tests:
+#   files: true
+#   ok_format: false
+
+# %% tags=["otter_ignore", "remove-input"]
+from IPython.display import Markdown
+from course_lib.book import colab_url
+Markdown(f"[Open the student version of this chapter in Colab]"
+         f"({colab_url('03_contrastive/03_contrastive.ipynb', COURSE_REPO, branch='student')})")
+
+# %% tags=["otter_ignore", "remove-cell"]
+# Instant feedback: grader.check("q1") runs the public tests of question 1 (otter-grader).
+from course_lib.grading import notebook_grader
+grader = notebook_grader("03_contrastive")
+
+# %% [raw] tags=["remove-cell"]
+# # BEGIN QUESTION
+# name: q1
+
+# %% [markdown]
+# ### Question 1 — NT-Xent, batched (3 points)
+#
+# Implement `my_nt_xent(z1, z2, tau)`: the mean NT-Xent loss of this chapter for two views `z1`,
+# `z2` of shape `(N, D)` (row `n` of `z1` and row `n` of `z2` are a positive pair; the rows are
+# **not** normalised yet), returned as a scalar tensor through which gradients flow. Do not use
+# `course_lib.contrastive`: write the formula (normalise, similarity matrix, mask the diagonal,
+# cross-entropy against $p(i)$).
+
+# %% [raw] tags=["remove-cell"]
+# # BEGIN SOLUTION
+
+# %% tags=["hide-input"]
+def my_nt_xent(z1, z2, tau):
+    # BEGIN SOLUTION
+    n = len(z1)
+    u = nn.functional.normalize(torch.cat([z1, z2]), dim=1)                 # (2N, D)
+    logits = (u @ u.T / tau).masked_fill(torch.eye(2 * n, dtype=torch.bool), float("-inf"))
+    positive = (torch.arange(2 * n) + n) % (2 * n)                          # (2N,)
+    return nn.functional.cross_entropy(logits, positive)
+    # END SOLUTION
+
+# %% [raw] tags=["remove-cell"]
+# # END SOLUTION
+
+# %% [raw] tags=["remove-cell"]
+# # BEGIN TESTS
+
+# %% tags=["remove-cell"]
+def test_q1_public(my_nt_xent):
+    import math
+    import torch
+    from course_lib.grading import time_limit
+    with time_limit(10):
+        out = my_nt_xent(torch.eye(2), torch.eye(2), 0.5)
+    assert type(out) is torch.Tensor and out.ndim == 0, "return a scalar tensor"
+    # two images, identical orthogonal views: positive similarity 1, two negatives at 0
+    assert abs(out.item() - math.log(1 + 2 * math.exp(-2))) < 1e-4
+
+test_q1_public(my_nt_xent)
+
+
+# %% tags=["remove-cell"]
+""" # BEGIN TEST CONFIG
+hidden: true
+points: 3
+""" # END TEST CONFIG
+def test_q1_hidden(my_nt_xent):
+    import math
+    import torch as _torch
+    from course_lib import contrastive as _c
+    from course_lib.grading import time_limit
+    _saved = _c.info_nce, _c.similarity_logits
+    def _forbidden(*args, **kwargs):
+        raise AssertionError("my_nt_xent must not call course_lib.contrastive")
+    _g = _torch.Generator().manual_seed(11)
+    for _n, _d, _tau in [(1, 3, 0.5), (5, 4, 0.1), (9, 16, 1.0), (3, 2, 2.0)]:
+        _z1 = (_torch.randn(_n, _d, generator=_g) * 3).requires_grad_(True)
+        _z2 = _torch.randn(_n, _d, generator=_g)
+        _u = [_v / _v.norm() for _v in _torch.cat([_z1, _z2]).detach().double()]
+        _ref = 0.0
+        for _i in range(2 * _n):                    # the formula, one anchor at a time
+            _p = (_i + _n) % (2 * _n)
+            _den = sum(math.exp(float(_u[_i] @ _u[_k]) / _tau) for _k in range(2 * _n) if _k != _i)
+            _ref += (-float(_u[_i] @ _u[_p]) / _tau + math.log(_den)) / (2 * _n)
+        _c.info_nce = _c.similarity_logits = _forbidden
+        try:
+            with time_limit(10):
+                _out = my_nt_xent(_z1, _z2, _tau)
+        finally:
+            _c.info_nce, _c.similarity_logits = _saved
+        assert _torch.is_tensor(_out) and _out.ndim == 0
+        assert abs(_out.item() - _ref) <= 1e-4 * max(1.0, abs(_ref)), (_n, _tau, _out.item(), _ref)
+        _grad, = _torch.autograd.grad(_out, _z1)
+        assert bool(_torch.isfinite(_grad).all()) and _grad.abs().sum() > 0, "gradients must flow"
+
+test_q1_hidden(my_nt_xent)
+
+
+# %% [raw] tags=["remove-cell"]
+# # END TESTS
+
+# %% [raw] tags=["remove-cell"]
+# # END QUESTION
+
+# %% [raw] tags=["remove-cell"]
+# # BEGIN QUESTION
+# name: q2
+
+# %% [markdown]
+# ### Question 2 — alignment and uniformity (2 points)
+#
+# Implement `align_uniform(z1, z2)` returning the pair of Python floats
+# `(alignment, uniformity)` of Wang and Isola, with α = 2 and t = 2: normalise the rows first;
+# alignment averages over the `N` positive pairs, uniformity over the pairs $i<j$ of `z1` only.
+
+# %% [raw] tags=["remove-cell"]
+# # BEGIN SOLUTION
+
+# %% tags=["hide-input"]
+def align_uniform(z1, z2):
+    # BEGIN SOLUTION
+    u1, u2 = nn.functional.normalize(z1, dim=1), nn.functional.normalize(z2, dim=1)
+    align = (u1 - u2).pow(2).sum(1).mean()
+    uniform = torch.pdist(u1).pow(2).mul(-2).exp().mean().log()
+    return float(align), float(uniform)
+    # END SOLUTION
+
+# %% [raw] tags=["remove-cell"]
+# # END SOLUTION
+
+# %% [raw] tags=["remove-cell"]
+# # BEGIN TESTS
+
+# %% tags=["remove-cell"]
+def test_q2_public(align_uniform):
+    import torch
+    from course_lib.grading import time_limit
+    with time_limit(10):
+        a, u = align_uniform(torch.tensor([[2.0, 0.0], [-1.0, 0.0]]), torch.tensor([[-1.0, 0.0], [3.0, 0.0]]))
+    assert type(a) is float and type(u) is float, "return two Python floats"
+    assert abs(a - 4.0) < 1e-5, "antipodal positives: alignment is 4"
+    assert abs(u + 8.0) < 1e-4, "two antipodal points: uniformity is -2 * 4 = -8"
+
+test_q2_public(align_uniform)
+
+
+# %% tags=["remove-cell"]
+""" # BEGIN TEST CONFIG
+hidden: true
+points: 2
+""" # END TEST CONFIG
+def test_q2_hidden(align_uniform):
+    import math
+    import torch as _torch
+    from course_lib.grading import time_limit
+    _g = _torch.Generator().manual_seed(12)
+    for _n, _d in [(2, 3), (30, 8), (100, 2)]:
+        _z1, _z2 = _torch.randn(_n, _d, generator=_g) * 5, _torch.randn(_n, _d, generator=_g)
+        _u1 = (_z1 / _z1.norm(dim=1, keepdim=True)).double()
+        _u2 = (_z2 / _z2.norm(dim=1, keepdim=True)).double()
+        _align = float(((_u1 - _u2) ** 2).sum(1).mean())
+        _pairs = [float(((_u1[_i] - _u1[_j]) ** 2).sum()) for _i in range(_n) for _j in range(_i + 1, _n)]
+        _unif = math.log(sum(math.exp(-2 * _p) for _p in _pairs) / len(_pairs))
+        with time_limit(10):
+            _a, _u = align_uniform(_z1, _z2)
+        assert abs(_a - _align) < 1e-4 and abs(_u - _unif) < 1e-4, (_n, _a, _align, _u, _unif)
+
+test_q2_hidden(align_uniform)
+
+
+# %% [raw] tags=["remove-cell"]
+# # END TESTS
+
+# %% [raw] tags=["remove-cell"]
+# # END QUESTION
+
+# %% [raw] tags=["remove-cell"]
+# # BEGIN QUESTION
+# name: q3
+
+# %% [markdown]
+# ### Question 3 — choose the temperature (2 points)
+#
+# One anchor has cosine similarity 0.9, 0.5, 0.3, 0.1 and −0.2 to its five negatives
+# (`negative_sims` below). Set `tau_choice` to the **largest** temperature among `candidates` for
+# which the hardest negative (similarity 0.9) receives at least **half** of the negatives' softmax
+# weight $P_{ik}$, i.e. of the push the loss gives them.
+
+# %%
+negative_sims = torch.tensor([0.9, 0.5, 0.3, 0.1, -0.2])
+candidates = [0.02, 0.05, 0.1, 0.2, 0.5, 1.0]
+
+# %% [raw] tags=["remove-cell"]
+# # BEGIN SOLUTION
+
+# %% tags=["hide-input"]
+tau_choice = max(t for t in candidates if torch.softmax(negative_sims / t, 0)[0] >= 0.5)  # SOLUTION
+
+# %% [raw] tags=["remove-cell"]
+# # END SOLUTION
+
+# %% [raw] tags=["remove-cell"]
+# # BEGIN TESTS
+
+# %% tags=["remove-cell"]
+def test_q3_public(tau_choice):
+    assert type(tau_choice) in (float, int), "tau_choice must be a number"
+    assert tau_choice in (0.02, 0.05, 0.1, 0.2, 0.5, 1.0), "choose one of the candidates"
+
+test_q3_public(tau_choice)
+
+
+# %% tags=["remove-cell"]
+""" # BEGIN TEST CONFIG
+hidden: true
+points: 2
+""" # END TEST CONFIG
+def test_q3_hidden(tau_choice):
+    import math
+    _sims = [0.9, 0.5, 0.3, 0.1, -0.2]
+    _ok = [_t for _t in (0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
+           if math.exp(_sims[0] / _t) / sum(math.exp(_s / _t) for _s in _sims) >= 0.5]
+    assert type(tau_choice) in (float, int) and tau_choice == max(_ok)
+
+test_q3_hidden(tau_choice)
+
+
+# %% [raw] tags=["remove-cell"]
+# # END TESTS
+
+# %% [raw] tags=["remove-cell"]
+# # END QUESTION
+
+# %% [raw] tags=["remove-cell"]
+# # BEGIN QUESTION
+# name: q4
+
+# %% [markdown]
+# ### Question 4 — the pitfall (1 point)
+#
+# A SimCLR training loop feeds the *same, un-augmented* image as both views of each pair, with the
+# correct NT-Xent loss. Which is true? Set `q4_answer` to `"a"`, `"b"`, `"c"` or `"d"`.
+#
+# - a. The loss stays at $\log(2N-1)$ because every similarity is 1.
+# - b. Every positive has similarity exactly 1 whatever the weights are, so the loss can only fall
+#   by pushing different images apart; nothing teaches the encoder to map two distorted versions
+#   of a digit to nearby points.
+# - c. PyTorch raises an error because the two views are the same tensor.
+# - d. It is equivalent to SimCLR with a temperature of 1.
+
+# %% [raw] tags=["remove-cell"]
+# # BEGIN SOLUTION
+
+# %% tags=["hide-input"]
+q4_answer = "b"  # SOLUTION
+
+# %% [raw] tags=["remove-cell"]
+# # END SOLUTION
+
+# %% [raw] tags=["remove-cell"]
+# # BEGIN TESTS
+
+# %% tags=["remove-cell"]
+def test_q4_public(q4_answer):
+    assert type(q4_answer) is str and q4_answer in ("a", "b", "c", "d"), "answer with one letter: 'a', 'b', 'c' or 'd'"
+
+test_q4_public(q4_answer)
+
+
+# %% tags=["remove-cell"]
+""" # BEGIN TEST CONFIG
+hidden: true
+points: 1
+""" # END TEST CONFIG
+def test_q4_hidden(q4_answer):
+    assert type(q4_answer) is str and q4_answer.strip().lower() == "b"
+
+test_q4_hidden(q4_answer)
+
+
+# %% [raw] tags=["remove-cell"]
+# # END TESTS
+
+# %% [raw] tags=["remove-cell"]
+# # END QUESTION
+
+# %% [markdown]
 # ## Go further
 #
 # - Run with `COURSE_PROFILE=full` (the default on a GPU): a wider encoder, 40 epochs, the full
 #   60,000 training images when they can be downloaded, and a finer τ sweep.
 # - Remove one augmentation at a time (`AugmentConfig(degrees=0)`, `crop_scale=(1, 1)`,
 #   `noise_std=0`) and measure the probe: which one matters most for digits?
+# - Draw the embedding with t-SNE {cite}`vandermaaten2008visualizing` (`sklearn.manifold.TSNE`)
+#   instead of PCA: which digits stay mixed?
 # - Evaluate on the projection $z$ instead of $h$: the probe is usually worse
 #   {cite}`chen2020simple`. Why?
 # - MoCo keeps a queue of negatives from past batches, and BYOL and SimSiam drop negatives
 #   altogether; the alignment/uniformity view explains why they need other tricks not to collapse.
 # - The chapter on fine-tuning starts from a pre-trained encoder like this one and updates it
 #   with labels.
-#
-# ## Exercises
-#
-# Each exercise has a solution cell and a check; replace the solution with your own and run the
-# check.
-#
-# **Exercise 1 — the loss by hand.** Two images, with identical views that are orthogonal unit
-# vectors: $z^{(1)} = z^{(2)} = (e_1, e_2)$ in $\mathbb{R}^2$. Compute the NT-Xent loss at τ = 0.5 as a
-# Python float, from the formula (not with the library).
-
-# %%
-# BEGIN SOLUTION
-# each anchor: positive similarity 1, two negatives at similarity 0 -> -log(e^2 / (e^2 + 2))
-answer_1 = float(np.log(1 + 2 * np.exp(-1 / 0.5)))
-# END SOLUTION
-
-# %%
-assert isinstance(answer_1, float)
-assert abs(answer_1 - contrastive.info_nce(torch.eye(2), torch.eye(2), 0.5).item()) < 1e-5
-print("Exercise 1: correct")
-
-# %% [markdown]
-# **Exercise 2 — alignment and uniformity.** Write `align_uniform(z1, z2)` returning the pair
-# `(alignment, uniformity)` of Wang and Isola (α = 2, t = 2, uniformity over the pairs $i<j$ of
-# `z1`), normalising the rows first. Use only `torch`.
-
-# %%
-def align_uniform(z1, z2):
-    # BEGIN SOLUTION
-    u1, u2 = nn.functional.normalize(z1, dim=1), nn.functional.normalize(z2, dim=1)
-    align = (u1 - u2).pow(2).sum(1).mean()
-    uniform = torch.pdist(u1).pow(2).mul(-2).exp().mean().log()
-    return align.item(), uniform.item()
-    # END SOLUTION
-
-
-# %%
-_z = train.predict(model, test_views[:256], device=device)                # (256, 2, P)
-_z1, _z2 = _z[:, 0], _z[:, 1]
-_a, _u = align_uniform(_z1, _z2)
-assert abs(_a - contrastive.alignment(_z1, _z2).item()) < 1e-4
-assert abs(_u - contrastive.uniformity(_z1).item()) < 1e-4
-print("Exercise 2: correct")
-
-# %% [markdown]
-# **Exercise 3 — choose the temperature.** For the similarities of one anchor to its five
-# negatives below, find the **largest** τ in the list for which the hardest negative (similarity
-# 0.9) receives at least half of the negatives' softmax weight $P_{ik}$.
-
-# %%
-negative_sims = torch.tensor([0.9, 0.5, 0.3, 0.1, -0.2])
-candidates = [0.02, 0.05, 0.1, 0.2, 0.5, 1.0]
-# BEGIN SOLUTION
-answer_3 = max(t for t in candidates if torch.softmax(negative_sims / t, 0)[0] >= 0.5)
-# END SOLUTION
-
-# %%
-_ok = [t for t in candidates if torch.softmax(negative_sims / t, 0)[0].item() >= 0.5]
-assert answer_3 in candidates and answer_3 == max(_ok)
-print(f"Exercise 3: correct (tau = {answer_3})")
