@@ -230,6 +230,11 @@ glue("epochs", len(history.epoch))
 glue("train_seconds", sum(history.seconds))
 glue("final_loss", history.train_loss[-1])
 glue("chance_loss", float(np.log(2 * fit_config.batch_size - 1)))
+# instance discrimination on unseen digits: is each view's most similar other view its partner?
+check_views = contrastive.two_views(x_test[:512], aug, torch.Generator().manual_seed(1))  # (512, 2, 1, 28, 28)
+z_check = train.predict(model, check_views, device=device)                                # (512, 2, P)
+logits, positive = contrastive.similarity_logits(z_check[:, 0], z_check[:, 1])            # (1024, 1024)
+glue("view_acc", (logits.argmax(1) == positive).float().mean().item())
 print(f"{len(history.epoch)} epochs in {sum(history.seconds):.0f} s; NT-Xent "
       f"{history.train_loss[0]:.3f} -> {history.train_loss[-1]:.3f} "
       f"(chance: log(2N-1) = {np.log(2 * fit_config.batch_size - 1):.3f})")
@@ -244,8 +249,9 @@ ax.legend()
 
 # %% [markdown]
 # In {glue:text}`epochs` epochs ({glue:text}`train_seconds:.0f` s) the loss fell from chance,
-# {glue:text}`chance_loss:.2f`, to {glue:text}`final_loss:.2f`: most of the time the network now
-# picks the other view of an image among all the views of the batch.
+# {glue:text}`chance_loss:.2f`, to {glue:text}`final_loss:.2f`. On 512 *test* digits, two views
+# each, the most similar of the 1,023 other views is the view's own partner in
+# {glue:text}`view_acc:.0%` of cases: the network recognises an image under a new distortion.
 #
 # ## Is the representation any good? Linear probe and kNN
 #
@@ -356,8 +362,9 @@ for ax, name in zip(axes, ["random init", "SimCLR"]):
 fig.colorbar(sc, ax=axes, ticks=range(10), label="digit")
 
 # %% [markdown]
-# A linear projection to two dimensions cannot separate ten classes, but the SimCLR panel already
-# groups several digits into distinct regions, where the random encoder's classes overlap more.
+# A linear projection to two dimensions cannot separate ten classes; it shows the two directions
+# along which each representation varies most. Compare how the colours are arranged: the SimCLR
+# directions were learned without a single label.
 
 # %% [markdown]
 # ## FAQ: how do I choose the temperature?
