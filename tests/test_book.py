@@ -123,9 +123,21 @@ def test_chapter_page_renders_math_glue_figures_and_colab_link(browser, site, nb
     # the Colab launch button points at this notebook in the repository set in _config.yml
     colab = {a.get_attribute("href") for a in browser.find_elements(By.CSS_SELECTOR, "a[href*='colab.research.google.com']")}
     assert book.colab_url(f"notebooks/{nb}.ipynb", book.repo_url(ROOT)) in colab
+    # exercises: prompts shown, solutions folded behind a toggle, no test code on the page
+    source = browser.page_source
+    assert "test_q1_hidden" not in source and "test_q1_public" not in source and "BEGIN QUESTION" not in source
+    if _is_master(ROOT / "notebooks" / f"{nb}.ipynb"):
+        assert "Question 1" in text
+        folded = browser.find_elements(By.CSS_SELECTOR, ".tag_hide-input details, .tag_hide-input .toggle-details")
+        assert folded, "solutions should be folded (hide-input)"
     shots = ROOT / "_build" / "screenshots"
     shots.mkdir(exist_ok=True)
     browser.save_screenshot(str(shots / f"{nb}.png"))
+
+
+def _is_master(notebook: Path) -> bool:
+    from course_lib.grading import is_master
+    return is_master(notebook)
 
 
 def _number_roles(notebook: Path):
