@@ -453,6 +453,8 @@ curve = pd.DataFrame(curve)
 print(curve[["tokens", "wordsim353", "analogy", "analogy_n"]].round(4))
 glue("curve_an_small", curve.analogy.iloc[0])
 glue("curve_an_full", curve.analogy.iloc[-1])
+glue("curve_n_small", int(curve.analogy_n.iloc[0]))
+glue("curve_n_full", int(curve.analogy_n.iloc[-1]))
 fig, axes = plt.subplots(1, 2, figsize=(9, 3))
 axes[0].plot(curve.tokens, curve.wordsim353, "-o")
 axes[0].set_ylabel("WordSim-353 Spearman ρ")
@@ -466,8 +468,9 @@ plt.tight_layout()
 
 # %% [markdown]
 # From a quarter of the corpus to all of it, analogy accuracy goes from
-# {glue:text}`curve_an_small:.2%` to {glue:text}`curve_an_full:.2%` (and the set of answerable
-# questions grows too). Run the `full` profile with text8 to see analogies work.
+# {glue:text}`curve_an_small:.2%` to {glue:text}`curve_an_full:.2%`, and the number of questions
+# whose four words are in the vocabulary from {glue:text}`curve_n_small:,` to
+# {glue:text}`curve_n_full:,`. The `full` profile trains longer, on text8 when it can be downloaded.
 #
 # ## Nearest neighbours and analogy arithmetic
 #

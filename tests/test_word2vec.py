@@ -277,6 +277,9 @@ def test_training_is_deterministic_and_checks_ids(small):
         w2v.train_sgns([np.array([0, len(vocab)])], vocab, cfg, device="cpu", progress=False)
     with pytest.raises(ValueError, match="hold no token"):
         w2v.train_sgns([np.array([], dtype=np.int64)], vocab, cfg, device="cpu", progress=False)
+    with pytest.raises(FloatingPointError, match="lower batch_size=20000"):
+        w2v.train_sgns(part, vocab, w2v.SGNSConfig(dim=8, epochs=1, lr=5.0, batch_size=20_000),
+                       device="cpu", progress=False)
     assert torch.get_num_threads() == threads                  # restored after training
 
 

@@ -326,7 +326,8 @@ class SGNSConfig:
     epochs: int = 5           # passes over the corpus
     lr: float = 0.025         # word2vec's starting alpha for skip-gram...
     min_lr: float = 1e-4      # ...decayed linearly to this over all epochs
-    batch_size: int = 1024    # (center, context) pairs per SGD step; gradients are summed, not averaged
+    batch_size: int = 1024    # pairs per SGD step; gradients are summed, not averaged, so a frequent
+    #                           word's rows get many at once: 16384 diverges at lr=0.025, 4096 does not
     chunk_words: int = 200_000  # pairs are made and shuffled per chunk of this many corpus words
     cpu_threads: int | None = 1  # torch threads on CPU while training (None: leave as is). The
     #                              steps are small gathers/scatters that gain little from more
@@ -512,9 +513,12 @@ def _epochs(model, docs, keep, cum, rng, gen, cfg, device, n_words, hist, bar):
             done += words_here
             bar.update(words_here)
         mean_loss = (loss_sum / max(n_pairs, 1)).item()
-        if not math.isfinite(mean_loss):
-            raise FloatingPointError(f"loss became {mean_loss} at epoch {epoch}; lower lr={cfg.lr} "
-                                     f"or batch_size={cfg.batch_size}.")
+        start_loss = (1 + cfg.negative) * math.log(2)                      # u = 0: every σ(s) = 1/2
+        if not math.isfinite(mean_loss) or mean_loss > 10 * start_loss:
+            raise FloatingPointError(
+                f"training diverged: mean loss {mean_loss:.3g} at epoch {epoch} (it starts near "
+                f"{start_loss:.2f}). Summed gradients of frequent words grow with the batch: lower "
+                f"batch_size={cfg.batch_size} (e.g. 1024-4096) or lr={cfg.lr}.")
         hist.epoch.append(epoch)
         hist.loss.append(mean_loss)
         hist.lr.append(lr)
