@@ -325,7 +325,8 @@ print(f"scratch SGNS: {scratch_seconds:.1f} s, {history.pairs[-1]:,} pairs in th
 
 # %% [markdown]
 # gensim splits documents longer than 10,000 tokens (its internal limit), so we give it the same
-# tokens in pieces of at most 10,000. It runs with `workers=2` threads; the scratch model runs in
+# tokens in pieces of at most 10,000. It runs with `workers=2` threads, so its results vary a little
+# from run to run (the threads race); the scratch model is seeded and reproducible. It runs in
 # PyTorch on the device shown at the top (one thread on a CPU: its steps are small gathers and
 # scatters that do not gain from more).
 
