@@ -89,7 +89,7 @@ print(f"profile: {PROFILE} | device: {describe(device)}")
 # **English Wikipedia articles** (the start of a dump: "Anarchism", "Autism", "Albedo", …).
 # It says which one ran:
 
-# %%
+# %% tags=["otter_ignore"]
 corpus = data.load_text_corpus()
 print(corpus.protocol)
 print("source:", corpus.source)
@@ -105,7 +105,7 @@ print(corpus.documents[0][:400])
 # of the letters a–z, drop everything else (`w2v.tokenize`). It is crude — "U.S." becomes `u`, `s` —
 # but it is what the classic benchmarks were built with.
 
-# %%
+# %% tags=["otter_ignore"]
 tokens = [w2v.tokenize(doc) for doc in corpus.documents]
 print(tokens[0][:25])
 if max_words is not None:                      # ci: keep the first max_words tokens
@@ -132,7 +132,7 @@ print(f"{len(tokens)} documents, {n_tokens:,} tokens used in this run")
 # word2vec keeps only words seen at least `min_count` times (5 by default) and drops the others
 # from the text *before* forming contexts.
 
-# %%
+# %% tags=["otter_ignore"]
 min_count = 5
 vocab = w2v.Vocab.build(tokens, min_count=min_count)
 docs = [vocab.encode(t) for t in tokens]       # list of (n_i,) int64 arrays
@@ -171,7 +171,7 @@ print(list(zip(vocab.words[:10], vocab.counts[:10].tolist())))
 # Words rarer than about $s$ are always kept. `w2v.keep_probability` implements this formula; the
 # unit tests check it by hand and against the `sample_int` table of gensim's own vocabulary.
 
-# %%
+# %% tags=["otter_ignore"]
 sample = 1e-3
 keep = w2v.keep_probability(vocab.counts, sample)
 show = [w for w in ["the", "of", "and", "is", "war", "philosophy", "einstein"] if w in vocab.index]
@@ -199,7 +199,7 @@ glue("p_keep_the", keep[vocab.index["the"]])
 # $(\text{window}-d+1)/\text{window}$). `w2v.skipgram_pairs` makes all pairs of a batch of documents
 # at once, never across a document boundary:
 
-# %%
+# %% tags=["otter_ignore"]
 sentence = "the quick brown fox jumps over the lazy dog".split()
 toy_ids = np.arange(len(sentence))
 c, o = w2v.skipgram_pairs([toy_ids], window=2, shrink=False)
@@ -233,7 +233,7 @@ print(f"with shrinking, window 5: {len(c) / 100_000:.2f} contexts per word on av
 # the same with `torch.searchsorted`, on the training device. The tests check our table against
 # gensim's `cum_table` entry by entry.
 
-# %%
+# %% tags=["otter_ignore"]
 p_uni = w2v.negative_distribution(vocab.counts, power=1.0)
 p_34 = w2v.negative_distribution(vocab.counts, power=0.75)
 cum = torch.as_tensor(np.cumsum(p_34), dtype=torch.float64)
@@ -282,7 +282,7 @@ ax.legend(fontsize=8)
 # after the other. Here is the check against PyTorch's autograd on the toy case $v_c = (1, 0)$,
 # $u_o = (2, 0)$ and two negatives:
 
-# %%
+# %% tags=["otter_ignore"]
 v = torch.tensor([[1.0, 0.0]], requires_grad=True)
 u_pos = torch.tensor([[2.0, 0.0]], requires_grad=True)
 u_neg = torch.tensor([[[0.0, 1.0], [-1.0, 0.0]]], requires_grad=True)  # (B=1, K=2, D=2)
@@ -305,7 +305,7 @@ glue("grad_gap", float(gap))
 # `lr` to $10^{-4}$ over all the words of all epochs). Word2vec's default starting rate for
 # skip-gram is 0.025; the `ci` run has only a few epochs and starts at 0.05 for both.
 
-# %%
+# %% tags=["otter_ignore"]
 cfg = w2v.SGNSConfig(
     dim=pick(ci=50, full=100), window=5, negative=5, ns_exponent=0.75, sample=sample,
     epochs=pick(ci=3, full=5 if corpus.name == "text8" else 20),
@@ -330,7 +330,7 @@ print(f"scratch SGNS: {scratch_seconds:.1f} s, {history.pairs[-1]:,} pairs in th
 # PyTorch on the device shown at the top (one thread on a CPU: its steps are small gathers and
 # scatters that do not gain from more).
 
-# %%
+# %% tags=["otter_ignore"]
 def gensim_sentences(token_docs, limit=10_000):
     return [d[i:i + limit] for d in token_docs for i in range(0, len(d), limit)]
 
@@ -395,7 +395,7 @@ ax.grid(alpha=0.3)
 # `evaluate_word_analogies` on `KeyedVectors` (the scratch vectors are wrapped with
 # `w2v.to_keyed_vectors`) — so the protocol is identical. Random vectors give the chance level.
 
-# %%
+# %% tags=["otter_ignore"]
 random_kv = w2v.to_keyed_vectors(vocab.words, w2v.SGNS(len(vocab), cfg.dim, seed=1).vectors())
 results = pd.DataFrame({name: w2v.evaluate_embeddings(kv) for name, kv in
                         [("scratch SGNS", scratch_kv), ("gensim skip-gram", gensim_sg.wv),
@@ -438,7 +438,7 @@ print(f"analogy accuracy, scratch minus gensim: {analogy_gap:+.2f} points (targe
 # of it, with everything else unchanged.
 # ```
 
-# %%
+# %% tags=["otter_ignore"]
 curve = []
 for frac in (0.25, 0.5, 1.0):
     n_keep = int(frac * n_tokens)
@@ -480,7 +480,7 @@ plt.tight_layout()
 # gensim's `most_similar` (a test checks they agree). Neighbours from the two independently trained
 # models:
 
-# %%
+# %% tags=["otter_ignore"]
 probe = [w for w in ["war", "music", "philosophy", "france", "einstein", "three"] if w in vocab.index]
 neighbours = pd.DataFrame({
     w: {"scratch SGNS": ", ".join(x for x, _ in w2v.most_similar(model.vectors(), vocab.words, [w], topn=5)),
@@ -488,7 +488,7 @@ neighbours = pd.DataFrame({
 with pd.option_context("display.max_colwidth", 60, "display.width", 140):
     print(neighbours)
 
-# %%
+# %% tags=["otter_ignore"]
 def analogy(kv_vectors, a, b, c, topn=5):
     """a is to b as c is to ?: most_similar(positive=[b, c], negative=[a])."""
     return [w for w, _ in w2v.most_similar(kv_vectors, vocab.words, [b, c], [a], topn=topn)]
@@ -510,7 +510,7 @@ print(pd.DataFrame(rows).to_string(index=False))
 # Word vectors live in {glue:text}`dim` dimensions; a 2-D PCA of a few hand-picked groups shows
 # whether words of a kind cluster together.
 
-# %%
+# %% tags=["otter_ignore"]
 groups = {"countries": ["france", "germany", "italy", "spain", "china", "india", "japan", "russia"],
           "numbers": ["two", "three", "four", "five", "six", "seven", "eight", "nine"],
           "months": ["january", "february", "april", "june", "july", "september", "october", "december"],
@@ -528,7 +528,7 @@ plt.tight_layout()
 # float32 numbers). `w2v.save_word2vec_format` writes it; gensim's `KeyedVectors` — and most other
 # tools — read it. Here the scratch model goes through a file into gensim:
 
-# %%
+# %% tags=["otter_ignore"]
 with tempfile.TemporaryDirectory() as tmp:
     path = w2v.save_word2vec_format(Path(tmp) / "scratch_vectors.txt", vocab.words, model.vectors())
     print(path.read_text().splitlines()[0], "|", path.read_text().splitlines()[1][:70], "...")
@@ -565,7 +565,7 @@ print("gensim reads our file:", len(loaded), "vectors; most similar to 'war':",
 # initialisation? Does the answer survive a change of seed? And are similarities of 0.9 remarkable
 # in 3 dimensions?
 
-# %%
+# %% tags=["otter_ignore"]
 toy = [["i", "love", "machine", "learning"], ["i", "love", "deep", "learning"],
        ["i", "enjoy", "natural", "language", "processing"]]
 copied = Word2Vec(toy, vector_size=3, window=2, min_count=1, workers=1, seed=0).wv.most_similar("love", topn=3)
@@ -623,7 +623,7 @@ print(f"median best cosine among {len(toy_model.wv) - 1} RANDOM 3-D vectors: {np
 # neighbour list is only evidence when two independently trained models agree on it:
 # ```
 
-# %%
+# %% tags=["otter_ignore"]
 def top_overlap(kv_a, kv_b, words, topn=10):
     return np.mean([len({w for w, _ in kv_a.most_similar(x, topn=topn)} &
                         {w for w, _ in kv_b.most_similar(x, topn=topn)}) / topn for x in words])
@@ -656,9 +656,32 @@ print(f"top-10 neighbour overlap, scratch vs gensim: {top_overlap(scratch_kv, ge
 # %% [markdown]
 # ## Exercises
 #
-# Three graded questions. Write your answer in place of each solution, then run the check cells
-# below it; your instructor grades with more (hidden) tests. In this book the solutions are folded:
+# Three graded questions. In your own copy of the chapter (the *student version*: see the link
+# below), write your answer in place of each `...`, then run `grader.check("q1")` for instant
+# feedback from the public tests; your instructor grades with more (hidden) tests. In this book the solutions are folded:
 # click *Show code cell source* only after trying.
+
+# %% [raw] tags=["remove-cell"]
+# # ASSIGNMENT CONFIG
+# name: 04_word2vec
+# init_cell: false
+# check_all_cell: false
+# export_cell: false
+# solutions_pdf: false
+# tests:
+#   files: true
+#   ok_format: false
+
+# %% tags=["otter_ignore", "remove-input"]
+from IPython.display import Markdown
+from course_lib.book import colab_url
+Markdown(f"[Open the student version of this chapter in Colab]"
+         f"({colab_url('04_word2vec/04_word2vec.ipynb', COURSE_REPO, branch='student')})")
+
+# %% tags=["otter_ignore", "remove-cell"]
+# Instant feedback: grader.check("q1") runs the public tests of question 1 (otter-grader).
+from course_lib.grading import notebook_grader
+grader = notebook_grader("04_word2vec")
 
 # %% [raw] tags=["remove-cell"]
 # # BEGIN QUESTION
@@ -689,9 +712,11 @@ def p_keep(count, total, sample):
 
 # %% tags=["remove-cell"]
 def test_q1_public(p_keep):
-    assert type(p_keep(10, 1000, 1e-3)) is float, "return a Python float"
-    assert p_keep(1, 10**6, 1e-3) == 1.0, "a rare word is always kept"
-    assert abs(p_keep(100, 1000, 1e-3) - 0.11) < 1e-12, "f = 0.1, s = 0.001: (10 + 1) * 0.01"
+    from course_lib.grading import time_limit
+    with time_limit(20):   # bounds every call into submitted code
+        assert type(p_keep(10, 1000, 1e-3)) is float, "return a Python float"
+        assert p_keep(1, 10**6, 1e-3) == 1.0, "a rare word is always kept"
+        assert abs(p_keep(100, 1000, 1e-3) - 0.11) < 1e-12, "f = 0.1, s = 0.001: (10 + 1) * 0.01"
 
 test_q1_public(p_keep)
 
@@ -702,14 +727,16 @@ hidden: true
 points: 2
 """ # END TEST CONFIG
 def test_q1_hidden(p_keep):
-    import numpy as _np
-    from course_lib import word2vec as _w2v
-    _counts = _np.array([50_000, 3_000, 400, 20, 7])
-    for _sample in (1e-3, 1e-4, 1e-5):
-        _expected = _w2v.keep_probability(_counts, _sample)
-        for _c, _e in zip(_counts, _expected):
-            _got = p_keep(int(_c), int(_counts.sum()), _sample)
-            assert type(_got) is float and abs(_got - _e) < 1e-9, (_c, _sample, _got, _e)
+    from course_lib.grading import time_limit
+    with time_limit(20):   # bounds every call into submitted code
+        import numpy as _np
+        from course_lib import word2vec as _w2v
+        _counts = _np.array([50_000, 3_000, 400, 20, 7])
+        for _sample in (1e-3, 1e-4, 1e-5):
+            _expected = _w2v.keep_probability(_counts, _sample)
+            for _c, _e in zip(_counts, _expected):
+                _got = p_keep(int(_c), int(_counts.sum()), _sample)
+                assert type(_got) is float and abs(_got - _e) < 1e-9, (_c, _sample, _got, _e)
 
 test_q1_hidden(p_keep)
 
@@ -750,12 +777,14 @@ def pair_loss(v_c, u_o, u_negs):
 
 # %% tags=["remove-cell"]
 def test_q2_public(pair_loss):
-    import math as _math
-    import numpy as _np
-    _out = pair_loss(_np.array([1.0, 0.0]), _np.array([2.0, 0.0]), _np.array([[0.0, 1.0], [-1.0, 0.0]]))
-    assert type(_out) is float, "return a Python float"
-    _expected = _math.log1p(_math.exp(-2)) + _math.log(2) + _math.log1p(_math.exp(-1))
-    assert abs(_out - _expected) < 1e-9, (_out, _expected)
+    from course_lib.grading import time_limit
+    with time_limit(20):   # bounds every call into submitted code
+        import math as _math
+        import numpy as _np
+        _out = pair_loss(_np.array([1.0, 0.0]), _np.array([2.0, 0.0]), _np.array([[0.0, 1.0], [-1.0, 0.0]]))
+        assert type(_out) is float, "return a Python float"
+        _expected = _math.log1p(_math.exp(-2)) + _math.log(2) + _math.log1p(_math.exp(-1))
+        assert abs(_out - _expected) < 1e-9, (_out, _expected)
 
 test_q2_public(pair_loss)
 
@@ -766,16 +795,18 @@ hidden: true
 points: 3
 """ # END TEST CONFIG
 def test_q2_hidden(pair_loss):
-    import math as _math
-    import numpy as _np
-    import torch as _torch
-    from course_lib import word2vec as _w2v
-    _rng = _np.random.default_rng(5)
-    for _scale in (0.3, 3.0, 300.0):
-        _v, _u, _n = _rng.normal(size=8) * _scale, _rng.normal(size=8), _rng.normal(size=(4, 8))
-        _ref = _w2v.sgns_loss(*(_torch.tensor(x)[None] for x in (_v, _u, _n))).item()
-        _got = pair_loss(_v, _u, _n)
-        assert _math.isfinite(_got) and abs(_got - _ref) <= 1e-6 * max(1, abs(_ref)), (_scale, _got, _ref)
+    from course_lib.grading import time_limit
+    with time_limit(20):   # bounds every call into submitted code
+        import math as _math
+        import numpy as _np
+        import torch as _torch
+        from course_lib import word2vec as _w2v
+        _rng = _np.random.default_rng(5)
+        for _scale in (0.3, 3.0, 300.0):
+            _v, _u, _n = _rng.normal(size=8) * _scale, _rng.normal(size=8), _rng.normal(size=(4, 8))
+            _ref = _w2v.sgns_loss(*(_torch.tensor(x)[None] for x in (_v, _u, _n))).item()
+            _got = pair_loss(_v, _u, _n)
+            assert _math.isfinite(_got) and abs(_got - _ref) <= 1e-6 * max(1, abs(_ref)), (_scale, _got, _ref)
 
 test_q2_hidden(pair_loss)
 
@@ -814,8 +845,10 @@ def n_pairs(n, window):
 
 # %% tags=["remove-cell"]
 def test_q3_public(n_pairs):
-    assert type(n_pairs(10, 2)) is int, "return a Python int"
-    assert n_pairs(4, 1) == 6, "4 tokens, window 1: 3 neighbouring pairs, each in both directions"
+    from course_lib.grading import time_limit
+    with time_limit(20):   # bounds every call into submitted code
+        assert type(n_pairs(10, 2)) is int, "return a Python int"
+        assert n_pairs(4, 1) == 6, "4 tokens, window 1: 3 neighbouring pairs, each in both directions"
 
 test_q3_public(n_pairs)
 
@@ -826,12 +859,14 @@ hidden: true
 points: 2
 """ # END TEST CONFIG
 def test_q3_hidden(n_pairs):
-    import numpy as _np
-    from course_lib import word2vec as _w2v
-    assert n_pairs(1, 5) == 0 and n_pairs(0, 3) == 0
-    for _n, _w in [(2, 5), (9, 2), (37, 5), (100, 10), (6, 6)]:
-        _c, _ = _w2v.skipgram_pairs([_np.arange(_n)], _w, shrink=False)
-        assert n_pairs(_n, _w) == len(_c), (_n, _w, n_pairs(_n, _w), len(_c))
+    from course_lib.grading import time_limit
+    with time_limit(20):   # bounds every call into submitted code
+        import numpy as _np
+        from course_lib import word2vec as _w2v
+        assert n_pairs(1, 5) == 0 and n_pairs(0, 3) == 0
+        for _n, _w in [(2, 5), (9, 2), (37, 5), (100, 10), (6, 6)]:
+            _c, _ = _w2v.skipgram_pairs([_np.arange(_n)], _w, shrink=False)
+            assert n_pairs(_n, _w) == len(_c), (_n, _w, n_pairs(_n, _w), len(_c))
 
 test_q3_hidden(n_pairs)
 
