@@ -16,7 +16,7 @@ CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
 @pytest.fixture(scope="module")
 def digits():
-    return load_digits().data            # (1797, 64) float64, real 8x8 digits
+    return load_digits().data[:900]      # (900, 64) float64, real 8x8 digits (half: keeps tests fast)
 
 
 # ------------------------------------------------------------------ formulas
@@ -28,9 +28,9 @@ def test_squared_distances_match_direct_formula():
     assert (km.squared_distances(x, x) >= 0).all()          # clamped round-off
 
 
-@pytest.mark.parametrize("batch_size", [1, 7, 1000])
+@pytest.mark.parametrize("batch_size", [1, 64, 1000])
 def test_assign_is_chunk_independent(digits, batch_size):
-    x = torch.tensor(digits)
+    x = torch.tensor(digits[:300])
     c = x[:10]
     labels, dmin = km.assign(x, c, batch_size=batch_size)
     d = ((x[:, None] - c[None]) ** 2).sum(-1)
@@ -74,7 +74,7 @@ def test_geometric_median_against_scipy(digits):
 
 
 def test_silhouette_matches_sklearn(digits):
-    y = load_digits().target
+    y = load_digits().target[:len(digits)]
     labels = y.copy()
     labels[0] = 42                                              # a singleton cluster: s = 0
     ours = km.silhouette_samples(digits, labels, device="cpu", batch_size=100)
@@ -113,20 +113,20 @@ def test_kmeans_plusplus_samples_proportional_to_d2():
     # points 0, 1, 3 on a line; with first centre 0 the next is 3 with probability 9/10 (D^2 = 0, 1, 9)
     x = np.array([[0.0], [1.0], [3.0]])
     hits = total = 0
-    for seed in range(3000):
+    for seed in range(1500):
         _, idx = km.kmeans_plusplus(x, 2, random_state=seed, n_local_trials=1, device="cpu")
         if idx[0] == 0:
             total += 1
             hits += int(idx[1] == 2)
     p = hits / total
-    assert total > 800 and abs(p - 0.9) < 4 * np.sqrt(0.09 / total), (p, total)
+    assert total > 400 and abs(p - 0.9) < 4 * np.sqrt(0.09 / total), (p, total)
 
 
 def test_kmeans_plusplus_beats_random_seeding(digits):
     pp = np.mean([km.objective(digits, km.kmeans_plusplus(digits, 10, random_state=s, device="cpu")[0].numpy())
-                  for s in range(10)])
+                  for s in range(5)])
     rng = np.random.default_rng(0)
-    rand = np.mean([km.objective(digits, digits[rng.choice(len(digits), 10, replace=False)]) for _ in range(10)])
+    rand = np.mean([km.objective(digits, digits[rng.choice(len(digits), 10, replace=False)]) for _ in range(5)])
     assert pp < rand
 
 
@@ -144,8 +144,8 @@ def test_same_init_gives_sklearns_result_exactly(digits):
 
 def test_inertia_within_half_percent_of_sklearn(digits):
     for seed in (0, 1):
-        ours = KMeans(10, n_init=4, random_state=seed, device="cpu").fit(digits)
-        ref = SKKMeans(10, n_init=4, random_state=seed).fit(digits)
+        ours = KMeans(10, n_init=3, random_state=seed, device="cpu").fit(digits)
+        ref = SKKMeans(10, n_init=3, random_state=seed).fit(digits)
         assert ours.inertia_ / ref.inertia_ <= 1.005, (seed, ours.inertia_, ref.inertia_)
         assert ours.inertia_ == pytest.approx(km.objective(digits, ours.cluster_centers_, ours.labels_))
 
@@ -168,7 +168,7 @@ def test_float32_close_to_float64(digits):
 # ------------------------------------------------------------------ behaviour
 def test_lloyd_never_increases_the_objective(digits):
     init = digits[:10]
-    values = [KMeans(10, init=init, max_iter=m, tol=0, device="cpu").fit(digits).inertia_ for m in range(1, 12)]
+    values = [KMeans(10, init=init, max_iter=m, tol=0, device="cpu").fit(digits).inertia_ for m in (1, 2, 3, 5, 8)]
     assert all(b <= a + 1e-6 for a, b in zip(values, values[1:]))
 
 
