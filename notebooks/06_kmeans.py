@@ -178,17 +178,22 @@ for step, ax in enumerate(axes):
 # fitted `cluster_centers_`, `labels_`, `inertia_`, `n_iter_`) and its stopping rule: stop when
 # no label changes, or when the squared shift of the centres is below `tol` times the mean
 # feature variance. Started from the **same** centres, in float64, the two implementations must
-# walk the same path; from their own k-means++ seeds (different random generators) they must
-# reach the same quality:
+# walk the same path, up to **ties**: pixel values are integers, so a point can be exactly as far
+# from two centres, and which one wins then depends on round-off (the order of the sums in each
+# matrix product). From their own k-means++ seeds (different random generators) they must reach
+# the same quality:
 
 # %% tags=["otter_ignore"]
 init = X_dig[np.random.default_rng(0).choice(len(X_dig), 10, replace=False)]
 ours = KMeans(10, init=init, device=device).fit(X_dig)
 ref = SKKMeans(10, init=init, n_init=1).fit(X_dig)
-print(f"same start:  inertia {ours.inertia_:,.4f} vs {ref.inertia_:,.4f} | iterations {ours.n_iter_} vs "
-      f"{ref.n_iter_} | identical labels: {(ours.labels_ == ref.labels_).all()}")
-glue("same_init_iters", int(ours.n_iter_))
-glue("same_init_equal", "identical" if (ours.labels_ == ref.labels_).all() else "different")
+first = [m(10, init=init, max_iter=1, **kw).fit(X_dig) for m, kw in
+         [(KMeans, {"device": device}), (SKKMeans, {"n_init": 1})]]
+print(f"same start, 1 iteration: labels agree on {(first[0].labels_ == first[1].labels_).mean():.2%} of points")
+print(f"same start, to convergence: inertia {ours.inertia_:,.1f} vs {ref.inertia_:,.1f} | iterations "
+      f"{ours.n_iter_} vs {ref.n_iter_} | labels agree on {(ours.labels_ == ref.labels_).mean():.2%}")
+glue("same_init_agree1", float((first[0].labels_ == first[1].labels_).mean()))
+glue("same_init_ratio", ours.inertia_ / ref.inertia_)
 
 n_init = pick(ci=3, full=10)
 rows = []
@@ -203,8 +208,10 @@ glue("worst_ratio", parity["ratio"].max())
 glue("parity_n_init", n_init)
 
 # %% [markdown]
-# From the same start both stop after {glue:text}`same_init_iters` iterations with
-# {glue:text}`same_init_equal` labels. From their own seeds with {glue:text}`parity_n_init`
+# From the same start, after one iteration the labels agree on {glue:text}`same_init_agree1:.2%`
+# of the points; the few tied points can send the two runs to different local minima (final
+# inertia ratio {glue:text}`same_init_ratio:.4f`). The unit tests check the exact agreement (same
+# labels, centres, inertia and iteration count) on data orders without such ties. From their own seeds with {glue:text}`parity_n_init`
 # restarts, our inertia is at most {glue:text}`worst_ratio:.4f` times scikit-learn's (the target
 # is 1.005). The tests in `tests/test_kmeans.py` assert both.
 #
