@@ -10,7 +10,7 @@ What the notebook imports from here:
 
 - :func:`images_to_unit` — uint8 images ``(N, H, W)`` to float ``(N, 1, H, W)`` in [0, 1];
 - :class:`DenseAutoencoder`, :class:`ConvAutoencoder`, :func:`linear_autoencoder` — the models;
-  ``encoder``/``decoder`` attributes, ``encode``/``decode`` methods;
+  ``encoder``/``decoder`` attributes, ``encode``/``decode`` methods; :func:`init_output_bias`;
 - :func:`ae_objective` — ``1/2 ||X - W' s(WX + b) - b'||^2 + lam/2 (||W||^2 + ||W'||^2)``;
 - :func:`bce`, :func:`bce_missing_parentheses` (the widely copied broken version),
   :func:`bernoulli_entropy` (the floor of BCE), :func:`sigmoid_mse_floor`;
@@ -46,7 +46,7 @@ from torch import nn
 from . import train
 from .device import get_device, seed_everything
 
-__all__ = ["images_to_unit", "DenseAutoencoder", "ConvAutoencoder", "linear_autoencoder",
+__all__ = ["images_to_unit", "DenseAutoencoder", "ConvAutoencoder", "linear_autoencoder", "init_output_bias",
            "ae_objective", "bce", "bce_missing_parentheses", "bernoulli_entropy",
            "sigmoid_mse_floor", "reconstruction_mse", "pca_reconstruction", "fit_linear_autoencoder",
            "principal_angles", "train_autoencoder", "add_noise", "interpolate", "embed",
@@ -54,7 +54,7 @@ __all__ = ["images_to_unit", "DenseAutoencoder", "ConvAutoencoder", "linear_auto
            "copy_weights_to_keras"]
 
 _ACTIVATIONS = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh, None: None}
-_EPS_LOG = -100.0   # PyTorch's binary_cross_entropy clamps log(p) at -100; we do the same
+_EPS = 1e-7   # probabilities are clipped to [eps, 1 - eps] before the log, as Keras does
 
 
 # --------------------------------------------------------------------------- data
@@ -188,7 +188,7 @@ class ConvAutoencoder(nn.Module):
         if output not in ("sigmoid", None):
             raise ValueError(f"output={output!r}; expected 'sigmoid' or None.")
         c1, c2 = channels
-        self.code_size, self.in_channels = int(code_size), in_channels
+        self.code_size, self.in_channels, self.output = int(code_size), in_channels, output
         self.encoder = nn.Sequential(
             nn.Conv2d(in_channels, c1, 3, stride=2, padding=1), nn.ReLU(),   # (B, 1, 28, 28) -> (B, c1, 14, 14)
             nn.Conv2d(c1, c2, 3, stride=2, padding=1), nn.ReLU(),            # -> (B, c2, 7, 7)
@@ -216,6 +216,34 @@ class ConvAutoencoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decode(self.encode(x))
+
+
+@torch.no_grad()
+def init_output_bias(model: nn.Module, x: torch.Tensor) -> nn.Module:
+    """Start the decoder at the mean image: set the last layer's bias from the data, in place.
+
+    With a sigmoid output the bias becomes ``logit(mean)``, else ``mean``: per pixel for
+    :class:`DenseAutoencoder`, per channel for :class:`ConvAutoencoder`. An untrained decoder then
+    outputs (roughly) the mean image instead of grey 0.5 everywhere, which skips the slow first
+    phase where the network only learns the background ("initialise well", Karpathy's recipe).
+
+    Returns
+    -------
+    nn.Module
+        ``model`` itself.
+    """
+    _check_images(x)
+    last = [m for m in model.decoder if isinstance(m, (nn.Linear, nn.ConvTranspose2d))][-1]
+    if isinstance(last, nn.Linear):
+        mean = x.reshape(len(x), -1).float().mean(0)                          # (D,) per pixel
+    else:
+        mean = x.float().transpose(0, 1).reshape(x.shape[1], -1).mean(1)      # (C,) per channel
+    if mean.shape != last.bias.shape:
+        raise ValueError(f"data with {mean.numel()} means does not fit the output bias {tuple(last.bias.shape)}.")
+    if getattr(model, "output", None) == "sigmoid":
+        mean = torch.logit(mean.clamp(1e-3, 1 - 1e-3))
+    last.bias.copy_(mean.to(last.bias.device))
+    return model
 
 
 # --------------------------------------------------------------------------- objectives
@@ -256,14 +284,17 @@ def _check_pair(x_hat, x):
 
 
 def _log(p):
-    return torch.log(p).clamp(min=_EPS_LOG)           # as torch.nn.functional.binary_cross_entropy
+    # Clip *before* the log: log(0) = -inf would give a NaN gradient even behind a clamp
+    # (d clamp * d log = 0 * inf). The clipped region has zero gradient, as in Keras.
+    return torch.log(p.clamp(min=_EPS))
 
 
 def bce(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """Mean binary cross-entropy ``-mean[x log x_hat + (1 - x) log(1 - x_hat)]``.
 
-    ``x_hat`` are probabilities (after a sigmoid), ``x`` targets in [0, 1]; ``log`` is clamped at
-    -100 like PyTorch's ``binary_cross_entropy``, which this matches.
+    ``x_hat`` are probabilities (after a sigmoid), ``x`` targets in [0, 1]. Probabilities are
+    clipped to ``[1e-7, 1 - 1e-7]`` as in Keras' ``binary_crossentropy``; inside that range the
+    value equals PyTorch's ``binary_cross_entropy`` (which clamps the log at -100 instead).
 
     Raises
     ------
@@ -275,7 +306,7 @@ def bce(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     if lo < 0 or hi > 1:
         raise ValueError(f"BCE needs targets in [0, 1]; got values in [{lo:.3g}, {hi:.3g}]. Scale "
                          "uint8 pixels with images_to_unit(), or use the squared error.")
-    return -(x * _log(x_hat) + (1 - x) * _log(1 - x_hat)).mean()
+    return -(x * _log(x_hat) + (1 - x) * _log(1 - x_hat)).mean()   # (B, ...) -> scalar
 
 
 def bce_missing_parentheses(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -575,6 +606,7 @@ def pretrain_encoder(images, code_size: int = 32, kind: str = "conv", epochs: in
     seed_everything(seed)
     model = (ConvAutoencoder(code_size, **model_kwargs) if kind == "conv"
              else DenseAutoencoder(x[0].numel(), code_size, **model_kwargs))
+    init_output_bias(model, x)
     cfg = train.TrainConfig(epochs=epochs, batch_size=128, lr=2e-3, schedule="onecycle", seed=seed)
     model.history = train_autoencoder(model, x, config=cfg, device=device)
     return model.eval()
