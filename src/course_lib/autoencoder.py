@@ -376,8 +376,8 @@ def pca_reconstruction(x_train: torch.Tensor | np.ndarray, x_test: torch.Tensor 
     xte = np.asarray(x_test, dtype=np.float64).reshape(len(x_test), -1)
     if not isinstance(k, (int, np.integer)) or not 1 <= k <= min(xtr.shape):
         raise ValueError(f"k={k!r} must be an integer in [1, {min(xtr.shape)}] (min of n_samples, n_features).")
-    # "covariance_eigh" (exact) is much faster than an SVD of the data when N >> D
-    solver = "covariance_eigh" if xtr.shape[0] >= 2 * xtr.shape[1] else "full"
+    # "covariance_eigh" (exact) is much faster than an SVD of the data when N >= D
+    solver = "covariance_eigh" if xtr.shape[0] >= xtr.shape[1] else "full"
     pca = PCA(n_components=int(k), svd_solver=solver, random_state=seed).fit(xtr)
     rec = pca.inverse_transform(pca.transform(xte))                          # (N, D) -> (N, k) -> (N, D)
     return float(((rec - xte) ** 2).mean()), pca
