@@ -74,7 +74,7 @@ print(f"profile: {PROFILE} | device: {describe(device)}")
 # canonical download checked by its checksum, then the real digits packaged with Python
 # libraries). The loader says which source and which protocol ran:
 
-# %%
+# %% tags=["otter_ignore"]
 mnist = data.load_mnist(full=pick(ci=False, full=None))
 print(mnist.protocol)
 for part, source in mnist.source.items():
@@ -110,7 +110,7 @@ glue("protocol", mnist.protocol)
 # PyTorch's SGD. `ae.ae_objective` is the formula; here it is on 256 real images, checked against
 # the model that computes the same thing layer by layer:
 
-# %%
+# %% tags=["otter_ignore"]
 seed_everything(0)
 one_layer = ae.DenseAutoencoder(784, 16, hidden=(), code_activation="sigmoid", output=None)
 W, b = one_layer.encoder[0].weight, one_layer.encoder[0].bias          # (k, D), (k,)
@@ -152,7 +152,7 @@ print("gradient of the decay term equals lambda * W:", torch.allclose(decay_grad
 # squared error for grey-level data, for data that is not in [0, 1], and whenever you compare with
 # PCA (which minimises the squared error). A check of both facts on numbers:
 
-# %%
+# %% tags=["otter_ignore"]
 z = torch.tensor([-8.0], requires_grad=True)       # logit of a pixel the model says is black
 target = torch.tensor([1.0])                        # ... which is white
 g_bce, = torch.autograd.grad(ae.bce(torch.sigmoid(z), target), z)
@@ -188,7 +188,7 @@ glue("grad_mse", g_mse.item())
 # $O(D^2k)$ whatever the number of images (`ae.fit_linear_autoencoder`; a unit test reaches the same
 # point by gradient descent, more slowly). No eigenvector is computed anywhere in it.
 
-# %%
+# %% tags=["otter_ignore"]
 K = 32
 pca_mse, pca = ae.pca_reconstruction(x_train, x_test, K)
 pca_train_mse, _ = ae.pca_reconstruction(x_train, x_train, K)
@@ -242,7 +242,7 @@ plt.tight_layout()
 # decoder outputs the mean image instead of a uniform grey 0.5, which saves the first epochs
 # (without it the network spends them learning that the background is black).
 
-# %%
+# %% tags=["otter_ignore"]
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 dense_cfg = dict(in_dim=784, code_size=K, hidden=(128,))
 epochs_dense = pick(ci=3, full=20)
@@ -259,7 +259,7 @@ same_fn = np.abs(keras_dense.predict(flat_test[:512].numpy(), verbose=0)
 print(f"same weights -> max |Keras - PyTorch| output difference: {same_fn:.2e}")
 glue("keras_torch_diff", float(same_fn))
 
-# %%
+# %% tags=["otter_ignore"]
 import keras
 
 seed_everything(0)
@@ -300,7 +300,7 @@ glue("keras_over_torch", keras_mse / torch_mse)
 # {cite}`dumoulin2016guide`. It is trained on the mean squared error, the quantity PCA minimises.
 # Like the dense model, it starts from the mean image (`ae.init_output_bias`).
 
-# %%
+# %% tags=["otter_ignore"]
 channels = pick(ci=(16, 32), full=(32, 64))
 seed_everything(0)
 conv = ae.init_output_bias(ae.ConvAutoencoder(K, channels), x_train)
@@ -333,7 +333,7 @@ fig = viz.image_grid(np.concatenate([shown[:, 0].numpy(), pca_rec.clip(0, 1), co
 # learn what digits look like to undo the noise. `ae.train_autoencoder(..., noise=...)` adds
 # Gaussian noise (σ = 0.5, clipped to [0, 1]) to every training batch; the targets stay clean.
 
-# %%
+# %% tags=["otter_ignore"]
 noise = dict(kind="gaussian", level=0.5)
 seed_everything(1)
 dae = ae.init_output_bias(ae.ConvAutoencoder(K, channels), x_train)
@@ -363,7 +363,7 @@ fig = viz.image_grid(torch.cat(rows), ncols=10,
 # code space between two test digits, decoded at each step (`ae.interpolate`), next to the same
 # walk in pixel space, which merely cross-fades the two images.
 
-# %%
+# %% tags=["otter_ignore"]
 codes = ae.embed(conv, x_test, device=device)                       # (N, 32)
 from sklearn.decomposition import PCA as SkPCA
 xy = SkPCA(2, random_state=0).fit_transform(codes.numpy())         # (N, 2)
@@ -399,7 +399,7 @@ fig = viz.image_grid(torch.cat([in_code, in_pixels]), ncols=9,
 # which measures how linearly separable the codes already are. Each is repeated over several random
 # draws of the 100 labels (for a quick run; more draws give tighter means).
 
-# %%
+# %% tags=["otter_ignore"]
 per_class = 10
 n_draws = pick(ci=2, full=5)
 finetune_cfg = train.TrainConfig(epochs=pick(ci=30, full=60), batch_size=50, lr=2e-3, progress=False)
@@ -465,7 +465,7 @@ glue("finetune_verdict", "beat" if gain > 0.01 else ("did no better than" if gai
 # autoencoder twice with the same seed, once with the broken loss (`ae.bce_missing_parentheses`)
 # and once with the correct one (`ae.bce`):
 
-# %%
+# %% tags=["otter_ignore"]
 pitfall_cfg = train.TrainConfig(epochs=pick(ci=2, full=5), batch_size=128, lr=1e-3, seed=0)
 rows, recon = [], {}
 for name, loss in [("broken BCE", ae.bce_missing_parentheses), ("BCE (fixed)", ae.bce)]:
@@ -511,7 +511,7 @@ fig = viz.image_grid(torch.cat([x_test[:10, 0], recon["broken BCE"], recon["BCE 
 # error that costs *at best*. **Reconstruction error on the training images.** An autoencoder can
 # memorise its training set: a wide one trained long on 300 digits shows the gap.
 
-# %%
+# %% tags=["otter_ignore"]
 x_std_train = cnn.images_to_tensor(mnist.x_train).reshape(len(x_train), -1)  # (N, 784), standardised
 x_std_test = cnn.images_to_tensor(mnist.x_test).reshape(len(x_test), -1)
 seed_everything(0)
@@ -553,9 +553,10 @@ glue("memo_ratio", err_test / err_train)
 #
 # ## Exercises
 #
-# Three graded questions. Write your answer in place of each `...` in your copy of the chapter, and
-# run the cell below it: the public check tells you whether you are on the right track. In this book
-# the solutions are folded: open them only after trying.
+# Three graded questions. In your own copy of the chapter (the *student version*: see the link
+# below), write your answer in place of each `...`, then run `grader.check("q1")` for instant
+# feedback from the public tests; your instructor grades with more (hidden) tests. In this book the
+# solutions are folded: open them only after trying.
 
 # %% [raw] tags=["remove-cell"]
 # # ASSIGNMENT CONFIG
@@ -567,6 +568,18 @@ glue("memo_ratio", err_test / err_train)
 # tests:
 #   files: true
 #   ok_format: false
+
+
+# %% tags=["otter_ignore", "remove-input"]
+from IPython.display import Markdown
+from course_lib.book import colab_url
+Markdown(f"[Open the student version of this chapter in Colab]"
+         f"({colab_url('02_autoencoders/02_autoencoders.ipynb', COURSE_REPO, branch='student')})")
+
+# %% tags=["otter_ignore", "remove-cell"]
+# Instant feedback: grader.check("q1") runs the public tests of question 1 (otter-grader).
+from course_lib.grading import notebook_grader
+grader = notebook_grader("02_autoencoders")
 
 # %% [raw] tags=["remove-cell"]
 # # BEGIN QUESTION
@@ -599,12 +612,14 @@ def my_bce(x_hat, x):
 
 # %% tags=["remove-cell"]
 def test_q1_public(my_bce):
-    import math
-    import torch
-    out = my_bce(torch.tensor([0.9, 0.2]), torch.tensor([1.0, 0.0]))
-    assert type(out) is torch.Tensor and out.ndim == 0, "return a scalar tensor"
-    assert abs(out.item() - (-(math.log(0.9) + math.log(0.8)) / 2)) < 1e-5
-    assert my_bce(torch.tensor([0.3]), torch.tensor([0.0])).item() > 0, "a cross-entropy is never negative"
+    from course_lib.grading import time_limit
+    with time_limit(30):   # bounds every call into submitted code
+        import math
+        import torch
+        out = my_bce(torch.tensor([0.9, 0.2]), torch.tensor([1.0, 0.0]))
+        assert type(out) is torch.Tensor and out.ndim == 0, "return a scalar tensor"
+        assert abs(out.item() - (-(math.log(0.9) + math.log(0.8)) / 2)) < 1e-5
+        assert my_bce(torch.tensor([0.3]), torch.tensor([0.0])).item() > 0, "a cross-entropy is never negative"
 
 test_q1_public(my_bce)
 
@@ -615,14 +630,16 @@ hidden: true
 points: 2
 """ # END TEST CONFIG
 def test_q1_hidden(my_bce):
-    import torch as _torch
-    _g = _torch.Generator().manual_seed(7)
-    _p = _torch.rand(64, 784, generator=_g)
-    _x = _torch.rand(64, 784, generator=_g)
-    assert _torch.allclose(my_bce(_p, _x), _torch.nn.functional.binary_cross_entropy(_p, _x), atol=1e-5)
-    _edge = _torch.tensor([0.0, 1.0, 1.0])
-    _out = my_bce(_edge, _torch.tensor([1.0, 0.0, 1.0]))
-    assert _torch.isfinite(_out) and abs(_out.item() - 200 / 3) < 1e-3
+    from course_lib.grading import time_limit
+    with time_limit(30):   # bounds every call into submitted code
+        import torch as _torch
+        _g = _torch.Generator().manual_seed(7)
+        _p = _torch.rand(64, 784, generator=_g)
+        _x = _torch.rand(64, 784, generator=_g)
+        assert _torch.allclose(my_bce(_p, _x), _torch.nn.functional.binary_cross_entropy(_p, _x), atol=1e-5)
+        _edge = _torch.tensor([0.0, 1.0, 1.0])
+        _out = my_bce(_edge, _torch.tensor([1.0, 0.0, 1.0]))
+        assert _torch.isfinite(_out) and abs(_out.item() - 200 / 3) < 1e-3
 
 test_q1_hidden(my_bce)
 
@@ -669,11 +686,13 @@ def pca_error(x, k):
 
 # %% tags=["remove-cell"]
 def test_q2_public(pca_error):
-    import numpy as np
-    pts = np.array([[0.0, 0.0], [2.0, 0.0], [0.0, 1.0], [2.0, 1.0]])   # variances 1 and 0.25
-    assert type(pca_error(pts, 1)) is float, "return a Python float"
-    assert abs(pca_error(pts, 1) - 0.125) < 1e-9, "dropping the 0.25 direction costs 0.25 / 2 pixels"
-    assert abs(pca_error(pts, 2)) < 1e-9, "keeping every component reconstructs exactly"
+    from course_lib.grading import time_limit
+    with time_limit(30):   # bounds every call into submitted code
+        import numpy as np
+        pts = np.array([[0.0, 0.0], [2.0, 0.0], [0.0, 1.0], [2.0, 1.0]])   # variances 1 and 0.25
+        assert type(pca_error(pts, 1)) is float, "return a Python float"
+        assert abs(pca_error(pts, 1) - 0.125) < 1e-9, "dropping the 0.25 direction costs 0.25 / 2 pixels"
+        assert abs(pca_error(pts, 2)) < 1e-9, "keeping every component reconstructs exactly"
 
 test_q2_public(pca_error)
 
@@ -684,16 +703,18 @@ hidden: true
 points: 3
 """ # END TEST CONFIG
 def test_q2_hidden(pca_error):
-    import numpy as _np
-    from course_lib import autoencoder as _ae, data as _data
-    try:
-        _x = _data.load_fashion_mnist().x_test[:2000]
-    except _data.DataError:
-        _x = _data.load_mnist(full=False).x_test[:2000]
-    _x = _x.reshape(len(_x), -1) / 255.0
-    for _k in (5, 32):
-        _expected, _ = _ae.pca_reconstruction(_x, _x, _k)
-        assert abs(pca_error(_x, _k) - _expected) < 1e-6 * max(1.0, _expected), _k
+    from course_lib.grading import time_limit
+    with time_limit(30):   # bounds every call into submitted code
+        import numpy as _np
+        from course_lib import autoencoder as _ae, data as _data
+        try:
+            _x = _data.load_fashion_mnist().x_test[:2000]
+        except _data.DataError:
+            _x = _data.load_mnist(full=False).x_test[:2000]
+        _x = _x.reshape(len(_x), -1) / 255.0
+        for _k in (5, 32):
+            _expected, _ = _ae.pca_reconstruction(_x, _x, _k)
+            assert abs(pca_error(_x, _k) - _expected) < 1e-6 * max(1.0, _expected), _k
 
 test_q2_hidden(pca_error)
 
@@ -709,27 +730,24 @@ test_q2_hidden(pca_error)
 # name: q3
 
 # %% [markdown]
-# ### Question 3 — what is the convolutional code worth? (2 points)
+# ### Question 3 — the objective with weight decay (2 points)
 #
-# The convolutional autoencoder of this chapter reached the test error `conv_mse` with 32 numbers
-# per image. How many principal components does PCA need to do as well? Set `k_match` to the
-# smallest $k$ such that PCA fitted on `x_train` reconstructs `x_test` with an error at most
-# `conv_mse` (use `ae.pca_reconstruction`, or your `pca_error` with the training eigenvalues).
+# Implement `ae_loss(X, W, b, W2, b2, lam)` with NumPy: the objective of this chapter,
+# $L = \tfrac12\sum_i \lVert x_i - (W'\sigma(Wx_i+b)+b')\rVert^2 + \tfrac{\lambda}{2}(\lVert W\rVert_F^2+\lVert W'\rVert_F^2)$
+# with the logistic sigmoid $\sigma$, for data `X` of shape `(N, D)` (one example per row), `W` of
+# shape `(k, D)`, `b` `(k,)`, `W2` (that is $W'$) `(D, k)` and `b2` `(D,)`. Return a Python `float`.
+# Note that the biases are not penalised.
 
 # %% [raw] tags=["remove-cell"]
 # # BEGIN SOLUTION
 
 # %% tags=["hide-input"]
-# BEGIN SOLUTION
-# One PCA with every component; the test error of the first k is what the projections leave out.
-all_pc = SkPCA(svd_solver="covariance_eigh").fit(flat_train.numpy())
-centred = flat_test.numpy() - all_pc.mean_                              # (N, D)
-proj = centred @ all_pc.components_.T                                   # (N, D) @ (D, D) -> (N, D)
-errors = ((centred ** 2).sum() - np.cumsum((proj ** 2).sum(0))) / centred.size  # errors[k-1]: k components
-k_match = int(np.argmax(errors <= conv_mse)) + 1
-# END SOLUTION
-print("PCA needs", k_match, "components")
-glue("k_match", k_match)
+def ae_loss(X, W, b, W2, b2, lam):
+    # BEGIN SOLUTION
+    H = 1.0 / (1.0 + np.exp(-(X @ W.T + b)))            # (N, D) @ (D, k) -> (N, k)
+    R = H @ W2.T + b2                                    # (N, k) @ (k, D) -> (N, D)
+    return float(0.5 * ((X - R) ** 2).sum() + 0.5 * lam * ((W ** 2).sum() + (W2 ** 2).sum()))
+    # END SOLUTION
 
 # %% [raw] tags=["remove-cell"]
 # # END SOLUTION
@@ -738,25 +756,39 @@ glue("k_match", k_match)
 # # BEGIN TESTS
 
 # %% tags=["remove-cell"]
-def test_q3_public(k_match):
-    assert isinstance(k_match, (int, np.integer)), "k_match must be an integer"
-    assert 32 < k_match <= 784, "the conv autoencoder beat PCA at k=32, so k_match is above 32"
+def test_q3_public(ae_loss):
+    import numpy as np
+    from course_lib.grading import time_limit
+    X, W, b = np.array([[1.0, 0.0]]), np.zeros((1, 2)), np.zeros(1)
+    W2, b2 = np.zeros((2, 1)), np.zeros(2)
+    with time_limit(20):
+        out = ae_loss(X, W, b, W2, b2, 0.1)
+        reg = ae_loss(X, np.ones((1, 2)), b, W2, b2, 1.0)
+    assert type(out) is float, "return a Python float"
+    assert abs(out - 0.5) < 1e-12, "zero weights reconstruct b' = 0: the loss is 1/2 * 1^2"
+    assert abs(reg - (0.5 + 1.0)) < 1e-12, "W of ones adds lam/2 * ||W||^2 = 1"
 
-test_q3_public(k_match)
-
+test_q3_public(ae_loss)
 
 # %% tags=["remove-cell"]
 """ # BEGIN TEST CONFIG
 hidden: true
 points: 2
 """ # END TEST CONFIG
-def test_q3_hidden(k_match, x_train, x_test, conv_mse):
-    from course_lib import autoencoder as _ae
-    assert _ae.pca_reconstruction(x_train, x_test, int(k_match))[0] <= conv_mse
-    assert _ae.pca_reconstruction(x_train, x_test, int(k_match) - 1)[0] > conv_mse
+def test_q3_hidden(ae_loss):
+    import numpy as _np
+    from course_lib.grading import time_limit
+    _rng = _np.random.default_rng(11)
+    for _n, _d, _k, _lam in [(5, 4, 2, 0.0), (7, 6, 3, 0.3), (3, 9, 4, 2.0)]:
+        _X, _W, _b = _rng.normal(size=(_n, _d)), _rng.normal(size=(_k, _d)), _rng.normal(size=_k)
+        _W2, _b2 = _rng.normal(size=(_d, _k)), _rng.normal(size=_d)
+        _H = 1.0 / (1.0 + _np.exp(-(_X @ _W.T + _b)))
+        _ref = 0.5 * ((_X - _H @ _W2.T - _b2) ** 2).sum() + 0.5 * _lam * ((_W ** 2).sum() + (_W2 ** 2).sum())
+        with time_limit(20):
+            _got = ae_loss(_X, _W, _b, _W2, _b2, _lam)
+        assert type(_got) is float and abs(_got - _ref) <= 1e-9 * max(1.0, abs(_ref)), (_got, _ref)
 
-test_q3_hidden(k_match, x_train, x_test, conv_mse)
-
+test_q3_hidden(ae_loss)
 
 # %% [raw] tags=["remove-cell"]
 # # END TESTS
