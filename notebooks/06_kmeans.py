@@ -398,9 +398,10 @@ ax.invert_yaxis()
 # shifted by two pixels is far from itself. The supervised CNN's features, trained to separate
 # the classes, make the clusters almost the classes (ARI {glue:text}`ari_cnn:.3f`). A pre-trained
 # representation helps k-means for the same reason: it maps images that mean the same thing to
-# nearby points, so the clusters become rounder and better separated. The unsupervised rows (when
-# present) show how much of that is possible **without labels**; the table above is the answer
-# of this run.
+# nearby points, so the clusters become rounder and better separated. The unsupervised rows —
+# the autoencoder codes and the contrastive embeddings, each pre-trained for only a few epochs in
+# the `ci` profile — show how much of that is possible **without labels**; the table above is the
+# answer of this run, and the `full` profile trains both for longer.
 #
 # ## How fast? course_lib against scikit-learn
 #
