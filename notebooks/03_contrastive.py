@@ -323,24 +323,19 @@ ax.legend(fontsize=8)
 # ### Compared with the autoencoder's encoder
 #
 # The previous chapter pre-trains an encoder by reconstruction. The cell below evaluates it with
-# the same probes (its 32-number codes against the contrastive encoder's features), in the `full`
-# profile.
+# the same probes (its 32-number codes against the contrastive encoder's features).
 
 # %% tags=["otter_ignore"]
 from course_lib import autoencoder
 
-if PROFILE == "full":
-    # the previous chapter's conv autoencoder, pre-trained on the same unlabelled digits (pixels in [0, 1])
-    ae_model = autoencoder.pretrain_encoder(mnist.x_train, code_size=32, kind="conv",
-                                            epochs=20, device=device, seed=0)
-    ae_feats = (autoencoder.embed(ae_model, autoencoder.images_to_unit(mnist.x_train), device=device),
-                autoencoder.embed(ae_model, autoencoder.images_to_unit(mnist.x_test), device=device))  # (N, 32)
-    ae_results = pd.DataFrame(evaluate_features("autoencoder", *ae_feats))
-    both = pd.concat([results, ae_results])
-    print(both.pivot(index="labels", columns="encoder", values=["linear probe", "kNN (k=20)"]).round(4))
-else:
-    print("The autoencoder comparison runs in the full profile (COURSE_PROFILE=full, the default on a "
-          "GPU): on a CPU its probes take minutes.")
+# the previous chapter's conv autoencoder, pre-trained on the same unlabelled digits (pixels in [0, 1])
+ae_model = autoencoder.pretrain_encoder(mnist.x_train, code_size=32, kind="conv",
+                                        epochs=pick(ci=3, full=20), device=device, seed=0)
+ae_feats = (autoencoder.embed(ae_model, autoencoder.images_to_unit(mnist.x_train), device=device),
+            autoencoder.embed(ae_model, autoencoder.images_to_unit(mnist.x_test), device=device))  # (N, 32)
+ae_results = pd.DataFrame(evaluate_features("autoencoder", *ae_feats))
+both = pd.concat([results, ae_results])
+print(both.pivot(index="labels", columns="encoder", values=["linear probe", "kNN (k=20)"]).round(4))
 
 # %% [markdown]
 # ## A picture of the embedding
