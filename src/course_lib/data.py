@@ -699,17 +699,23 @@ def load_digits(holdout: int = 360, seed: int = 0) -> Split:
         x arrays (N, 8, 8) float64 in 0..16, y arrays (N,) int64 (1,797 images in all).
     """
     from sklearn.datasets import load_digits as sk_load_digits
-    from sklearn.model_selection import train_test_split
 
     bunch = sk_load_digits()
-    x, y = bunch.images, bunch.target.astype(np.int64)
+    return _held_out_split("digits", bunch.images, bunch.target, holdout, seed,
+                           "package sklearn.datasets.load_digits", "of scikit-learn's {n:,} 8x8 digits")
+
+
+def _held_out_split(name: str, x, y, holdout: int, seed: int, src: str, what: str,
+                    extra_source: dict | None = None) -> Split:
+    """A stratified train/held-out :class:`Split` of a small packaged dataset ``x (N, ...)``, ``y (N,)``."""
+    from sklearn.model_selection import train_test_split
+
+    y = np.asarray(y).astype(np.int64)
     itr, ite = train_test_split(np.arange(len(x)), test_size=holdout, stratify=y, random_state=seed)
-    src = "package sklearn.datasets.load_digits"
-    protocol = (f"train: {len(itr):,} of scikit-learn's {len(x):,} 8x8 digits; "
-                f"test: a stratified held-out {len(ite):,}")
-    logger.info("digits: %s [%s]", protocol, src)
-    return Split("digits", x[itr], y[itr], x[ite], y[ite], {"train": src, "test": src}, protocol,
-                 {"train": itr, "test": ite})
+    protocol = f"train: {len(itr):,} {what.format(n=len(x))}; test: a stratified held-out {len(ite):,}"
+    logger.info("%s: %s [%s]", name, protocol, src)
+    return Split(name, x[itr], y[itr], x[ite], y[ite], {"train": src, "test": src, **(extra_source or {})},
+                 protocol, {"train": itr, "test": ite})
 
 
 def load_wine(holdout: int = 36, seed: int = 0) -> Split:
@@ -725,18 +731,12 @@ def load_wine(holdout: int = 36, seed: int = 0) -> Split:
         the feature names.
     """
     from sklearn.datasets import load_wine as sk_load_wine
-    from sklearn.model_selection import train_test_split
 
     bunch = sk_load_wine()
-    x, y = bunch.data, bunch.target.astype(np.int64)
-    itr, ite = train_test_split(np.arange(len(x)), test_size=holdout, stratify=y, random_state=seed)
-    src = "package sklearn.datasets.load_wine (UCI wine recognition data)"
-    protocol = (f"train: {len(itr):,} of the {len(x):,} wines of the UCI wine data; "
-                f"test: a stratified held-out {len(ite):,}")
-    logger.info("wine: %s [%s]", protocol, src)
-    return Split("wine", x[itr], y[itr], x[ite], y[ite],
-                 {"train": src, "test": src, "features": list(bunch.feature_names)}, protocol,
-                 {"train": itr, "test": ite})
+    return _held_out_split("wine", bunch.data, bunch.target, holdout, seed,
+                           "package sklearn.datasets.load_wine (UCI wine recognition data)",
+                           "of the {n:,} wines of the UCI wine data",
+                           {"features": list(bunch.feature_names)})
 
 
 def _read_tsv(path: Path):
