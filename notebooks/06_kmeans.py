@@ -326,38 +326,25 @@ V = np.linalg.svd(flat_train - mu, full_matrices=False)[2][:50].T           # (7
 features["PCA-50"] = (features["raw pixels"] - mu) @ V                      # (M, 784) @ (784, 50)
 
 # %% [markdown]
-# The learned representations come from the library modules of the earlier chapters. When a
-# module is not part of this installation, the cell says so and the comparison goes on without it.
+# The learned representations come from the library modules of the earlier chapters.
 
 # %% tags=["otter_ignore"]
-try:
-    from course_lib import autoencoder
-except ImportError:
-    autoencoder = None
-if autoencoder is not None and all(hasattr(autoencoder, f) for f in ("pretrain_encoder", "embed", "images_to_unit")):
-    ae_model = autoencoder.pretrain_encoder(mnist.x_train, code_size=32, kind="conv",
-                                            epochs=pick(ci=3, full=20), device=device, seed=0)
-    features["autoencoder codes"] = autoencoder.embed(
-        ae_model, autoencoder.images_to_unit(mnist.x_test[:n_cluster]), device=device).numpy()   # (M, 32)
-else:
-    print("note: course_lib.autoencoder (pretrain_encoder, embed, images_to_unit) is not available "
-          "here; the autoencoder row is skipped.")
+from course_lib import autoencoder
+
+ae_model = autoencoder.pretrain_encoder(mnist.x_train, code_size=32, kind="conv",
+                                        epochs=pick(ci=3, full=20), device=device, seed=0)
+features["autoencoder codes"] = autoencoder.embed(
+    ae_model, autoencoder.images_to_unit(mnist.x_test[:n_cluster]), device=device).numpy()   # (M, 32)
 
 # %% tags=["otter_ignore"]
-try:
-    from course_lib import contrastive
-except ImportError:
-    contrastive = None
-if contrastive is not None and all(hasattr(contrastive, f) for f in ("SimCLR", "SimCLRConfig", "fit_simclr", "encode")):
-    seed_everything(0)
-    simclr = contrastive.SimCLR(contrastive.SimCLRConfig(channels=pick(ci=(8, 16), full=(32, 64))))
-    contrastive.fit_simclr(simclr, x_train, device=device, seed=0,
-                           config=train.TrainConfig(epochs=pick(ci=3, full=40), batch_size=256,
-                                                    lr=3e-3, schedule="onecycle", seed=0))
-    features["contrastive (SimCLR)"] = contrastive.encode(simclr, x_test, device=device).numpy()  # (M, 128)
-else:
-    print("note: course_lib.contrastive (SimCLR, SimCLRConfig, fit_simclr, encode) is not available "
-          "here; the contrastive row is skipped.")
+from course_lib import contrastive
+
+seed_everything(0)
+simclr = contrastive.SimCLR(contrastive.SimCLRConfig(channels=pick(ci=(8, 16), full=(32, 64))))
+contrastive.fit_simclr(simclr, x_train, device=device, seed=0,
+                       config=train.TrainConfig(epochs=pick(ci=3, full=40), batch_size=256,
+                                                lr=3e-3, schedule="onecycle", seed=0))
+features["contrastive (SimCLR)"] = contrastive.encode(simclr, x_test, device=device).numpy()  # (M, 128)
 
 # %% tags=["otter_ignore"]
 seed_everything(0)
