@@ -37,11 +37,20 @@ def digits():
 
 @pytest.fixture(scope="module")
 def digit_images():
-    """sklearn's real 8x8 digits placed in 28x28 frames (LeNet's input size)."""
+    """sklearn's real 8x8 digits laid out like MNIST (LeNet's input size)."""
     d = load_digits()
-    img = np.zeros((len(d.x_train), 28, 28))
-    img[:, 10:18, 10:18] = d.x_train * (255 / 16)
-    return cnn.images_to_tensor(img.astype(np.uint8)), torch.as_tensor(d.y_train)
+    return cnn.images_to_tensor(cnn.to_mnist_frame(d.x_train)), torch.as_tensor(d.y_train)
+
+
+def test_to_mnist_frame_centres_and_scales():
+    d = load_digits()
+    out = cnn.to_mnist_frame(d.x_train[:5])
+    assert out.shape == (5, 28, 28) and out.dtype == torch.uint8
+    assert out[:, :4].sum() == 0 and out[:, :, -4:].sum() == 0       # 4-pixel margin, as MNIST
+    full = cnn.to_mnist_frame(np.full((1, 8, 8), 16.0))
+    assert full[0, 4:24, 4:24].min() == 255 and full.sum() == 255 * 400
+    with pytest.raises(ValueError, match=r"\(8, 8\)"):
+        cnn.to_mnist_frame(np.zeros((8, 8)))
 
 
 @pytest.fixture(scope="module")
@@ -81,8 +90,14 @@ def test_merge_gives_same_outputs_and_unmerge_restores_weights(digits):
     lora.merge()                                                     # idempotent
     assert lora.merged and torch.allclose(lora(x), before, atol=1e-5)
     assert not torch.allclose(lora.weight, w0)
+    with pytest.raises(RuntimeError, match="unmerge"):
+        with ft.lora_disabled(nn.Sequential(lora)):
+            pass
     lora.unmerge()
     assert torch.allclose(lora.weight, w0, atol=1e-6) and torch.allclose(lora(x), before, atol=1e-5)
+    with ft.lora_disabled(nn.Sequential(lora)):
+        assert torch.equal(lora(x), nn.functional.linear(x, lora.weight, lora.bias))  # the base layer
+    assert torch.allclose(lora(x), before, atol=1e-5)                # switched back on
 
 
 def test_lora_trains_only_the_adapters(digits):

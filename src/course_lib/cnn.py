@@ -157,6 +157,24 @@ def images_to_tensor(images: np.ndarray | torch.Tensor, mean: float = MNIST_MEAN
     return ((x.float() / 255.0 - mean) / std).unsqueeze(1)    # (N, H, W) -> (N, 1, H, W)
 
 
+def to_mnist_frame(images: np.ndarray | torch.Tensor, max_value: float = 16.0, box: int = 20) -> torch.Tensor:
+    """Small grey images ``(N, h, w)`` (e.g. scikit-learn's 8x8 digits in 0..16) -> uint8
+    ``(N, 28, 28)`` laid out like MNIST: resized (bilinear) into a ``box`` x ``box`` square
+    centred in a 28x28 frame, ink scaled to 0..255. Feed the result to :func:`images_to_tensor`.
+    """
+    x = torch.as_tensor(np.asarray(images), dtype=torch.float32)
+    if x.ndim != 3 or x.shape[0] == 0:
+        raise ValueError(f"images must have shape (N, h, w) with N >= 1; got {tuple(x.shape)}.")
+    if not 1 <= box <= 28:
+        raise ValueError(f"box={box!r} must be in [1, 28].")
+    x = nn.functional.interpolate(x[:, None] / max_value, size=(box, box), mode="bilinear",
+                                  align_corners=False)                 # (N, 1, h, w) -> (N, 1, box, box)
+    lo = (28 - box) // 2
+    frame = torch.zeros(len(x), 28, 28)
+    frame[:, lo:lo + box, lo:lo + box] = x[:, 0]                       # (N, 28, 28)
+    return (frame.clamp(0, 1) * 255).round().to(torch.uint8)
+
+
 def random_shift(x: torch.Tensor, max_shift: int = 2, generator: torch.Generator | None = None) -> torch.Tensor:
     """Translate each image by up to ``max_shift`` pixels (zero-padded), on ``x``'s device.
 

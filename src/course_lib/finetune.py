@@ -36,6 +36,7 @@ References
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import math
@@ -48,7 +49,7 @@ from torch.nn import functional as F
 from . import train
 from .device import get_device
 
-__all__ = ["STRATEGIES", "LoRALinear", "add_lora", "merge_lora", "lora_state_dict", "parts",
+__all__ = ["STRATEGIES", "LoRALinear", "add_lora", "lora_disabled", "merge_lora", "lora_state_dict", "parts",
            "replace_head", "swap_head", "set_strategy", "layerwise_param_groups", "count_parameters",
            "memory_footprint", "optimizer_state_bytes", "finetune", "relative_change"]
 
@@ -97,6 +98,7 @@ class LoRALinear(nn.Linear):
         nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))   # as nn.Linear and peft
         self.lora_dropout = nn.Dropout(dropout)
         self.merged = False
+        self.enabled = True                                         # False: behave as the base layer
         self.weight.requires_grad_(False)
         if self.bias is not None:
             self.bias.requires_grad_(False)
@@ -122,7 +124,7 @@ class LoRALinear(nn.Linear):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = F.linear(x, self.weight, self.bias)                     # (..., in) -> (..., out)
-        if self.merged:
+        if self.merged or not self.enabled:
             return y
         a = F.linear(self.lora_dropout(x), self.lora_A)             # (..., in) -> (..., r)
         return y + self.scaling * F.linear(a, self.lora_B)          # (..., r) -> (..., out)
@@ -187,6 +189,23 @@ def add_lora(model: nn.Module, targets: Sequence[str] = ("query", "value"), r: i
         raise ValueError(f"no nn.Linear matched targets={tuple(targets)!r}; linear layers are {names[:12]}"
                          + (" ..." if len(names) > 12 else "") + ".")
     return replaced
+
+
+@contextlib.contextmanager
+def lora_disabled(model: nn.Module):
+    """Within the block, every (unmerged) LoRA layer acts as its pre-trained base layer: the
+    original network, exactly, from the same object."""
+    layers = [m for m in model.modules() if isinstance(m, LoRALinear)]
+    if any(m.merged for m in layers):
+        raise RuntimeError("merged LoRA layers cannot be switched off; call unmerge() first.")
+    saved = [m.enabled for m in layers]
+    for m in layers:
+        m.enabled = False
+    try:
+        yield model
+    finally:
+        for m, flag in zip(layers, saved):
+            m.enabled = flag
 
 
 def merge_lora(model: nn.Module) -> nn.Module:
