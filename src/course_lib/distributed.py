@@ -284,10 +284,17 @@ def uses_distributed_sampler(loader) -> bool:
     return any(isinstance(s, DistributedSampler) for s in samplers)
 
 
-def weights_checksum(model: torch.nn.Module) -> str:
-    """SHA-256 of the model's state dict (names, shapes and float bytes): equal iff bitwise equal."""
+def weights_checksum(model) -> str:
+    """SHA-256 of a model's state dict (names, shapes, bytes): equal only for bitwise-equal weights.
+
+    Parameters
+    ----------
+    model : nn.Module or dict of str to Tensor
+        A model or its ``state_dict()``.
+    """
+    state = model.state_dict() if isinstance(model, torch.nn.Module) else model
     h = hashlib.sha256()
-    for name, t in sorted(model.state_dict().items()):
+    for name, t in sorted(state.items()):
         h.update(name.encode())
         h.update(str(tuple(t.shape)).encode())
         h.update(t.detach().cpu().contiguous().numpy().tobytes())
@@ -340,7 +347,7 @@ def _demo_model(name: str, seed: int) -> torch.nn.Module:
     raise ValueError(f"model={name!r}; expected 'mlp' or 'lenet'.")
 
 
-def train_digits(epochs: int = 1, batch_size: int = 100, lr: float = 3e-3, optimizer: str = "adam",
+def train_digits(epochs: int = 1, batch_size: int = 100, lr: float = 1e-2, optimizer: str = "adam",
                  schedule: str = "constant", model: str = "mlp", seed: int = 0,
                  progress: bool = False, device=None) -> tuple[torch.nn.Module, dict]:
     """Train a small classifier on scikit-learn's real 8x8 digits with :func:`course_lib.train.fit`.
@@ -407,7 +414,7 @@ def _parser() -> argparse.ArgumentParser:
                                 epilog=commands(), formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--batch-size", type=int, default=100, help="global batch (all ranks together)")
-    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--lr", type=float, default=1e-2)
     p.add_argument("--optimizer", default="adam", choices=("adam", "adamw", "sgd"))
     p.add_argument("--schedule", default="constant", choices=("constant", "onecycle", "cosine"))
     p.add_argument("--model", default="mlp", choices=("mlp", "lenet"))
