@@ -167,7 +167,8 @@ def _evaluate_ddp(model, data, loss_fn, device, batch_size: int = 1024, amp: boo
         sums = _evaluate_sums(model, data, loss_fn, device, batch_size, amp)
         reduce = distributed.all_reduce_sum if distributed.uses_distributed_sampler(data) else distributed.broadcast
     model.train(was_training)
-    loss_sum, total, correct, no_acc = reduce(torch.tensor([*sums[:3], float(not sums[3])], dtype=torch.float64)).tolist()
+    stats = torch.tensor([*sums[:3], float(not sums[3])], dtype=torch.float64)  # loss sum, n, correct, no acc
+    loss_sum, total, correct, no_acc = reduce(stats).tolist()
     return {"loss": loss_sum / total, "accuracy": correct / total if no_acc == 0 else None}
 
 
