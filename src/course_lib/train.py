@@ -118,7 +118,11 @@ def _accuracy_terms(out, y):
 @torch.no_grad()
 def evaluate(model: nn.Module, data, loss_fn: Callable | None = None, device=None,
              batch_size: int = 1024, amp: bool = False) -> dict:
-    """Mean loss (and accuracy for classifiers) of ``model`` on ``data``, in eval mode."""
+    """Mean loss (and accuracy for classifiers) of ``model`` on ``data``, in eval mode.
+
+    No communication between processes: under ``torchrun`` each rank that calls it evaluates all
+    of ``data`` (so rank 0 may call it alone); :func:`fit` splits its validation across the ranks.
+    """
     device = get_device(device)
     loss_fn = loss_fn or nn.functional.cross_entropy
     was_training = model.training
