@@ -9,6 +9,11 @@ Data may be given as a pair of tensors ``(x, y)`` — then the whole set is move
 and shuffled there with a seeded generator (fast, reproducible) — or as any iterable of
 ``(inputs, targets)`` batches such as a :class:`torch.utils.data.DataLoader`.
 
+The same loop runs unchanged in several processes started by ``torchrun`` (data parallelism, see
+:mod:`course_lib.distributed`): when a process group of more than one process exists, :func:`fit`
+gives each process its share of every global batch and averages the gradients with
+:class:`~torch.nn.parallel.DistributedDataParallel`, and the result equals the one-process run.
+
 References
 ----------
 - Karpathy, minGPT ``trainer.py``: https://github.com/karpathy/minGPT
@@ -28,6 +33,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from . import distributed
 from .device import autocast, get_device
 
 __all__ = ["TrainConfig", "History", "fit", "evaluate", "predict", "batches"]
@@ -98,6 +104,10 @@ def batches(data, batch_size: int, device, shuffle: bool = False, generator=None
             yield xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
 
 
+def _is_tensor_pair(data) -> bool:
+    return isinstance(data, (tuple, list)) and len(data) == 2 and all(torch.is_tensor(t) for t in data)
+
+
 def _accuracy_terms(out, y):
     """Correct count for class logits ``(B, C)`` against integer targets ``(B,)``, else None."""
     if torch.is_tensor(out) and out.ndim == 2 and y.ndim == 1 and not y.is_floating_point():
@@ -108,11 +118,22 @@ def _accuracy_terms(out, y):
 @torch.no_grad()
 def evaluate(model: nn.Module, data, loss_fn: Callable | None = None, device=None,
              batch_size: int = 1024, amp: bool = False) -> dict:
-    """Mean loss (and accuracy for classifiers) of ``model`` on ``data``, in eval mode."""
+    """Mean loss (and accuracy for classifiers) of ``model`` on ``data``, in eval mode.
+
+    No communication between processes: under ``torchrun`` each rank that calls it evaluates all
+    of ``data`` (so rank 0 may call it alone); :func:`fit` splits its validation across the ranks.
+    """
     device = get_device(device)
     loss_fn = loss_fn or nn.functional.cross_entropy
     was_training = model.training
     model.eval()                                     # dropout off, batch-norm running stats
+    loss_sum, total, correct, has_acc = _evaluate_sums(model, data, loss_fn, device, batch_size, amp)
+    model.train(was_training)
+    return {"loss": loss_sum / total, "accuracy": correct / total if has_acc else None}
+
+
+def _evaluate_sums(model, data, loss_fn, device, batch_size, amp):
+    """``(loss summed over examples, examples, correct, has_acc)`` of an eval-mode ``model``."""
     total, loss_sum, correct, has_acc = 0, 0.0, 0, True
     for xb, yb in batches(data, batch_size, device):
         with autocast(device, amp):
@@ -123,8 +144,36 @@ def evaluate(model: nn.Module, data, loss_fn: Callable | None = None, device=Non
         c = _accuracy_terms(out, yb)
         has_acc = has_acc and c is not None
         correct += c or 0
+    return loss_sum, total, correct, has_acc
+
+
+@torch.no_grad()
+def _evaluate_ddp(model, data, loss_fn, device, batch_size: int = 1024, amp: bool = False) -> dict:
+    """:func:`evaluate` inside :func:`fit` under DDP: the same numbers on every rank.
+
+    A tensor pair is split across the ranks and the sums are all-reduced, as is a loader with a
+    ``DistributedSampler`` (which pads the last rank's share with repeated examples); any other
+    iterable is evaluated whole on every rank and rank 0's numbers are kept.
+    """
+    was_training = model.training
+    model.eval()
+    if _is_tensor_pair(data):
+        x, y = data
+        if len(x) != len(y):
+            raise ValueError(f"inputs and targets differ in length: {len(x)} != {len(y)}.")
+        if len(x) == 0:
+            raise ValueError("empty dataset: got 0 examples.")
+        part = (distributed.shard(x), distributed.shard(y))           # this rank's rows
+        sums = (_evaluate_sums(model, part, loss_fn, device, batch_size, amp) if len(part[0])
+                else (0.0, 0, 0, True))
+        reduce = distributed.all_reduce_sum
+    else:
+        sums = _evaluate_sums(model, data, loss_fn, device, batch_size, amp)
+        reduce = distributed.all_reduce_sum if distributed.uses_distributed_sampler(data) else distributed.broadcast
     model.train(was_training)
-    return {"loss": loss_sum / total, "accuracy": correct / total if has_acc else None}
+    stats = torch.tensor([*sums[:3], float(not sums[3])], dtype=torch.float64)  # loss sum, n, correct, no acc
+    loss_sum, total, correct, no_acc = reduce(stats).tolist()
+    return {"loss": loss_sum / total, "accuracy": correct / total if no_acc == 0 else None}
 
 
 @torch.no_grad()
@@ -168,6 +217,63 @@ def _make_scheduler(optimizer, cfg: TrainConfig, train_data):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
+def _epoch_batches(data, batch_size: int, device, generator, ddp: bool):
+    """``(inputs, targets, n)`` for every step of an epoch; ``n`` counts this rank's examples.
+
+    Under DDP every rank draws the same permutation from the same seeded ``generator``, builds the
+    same global batch and keeps its :func:`~course_lib.distributed.shard`. A rank whose share is
+    empty (a last batch smaller than the world size) gets one example of the batch with ``n = 0``:
+    its forward and backward pass still run, weighted by zero, so that DDP's gradient all-reduce,
+    which every rank must join, does not wait for it forever.
+    """
+    tensors = _is_tensor_pair(data)
+    for xb, yb in batches(data, batch_size, device, shuffle=True, generator=generator):
+        if not (ddp and tensors):                    # one process, or a DistributedSampler's batch
+            yield xb, yb, len(yb)
+            continue
+        xs, ys = distributed.shard(xb), distributed.shard(yb)          # (B, ...) -> (B_rank, ...)
+        yield (xs, ys, len(ys)) if len(ys) else (xb[:1], yb[:1], 0)
+
+
+def _ddp_step_terms(loss, n_local: int, c, world: int):
+    """All-reduce one step's loss, example and correct counts; weight the loss for DDP's average.
+
+    Returns the weighted loss to back-propagate, and the global mean loss, example count and
+    correct count (None unless every rank has class logits), which are the same on every rank.
+    """
+    local_sum = loss.item() * n_local if n_local else 0.0   # a zero-weighted stand-in adds nothing
+    stats = torch.tensor([local_sum, n_local, (c or 0) if n_local else 0, float(c is None)],
+                         dtype=torch.float64)
+    loss_sum, n, correct, no_acc = distributed.all_reduce_sum(stats).tolist()
+    n = int(n)
+    return (loss * distributed.loss_weight(n_local, n, world), loss_sum / n, n,
+            None if no_acc else int(correct))
+
+
+def _check_ddp(train_data, device):
+    if not _is_tensor_pair(train_data) and not distributed.uses_distributed_sampler(train_data):
+        raise ValueError(
+            f"train_data is a {type(train_data).__name__} without a DistributedSampler, but this is a "
+            f"distributed run (world size {distributed.world_size()}): every rank would train on the "
+            "same batches, and the ranks could take different numbers of steps. Pass tensors "
+            "(x, y) — fit then splits each global batch across the ranks — or build the loader with "
+            "sampler=torch.utils.data.distributed.DistributedSampler(dataset) (its batch_size is "
+            "then per rank; fit calls sampler.set_epoch every epoch).")
+    if torch.distributed.get_backend() == "nccl" and device.type != "cuda":
+        raise ValueError(f"device={str(device)!r} but the process group uses nccl, which needs CUDA "
+                         "tensors; use the GPU of this rank or init_from_env(backend='gloo').")
+
+
+def _wrap_ddp(model: nn.Module, device) -> nn.Module:
+    """``DistributedDataParallel(model)``; it copies rank 0's weights and buffers to every rank."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        return DistributedDataParallel(model, device_ids=[index])
+    return DistributedDataParallel(model)
+
+
 def fit(model: nn.Module, train_data, val_data=None, *, loss_fn: Callable | None = None,
         config: TrainConfig | None = None, device=None, optimizer=None, scheduler=None,
         transform: Callable | None = None, callbacks: Iterable[Callable] = ()) -> History:
@@ -188,29 +294,59 @@ def fit(model: nn.Module, train_data, val_data=None, *, loss_fn: Callable | None
     transform : callable, optional
         Applied to each input batch on the device before the forward pass (augmentation).
     callbacks : callables ``f(epoch, history, model)``; one returning True stops training.
+
+    Distributed data parallelism
+    ----------------------------
+    Under ``torchrun``, after :func:`course_lib.distributed.init_from_env`, ``fit`` wraps ``model``
+    in :class:`~torch.nn.parallel.DistributedDataParallel` (which first copies rank 0's weights
+    to every rank). Every rank draws the same seeded permutation; each global batch of
+    ``config.batch_size`` examples is split across the ranks, and each rank's mean loss is weighted
+    by ``local_n * world / global_n`` so that DDP's averaged gradient is the mean over the global
+    batch, the last uneven batch included. The weights, the History (``train_loss``, ``train_acc``,
+    ``step_loss``, ``val_*``: global values) and early-stopping decisions are therefore the same on
+    every rank and equal, up to floating-point rounding, to a one-process run with the same global
+    batch — for a loss that is a mean over examples. The model you passed is trained in place and
+    stays a plain module. Progress bars show on rank 0 only; callbacks run on every rank (save
+    files only when ``distributed.is_main()``), and training stops when any rank's callback asks.
+    ``train_data`` given as a DataLoader needs a ``DistributedSampler``. Not reproduced exactly:
+    ``nn.BatchNorm*`` statistics (per rank; use ``nn.SyncBatchNorm.convert_sync_batchnorm``),
+    dropout and ``transform`` randomness (each rank's own generator), and losses that couple the
+    examples of a batch. Every parameter that requires a gradient must receive one in each step.
     """
     cfg = config or TrainConfig()
     device = get_device(device)
     loss_fn = loss_fn or nn.functional.cross_entropy
     model.to(device)
+    ddp = distributed.is_distributed()
+    if ddp:
+        _check_ddp(train_data, device)
     optimizer = optimizer or _make_optimizer(model, cfg)
     scheduler = scheduler or _make_scheduler(optimizer, cfg, train_data)
     scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp and device.type == "cuda"
                                   and not torch.cuda.is_bf16_supported())
-    gen = torch.Generator().manual_seed(cfg.seed)
+    net = _wrap_ddp(model, device) if ddp else model   # ``model`` stays the plain module
+    gen = torch.Generator().manual_seed(cfg.seed)      # same seed, same permutation on every rank
     hist, best, best_state, bad_epochs = History(), float("inf"), None, 0
-    bar = tqdm(range(1, cfg.epochs + 1), desc="epochs", disable=not cfg.progress, leave=False)
+    bar = tqdm(range(1, cfg.epochs + 1), desc="epochs", disable=not cfg.progress or not distributed.is_main(),
+               leave=False)
     for epoch in bar:
         t0, seen, loss_sum, correct, has_acc = time.perf_counter(), 0, 0.0, 0, True
-        model.train()
-        for xb, yb in batches(train_data, cfg.batch_size, device, shuffle=True, generator=gen):
+        net.train()
+        if ddp and hasattr(getattr(train_data, "sampler", None), "set_epoch"):
+            train_data.sampler.set_epoch(epoch)            # a new DistributedSampler shuffle per epoch
+        for xb, yb, n in _epoch_batches(train_data, cfg.batch_size, device, gen, ddp):
             if transform is not None:
                 xb = transform(xb)
             with autocast(device, cfg.amp):
-                out = model(xb)
+                out = net(xb)
                 loss = loss_fn(out, yb)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch}; lower the "
+            c = _accuracy_terms(out, yb)
+            if ddp:                                    # global values, identical on every rank
+                loss, batch_loss, n, c = _ddp_step_terms(loss, n, c, distributed.world_size())
+            else:
+                batch_loss = loss.item()
+            if not math.isfinite(batch_loss):
+                raise FloatingPointError(f"loss became {batch_loss} at epoch {epoch}; lower the "
                                          f"learning rate (lr={cfg.lr}) or enable grad_clip.")
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
@@ -221,17 +357,16 @@ def fit(model: nn.Module, train_data, val_data=None, *, loss_fn: Callable | None
             scaler.update()
             if scheduler is not None:
                 scheduler.step()
-            n = len(yb)
-            seen, loss_sum = seen + n, loss_sum + loss.item() * n
-            hist.step_loss.append(loss.item())
-            c = _accuracy_terms(out, yb)
+            seen, loss_sum = seen + n, loss_sum + batch_loss * n
+            hist.step_loss.append(batch_loss)
             has_acc = has_acc and c is not None
             correct += c or 0
         hist.epoch.append(epoch)
         hist.train_loss.append(loss_sum / seen)
         hist.train_acc.append(correct / seen if has_acc else None)
         if val_data is not None:
-            ev = evaluate(model, val_data, loss_fn, device, amp=cfg.amp)
+            ev = (_evaluate_ddp(model, val_data, loss_fn, device, amp=cfg.amp) if ddp
+                  else evaluate(model, val_data, loss_fn, device, amp=cfg.amp))
             hist.val_loss.append(ev["loss"])
             hist.val_acc.append(ev["accuracy"])
         hist.seconds.append(time.perf_counter() - t0)
@@ -245,7 +380,10 @@ def fit(model: nn.Module, train_data, val_data=None, *, loss_fn: Callable | None
         else:
             bad_epochs += 1
         stop = any(cb(epoch, hist, model) for cb in callbacks)
-        if stop or (cfg.patience is not None and bad_epochs > cfg.patience):
+        stop = stop or (cfg.patience is not None and bad_epochs > cfg.patience)
+        if ddp:                                        # all ranks stop together, or none does
+            stop = distributed.all_reduce_sum(torch.tensor([float(stop)])).item() > 0
+        if stop:
             break
     if best_state is not None:                      # early stopping keeps the best weights
         model.load_state_dict(best_state)
