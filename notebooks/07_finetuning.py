@@ -386,6 +386,8 @@ bert_rows, bert_models = [], {}
 for strategy in ft.STRATEGIES:
     seed_everything(0)
     clf = bert.SequenceClassifier(copy.deepcopy(base_bert), 2, pooling="mean")
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
     t0 = time.perf_counter()
     hist = ft.finetune(clf, (x_sst, y_sst), strategy=strategy, lr=bert_lrs[strategy], head_lr=3e-3,
                        config=bert_cfg, device=device, n_unfrozen=2, lora_r=8, lora_alpha=16)
@@ -394,16 +396,15 @@ for strategy in ft.STRATEGIES:
     correct = int((pred == y_dev).sum())
     lo, hi = bert.accuracy_interval(correct, len(y_dev))
     mem = ft.memory_footprint(clf, "adamw")
-    stored = (sum(v.numel() for v in ft.lora_state_dict(clf).values()) if strategy in ("lora", "feature_extraction")
-              else hist.params["total"])
     bert_rows.append({"strategy": strategy, "dev acc": correct / len(y_dev), "95% CI": f"{lo:.1%} – {hi:.1%}",
                       "trainable": hist.params["trainable"], "% trainable": 100 * hist.params["fraction"],
-                      "weights+grads+AdamW (MB)": mem["total"] / 2**20,
-                      "values to store per task": stored, "seconds": seconds})
+                      "weights+grads+AdamW (MB)": mem["total"] / 2**20, "seconds": seconds})
+    if device.type == "cuda":                                 # measured, activations included
+        bert_rows[-1]["peak GPU memory (MB)"] = torch.cuda.max_memory_allocated(device) / 2**20
     bert_models[strategy] = clf
 bert_table = pd.DataFrame(bert_rows).set_index("strategy")
 bert_table.style.format({"dev acc": "{:.1%}", "trainable": "{:,}", "% trainable": "{:.2f}",
-                         "weights+grads+AdamW (MB)": "{:,.0f}", "values to store per task": "{:,}",
+                         "weights+grads+AdamW (MB)": "{:,.0f}", "peak GPU memory (MB)": "{:,.0f}",
                          "seconds": "{:.0f}"})
 
 # %% tags=["otter_ignore"]
@@ -413,7 +414,7 @@ for s in ft.STRATEGIES:
     glue(f"sst_mem_{s}", float(bert_table.loc[s, "weights+grads+AdamW (MB)"]))
 lora_gap = 100 * (bert_table.loc["full", "dev acc"] - bert_table.loc["lora", "dev acc"])
 glue("lora_gap_points", float(lora_gap))
-glue("bert_lora_store", int(bert_table.loc["lora", "values to store per task"]))
+glue("bert_lora_store", int(bert_table.loc["lora", "trainable"]))
 glue("bert_total_params", int(bert_table.loc["full", "trainable"]))
 
 # %% [markdown]
@@ -425,8 +426,9 @@ glue("bert_total_params", int(bert_table.loc["full", "trainable"]))
 # partial unfreezing (the last encoder layer and the pooler) {glue:text}`sst_acc_partial:.1%`.
 # Memory for weights, gradients and AdamW state drops from {glue:text}`sst_mem_full:.0f` MB
 # (full) to {glue:text}`sst_mem_lora:.0f` MB (LoRA) — on large models, where the weights no longer
-# fit twice in memory, this is what makes fine-tuning possible at all. And per task, LoRA stores
-# {glue:text}`bert_lora_store:,` values instead of a copy of all {glue:text}`bert_total_params:,`.
+# fit twice in memory, this is what makes fine-tuning possible at all (on a GPU the table adds the
+# measured peak, activations included). And per task, LoRA stores {glue:text}`bert_lora_store:,`
+# values (`ft.lora_state_dict`) instead of a copy of all {glue:text}`bert_total_params:,`.
 #
 # Layer-wise learning rates for this model, as `ft.layerwise_param_groups` builds them (base rate
 # $10^{-4}$ for the top block, decay $\xi = 0.8$, head $3\times10^{-3}$):
@@ -513,8 +515,8 @@ print(distributed.commands())
 
 # %% tags=["otter_ignore"]
 cmp = distributed.compare_single_vs_ddp(nproc=2, args=("--epochs", "1"), timeout=300)
-ddp_table = pd.DataFrame({name: {k: cmp[name][k] for k in ("world_size", "final_train_loss", "test_accuracy")}
-                          for name in ("single", "ddp")}).T
+ddp_table = pd.DataFrame([{k: cmp[name][k] for k in ("world_size", "final_train_loss", "test_accuracy", "seconds")}
+                          for name in ("single", "ddp")], index=["one process", "torchrun, 2 processes"])
 print(cmp["ddp"]["command"])
 print(f"max |weight difference| = {cmp['max_abs_weight_diff']:.2e}; "
       f"every process ended with the same weights: {cmp['ranks_identical']}")
@@ -537,7 +539,7 @@ ddp_table
 # :class: warning
 # A hand-written evaluation loop under `torch.no_grad()` but without `model.eval()` keeps dropout
 # on (and batch normalisation using the batch's statistics instead of the running ones). The
-# accuracy is lower than the model's, and changes from one evaluation to the next.
+# accuracy measured is not the model's: usually lower, and different from one evaluation to the next.
 # ```
 
 # %% tags=["otter_ignore"]
