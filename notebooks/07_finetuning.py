@@ -322,7 +322,8 @@ fig, axes = plt.subplots(1, 2, figsize=(10, 3.5), sharey=False)
 for ax, (task, df) in zip(axes, curves.groupby("task", sort=False)):
     for strategy, g in df.groupby("strategy", sort=False):
         ax.plot(g["per class"], g["accuracy"], "o-", label=strategy)
-    ax.set_xscale("log"); ax.set_xlabel("labelled images per class"); ax.set_ylabel("test accuracy")
+    ax.set_xscale("log"); ax.set_xticks(curve_sizes[task], [str(k) for k in curve_sizes[task]]); ax.minorticks_off()
+    ax.set_xlabel("labelled images per class"); ax.set_ylabel("test accuracy")
     ax.set_title(f"MNIST-pretrained LeNet → {task}"); ax.grid(alpha=0.3)
 axes[0].legend(fontsize=8)
 glue("fig_curves", fig)
