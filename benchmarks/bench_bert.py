@@ -36,10 +36,11 @@ GOALS = common.goals(
                    "about 99% of its teacher's GLUE accuracy {cite:p}`wang2020minilm`"),
     Goal("sst2_dev_acc_scratch", "report", "accuracy",
          "the same architecture from random weights, same data and budget as the pretrained model",
-         reference="no pre-training: the gap pre-training closes {cite:p}`devlin2019bert`"),
+         ),
     Goal("sst2_dev_acc_tfidf_lr", "report", "accuracy",
          "TF-IDF (1-2 grams) + logistic regression, same training sentences",
-         reference="bag-of-words baselines: about 80-83% on SST-2 {cite:p}`socher2013recursive`"),
+         reference="SST binary, sentences: naive Bayes 81.8%, bigram naive Bayes 83.1%, RNTN 85.4% "
+                   "{cite:p}`socher2013recursive`"),
     Goal("pretrained_over_scratch_gain_points_1k", ">= 10", "accuracy points",
          "dev accuracy of the fine-tuned pretrained model minus the from-scratch one, 1,000 training "
          "sentences",
