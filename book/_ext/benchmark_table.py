@@ -37,7 +37,7 @@ def _fmt_value(value) -> str:
     if value is None:
         return "not measured"
     if value == 0 or 1e-3 <= abs(value) < 1e6:
-        return f"{value:.4g}" if abs(value) < 10 else f"{value:,.1f}" if abs(value) < 1e4 else f"{value:,.0f}"
+        return f"{value:.6g}" if abs(value) < 10 else f"{value:,.1f}" if abs(value) < 1e4 else f"{value:,.0f}"
     return f"{value:.2e}"
 
 
@@ -70,8 +70,8 @@ def table_rows(records: list | None = None, goals: dict | None = None, results_d
     measured = {r["name"] for r in records}
     for name, g in goals.items():
         if name not in measured:
-            where = "the GPU set (`python benchmarks/run.py` on a CUDA machine)" if not g.cpu else \
-                "`python benchmarks/run.py`"
+            where = ("the GPU set, python benchmarks/run.py on a CUDA machine" if not g.cpu else
+                     "python benchmarks/run.py --cpu-only")
             rows.append({"record": name, "ours": "not measured", "goal": _fmt_goal(g.goal), "met?": "—",
                          "unit": g.unit, "dataset": "—", "device": "—", "seconds": "—", "commit": "—",
                          "note": f"not measured on any machine yet: {where}",
