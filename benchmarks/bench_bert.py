@@ -1,4 +1,4 @@
-"""Chapter 5, BERT: parity with Hugging Face ``transformers``, and SST-2 fine-tuning.
+"""Chapter 5, BERT: SST-2 fine-tuning (parity with ``transformers``: ``bench_bert_parity.py``).
 
 The chapter's ``full`` configuration (notebooks/05_bert.py): the offline checkpoint
 (all-MiniLM-L6-v2, ``bert.locate_checkpoint()``; ``BERT_CHECKPOINT`` picks another), GLUE SST-2
@@ -23,12 +23,6 @@ from benchmarks import common  # noqa: E402
 from benchmarks.common import Goal  # noqa: E402
 
 GOALS = common.goals(
-    Goal("bert_vs_hf_max_abs_diff", "<= 1e-4", "max |difference|",
-         "largest difference between our last hidden states and transformers.BertModel's, fp32, "
-         "same checkpoint, every SST-2 dev sentence",
-         reference="the reference implementation: Hugging Face transformers {cite:p}`wolf2020transformers`"),
-    Goal("bert_forward_seconds_over_hf", "report", "ratio",
-         "forward time of our BertModel over transformers.BertModel on the SST-2 dev set, same run"),
     Goal("sst2_dev_acc_pretrained_full_ft", ">= 0.88", "accuracy",
          "pretrained checkpoint + head, every weight fine-tuned on the full SST-2 training set",
          cpu=False,
@@ -86,7 +80,6 @@ def _tfidf(train_sentences, y_train, dev_sentences):
 def records(tiny: bool = False, cpu_only: bool = False) -> list[dict]:
     import numpy as np
     import torch
-    from transformers import BertModel as HFBertModel
 
     from course_lib import bert, data
     from course_lib.device import get_device
@@ -103,33 +96,7 @@ def records(tiny: bool = False, cpu_only: bool = False) -> list[dict]:
     y_dev = sst.dev_labels[:n_dev][order]
     x_dev = bert.encode(tok, dev_sentences, max_length=cfg["max_len"])
     tiny_tag = "tiny: " if tiny else ""
-    out, load = [], None
-
-    # ---- parity and forward time against transformers, every dev sentence (the last as a pair)
-    n_par = cfg.get("n_parity", len(sst.dev_sentences))
-    par_sentences = sst.dev_sentences[:n_par]
-    pairs = [""] * (n_par - 1) + [sst.dev_sentences[n_par % len(sst.dev_sentences)]]
-    ours = bert.BertModel.from_pretrained(folder, device=device)
-    hf = HFBertModel.from_pretrained(str(folder)).to(device).eval()
-    diff, t_ours, t_hf = 0.0, 0.0, 0.0
-    with torch.no_grad():
-        for i in range(0, n_par, 64):
-            x = bert.encode(tok, par_sentences[i:i + 64], pairs=pairs[i:i + 64], max_length=128).to(device)
-            for _ in range(2):                     # the first pass warms up, the second is timed
-                with common.Timer() as ta:
-                    a = ours(x[:, 0], x[:, 1], x[:, 2]).last_hidden_state
-                with common.Timer() as tb:
-                    b = hf(input_ids=x[:, 0], attention_mask=x[:, 1], token_type_ids=x[:, 2]).last_hidden_state
-            t_ours, t_hf = t_ours + ta.seconds, t_hf + tb.seconds
-            diff = max(diff, (a - b).abs().max().item())   # padded positions too, as in the chapter
-    par_data = f"{tiny_tag}{n_par} SST-2 dev sentences (one as a pair), checkpoint {ckpt}"
-    out.append(common.record(GOALS["bert_vs_hf_max_abs_diff"], diff, dataset=par_data, tiny=tiny,
-                             seconds=t_ours + t_hf))
-    out.append(common.record(GOALS["bert_forward_seconds_over_hf"], t_ours / t_hf, dataset=par_data,
-                             seconds=t_ours, tiny=tiny,
-                             note=common.join_notes(f"ours {t_ours:.2f} s, transformers {t_hf:.2f} s "
-                                                    f"({device.type}, batches of 64)", common.load_note())))
-    del ours, hf
+    out = []
 
     rng = np.random.default_rng(0)
     perm = rng.permutation(len(sst.train_sentences))
