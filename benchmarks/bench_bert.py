@@ -41,8 +41,8 @@ GOALS = common.goals(
          reference="pre-training matters most with few labels {cite:p}`howard2018universal`"),
 )
 FULL = dict(max_len=64, epochs=2, batch_size=16, lr=3e-5, head_lr=1e-3, n_small=1000)
-TINY = dict(max_len=32, epochs=1, batch_size=16, lr=1e-4, head_lr=3e-3, n_small=48, n_dev=96,
-            n_tfidf=2000, n_parity=48)
+TINY = dict(max_len=32, epochs=1, batch_size=16, lr=1e-4, head_lr=3e-3, n_small=32, n_dev=64,
+            n_tfidf=1000)
 
 
 def _fine_tune(make_encoder, x_tr, y_tr, x_dev, cfg, device):
