@@ -16,6 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks import common  # noqa: E402
 from benchmarks.common import Goal  # noqa: E402
 
+ORDER = 2  # position of its rows in the book's table (the chapter number)
 GOALS = common.goals(
     Goal("linear_ae_over_pca_mse", "<= 1.02", "ratio",
          "test MSE of a linear autoencoder over PCA's, same code size (32), MNIST test images",

@@ -14,6 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks import common  # noqa: E402
 from benchmarks.common import Goal  # noqa: E402
 
+ORDER = 1  # position of its rows in the book's table (the chapter number)
 GOALS = common.goals(
     Goal("mnist5k_cnn_test_acc", ">= 0.985", "accuracy",
          "LeNet trained on the 5,000 packaged real MNIST digits, official 10,000-image test set",

@@ -17,6 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks import common  # noqa: E402
 from benchmarks.common import Goal  # noqa: E402
 
+ORDER = 3  # position of its rows in the book's table (the chapter number)
 GOALS = common.goals(
     Goal("simclr_probe_gain_points", ">= 10", "accuracy points",
          "linear-probe test accuracy on SimCLR features minus the same probe on the random-init "

@@ -18,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks import common  # noqa: E402
 from benchmarks.common import Goal  # noqa: E402
 
+ORDER = 6  # position of its rows in the book's table (the chapter number)
 GOALS = common.goals(
     Goal("kmeans_inertia_over_sklearn", "<= 1.005", "ratio",
          "inertia of our k-means over scikit-learn's, same data, k and n_init (worst of 5 seeds)",

@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks import common  # noqa: E402
 from benchmarks.common import Goal  # noqa: E402
 
+ORDER = 4  # position of its rows in the book's table (the chapter number)
 GOALS = common.goals(
     Goal("sgns_vs_gensim_wordsim_gap_points", "<= 3", "Spearman x 100",
          "WordSim-353 Spearman correlation of gensim skip-gram minus ours (x 100), same corpus and "

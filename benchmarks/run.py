@@ -37,10 +37,15 @@ def load(name: str):
 
 
 def all_goals() -> dict:
-    """``{record name: Goal}`` declared by every script (``GOALS``), for the book's table."""
+    """``{record name: Goal}`` declared by every script (``GOALS``), for the book's table, in the
+    order of the scripts' ``ORDER`` (the chapter number; scripts without one come last)."""
     out = {}
-    for name in discover():
-        out.update(getattr(load(name), "GOALS", {}))
+    modules = sorted((load(name) for name in discover()), key=lambda m: getattr(m, "ORDER", 100))
+    for module in modules:
+        for name, goal in getattr(module, "GOALS", {}).items():
+            if name in out:
+                raise ValueError(f"goal {name!r} is declared by two scripts")
+            out[name] = goal
     return out
 
 

@@ -192,11 +192,15 @@ def test_appendix_renders_one_row_per_record(tiny_run):
         assert missing == set(goals) - {r["name"] for r in records}
         text = benchmark_table.render_markdown(records, goals)
         table = [line for line in text.splitlines() if line.startswith("| `")]
-        assert len(table) == len(rows)
+        assert len(table) == 2 * len(rows)                   # the numbers, then the details
+        summary, details = table[:len(rows)], table[len(rows):]
+        assert [line.split(" | ")[0] for line in summary] == [f"| `{r['record']}`" for r in rows]
         for rec in records:
-            assert rec["device"] in text                     # the machine of every record is named
-        assert all(line.count(" | ") == len(benchmark_table.COLUMNS) - 1 for line in table), \
+            assert rec["device"] in text and rec["commit"] in text   # machine and code of every record
+        assert all(line.count(" | ") == len(benchmark_table.SUMMARY) - 1 for line in summary), \
             "a cell broke the pipe table"
+        assert all(line.count(" | ") == len(benchmark_table.DETAILS) - 1 for line in details)
+        assert set(benchmark_table.SUMMARY) | set(benchmark_table.DETAILS) == set(benchmark_table.COLUMNS)
 
 
 def test_literature_references_cite_known_keys():

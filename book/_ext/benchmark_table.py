@@ -20,7 +20,10 @@ if str(ROOT) not in sys.path:
 
 COLUMNS = ["record", "ours", "goal", "met?", "unit", "dataset", "device", "seconds", "commit", "note",
            "literature"]
-_MET = {True: "✅ met", False: "❌ missed", None: "—"}
+# the page shows two tables with one row per record each: the numbers, then what they were measured on
+SUMMARY = ["record", "ours", "goal", "met?", "unit", "device", "seconds", "literature"]
+DETAILS = ["record", "dataset", "commit", "note"]
+_MET = {True: "✓ met", False: "✗ missed", None: "—"}
 
 
 def _goals():
@@ -88,14 +91,21 @@ def _cell(text: str) -> str:
 
 
 def render_markdown(records: list | None = None, goals: dict | None = None, results_dir=None) -> str:
-    """The page's content in MyST markdown: the table, then the machines in words."""
+    """The page's content in MyST markdown: the numbers, the details, then the machines in words.
+
+    Both tables have one row per row of :func:`table_rows`, in the same order.
+    """
     records = _records(results_dir) if records is None else records
     rows = table_rows(records, goals)
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    for row in rows:
-        cells = [f"`{row['record']}`"] + [_cell(row[c]) for c in COLUMNS[1:-1]] + [
-            " ".join(row["literature"].split()) or " "]
-        lines.append("| " + " | ".join(cells) + " |")
+    lines = []
+    for title, columns in (("", SUMMARY), ("What each record was measured on:", DETAILS)):
+        if title:
+            lines += ["", title, ""]
+        lines += ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+        for row in rows:
+            cells = [f"`{row['record']}`"] + [
+                (" ".join(row[c].split()) or " ") if c == "literature" else _cell(row[c]) for c in columns[1:]]
+            lines.append("| " + " | ".join(cells) + " |")
     machines = {}
     for r in records:
         machines.setdefault(r["device"], set()).add(r["machine"])
