@@ -74,7 +74,7 @@ def records(tiny: bool = False, cpu_only: bool = False) -> list[dict]:
         batch_size=FULL_GPU_BATCH if device.type == "cuda" else FULL_CPU_BATCH, seed=0)
 
     t0 = time.perf_counter()
-    model, _history = w2v.train_sgns(docs, vocab, cfg, device=device)
+    model, _history = w2v.train_sgns(docs, vocab, cfg, device=device, progress=False)
     scratch_seconds = time.perf_counter() - t0
     scratch_kv = w2v.to_keyed_vectors(vocab.words, model.vectors())
 
