@@ -8,7 +8,7 @@ PY      = $(VENV)/bin/python
 TORCH  ?= torch==2.13.0
 STAMP   = $(VENV)/.installed
 
-.PHONY: install book test unit clean system-packages student grade
+.PHONY: install book test unit clean system-packages student grade bench bench-all
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -45,6 +45,17 @@ grade: $(STAMP)
 	@test -n "$(SUBMISSION)" || { echo "usage: make grade SUBMISSION=path/to/notebook.ipynb"; exit 2; }
 	@ls dist/*/autograder/*-autograder.zip >/dev/null 2>&1 || $(PY) -m course_lib.grading assign
 	$(PY) -m course_lib.grading grade "$(SUBMISSION)"
+
+# Benchmarks (not part of `make test`): each chapter's full configuration through course_lib;
+# records go to benchmarks/results/<device>.json. `make bench`: what fits on a CPU (about an hour
+# on 2 cores); `make bench-all`: everything, GPU records included (a CUDA machine). The local data
+# mirror ../shared/data is used when it exists, as in CI; set COURSE_OFFLINE=1 to stay offline.
+BENCH_MIRROR = $$( [ -d ../shared/data ] && echo COURSE_DATA_MIRROR=$$(cd ../shared/data && pwd) )
+bench: $(STAMP)
+	env $(BENCH_MIRROR) $(PY) benchmarks/run.py --cpu-only
+
+bench-all: $(STAMP)
+	env $(BENCH_MIRROR) $(PY) benchmarks/run.py
 
 unit: $(STAMP)
 	$(PY) -m pytest tests -m "not book"

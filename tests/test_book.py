@@ -160,3 +160,27 @@ def test_intro_setup_and_references_pages(browser, site):
     assert "Gradient-based learning applied to document recognition" in body
     _open(browser, f"{site}/book/setup.html")
     assert "COURSE_DATA_MIRROR" in browser.find_element(By.TAG_NAME, "body").text
+
+
+def test_benchmarks_page_shows_one_row_per_result(browser, site):
+    """The appendix table is generated from benchmarks/results/*.json at build time."""
+    import sys
+
+    from selenium.webdriver.common.by import By
+
+    sys.path.insert(0, str(ROOT / "book" / "_ext"))
+    import benchmark_table
+
+    _open(browser, f"{site}/book/benchmarks.html")
+    tables = browser.find_elements(By.CSS_SELECTOR, ".benchmark-results table")
+    expected = benchmark_table.table_rows()
+    assert len(tables) == 2 and expected          # the numbers, then what they were measured on
+    for table in tables:
+        rows = table.find_elements(By.CSS_SELECTOR, "tbody tr")
+        shown = [r.find_elements(By.TAG_NAME, "td")[0].text.strip() for r in rows]
+        assert shown == [r["record"] for r in expected]
+    body = browser.find_element(By.TAG_NAME, "body").text
+    assert "Machines:" in body and "cpu-" in body
+    # the literature column cites entries of the bibliography (resolved links, no "??")
+    cites = browser.find_elements(By.CSS_SELECTOR, ".benchmark-results table a[href*='references']")
+    assert cites and "??" not in body

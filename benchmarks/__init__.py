@@ -1,0 +1,1 @@
+"""Benchmarks of the course: one script per chapter (see README.md)."""

@@ -1,0 +1,79 @@
+"""Chapter 5, BERT: our ``course_lib.bert.BertModel`` against ``transformers.BertModel``, same weights.
+
+As in the chapter (notebooks/05_bert.py): the offline checkpoint (all-MiniLM-L6-v2;
+``BERT_CHECKPOINT`` picks another) loaded by ``BertModel.from_pretrained`` and by
+``transformers.BertModel.from_pretrained``, both in fp32 and eval mode, on the same padded batches —
+here every SST-2 dev sentence, 64 per batch, the last one as a sentence pair. The record is the
+largest absolute difference of the last hidden states over the **real tokens**; hidden states at
+padding positions are never read by anything (every pooling and head masks them) and are given in
+the note. The forward passes of both are timed in the same run (the second of two passes).
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks import common  # noqa: E402
+from benchmarks.common import Goal  # noqa: E402
+
+ORDER = 5.0  # position of its rows in the book's table (the chapter number)
+GOALS = common.goals(
+    Goal("bert_vs_hf_max_abs_diff", "<= 1e-4", "max |difference|",
+         "largest difference between our last hidden states and transformers.BertModel's over the "
+         "real tokens, fp32, same checkpoint, every SST-2 dev sentence",
+         reference="the reference implementation: Hugging Face transformers {cite:p}`wolf2020transformers`"),
+    Goal("bert_forward_seconds_over_hf", "report", "ratio",
+         "forward time of our BertModel over transformers.BertModel on the SST-2 dev set, same run"),
+)
+TINY_SENTENCES = 48
+
+
+def records(tiny: bool = False, cpu_only: bool = False) -> list[dict]:
+    import torch
+    from transformers import BertModel as HFBertModel
+
+    from course_lib import bert, data
+    from course_lib.device import get_device
+
+    device = get_device()
+    sst = data.load_sst2()
+    folder = bert.locate_checkpoint(os.environ.get("BERT_CHECKPOINT"))
+    tok = bert.load_tokenizer(folder)
+    ckpt = folder.parent.name if folder.name == "model" else folder.name
+    n = TINY_SENTENCES if tiny else len(sst.dev_sentences)
+    sentences = sst.dev_sentences[:n]
+    pairs = [""] * (n - 1) + [sst.dev_sentences[n % len(sst.dev_sentences)]]
+    ours = bert.BertModel.from_pretrained(folder, device=device)
+    hf = HFBertModel.from_pretrained(str(folder)).to(device).eval()
+    real, padded, scale, t_ours, t_hf = 0.0, 0.0, 0.0, 0.0, 0.0
+    with torch.no_grad():
+        for i in range(0, n, 64):
+            x = bert.encode(tok, sentences[i:i + 64], pairs=pairs[i:i + 64], max_length=128).to(device)
+            for _ in range(2):                     # the first pass warms up, the second is timed
+                with common.Timer() as ta:
+                    a = ours(x[:, 0], x[:, 1], x[:, 2]).last_hidden_state          # (B, T, d)
+                with common.Timer() as tb:
+                    b = hf(input_ids=x[:, 0], attention_mask=x[:, 1], token_type_ids=x[:, 2]).last_hidden_state
+            t_ours, t_hf = t_ours + ta.seconds, t_hf + tb.seconds
+            diff = (a - b).abs().amax(-1)                                             # (B, T)
+            mask = x[:, 1].bool()
+            real = max(real, diff[mask].max().item())
+            if (~mask).any():
+                padded = max(padded, diff[~mask].max().item())
+            scale = max(scale, b.abs().max().item())
+    dataset = f"{'tiny: ' if tiny else ''}{n} SST-2 dev sentences (one as a pair), checkpoint {ckpt}"
+    impl = getattr(hf.config, "_attn_implementation", "?")
+    return [
+        common.record(GOALS["bert_vs_hf_max_abs_diff"], real, dataset=dataset, seconds=t_ours + t_hf, tiny=tiny,
+                      note=f"padding positions (never read): max {padded:.2e}; largest |hidden state| "
+                           f"{scale:.2f}; transformers attention: {impl}"),
+        common.record(GOALS["bert_forward_seconds_over_hf"], t_ours / t_hf, dataset=dataset, seconds=t_ours,
+                      tiny=tiny, note=common.join_notes(f"ours {t_ours:.2f} s, transformers {t_hf:.2f} s "
+                                                        f"({device.type}, batches of 64)", common.load_note())),
+    ]
+
+
+if __name__ == "__main__":
+    sys.exit(common.main(records))
