@@ -95,7 +95,9 @@ def records(tiny: bool = False, cpu_only: bool = False) -> list[dict]:
     value = None if (problems and not tiny) or not times else total
     if value is None and not problems:
         notes.insert(0, "no notebook times found")
-    dataset = f"{len(notebooks)} notebooks, ci profile" + (
+    # one dataset name for every run (the count is in the note): a newer run replaces the older record
+    notes.insert(0, f"{len(notebooks)} notebooks")
+    dataset = "every chapter notebook, ci profile" + (
         ", offline" if os.environ.get("COURSE_OFFLINE") == "1" else "") + (
         " with the local data mirror" if os.environ.get("COURSE_DATA_MIRROR") else "")
     if tiny:
