@@ -231,6 +231,11 @@ def lora_state_dict(model: nn.Module) -> dict:
 
 
 # --------------------------------------------------------------------------- parts of a model
+def _lenet_head_index(model) -> int:
+    """Position of LeNet's last linear layer (its head) in ``model.classifier``."""
+    return max(i for i, m in enumerate(model.classifier) if isinstance(m, nn.Linear))
+
+
 def parts(model: nn.Module) -> tuple[list[nn.Module], nn.Module]:
     """The backbone's blocks, from the input to the top, and the head.
 
@@ -277,8 +282,7 @@ def replace_head(model: nn.Module, n_classes: int, seed: int = 0) -> nn.Linear:
         new.weight.copy_(torch.empty_like(new.weight, device="cpu").uniform_(-bound, bound, generator=g))
         new.bias.copy_(torch.empty_like(new.bias, device="cpu").uniform_(-bound, bound, generator=g))
     if isinstance(model, LeNet):
-        idx = max(i for i, m in enumerate(model.classifier) if isinstance(m, nn.Linear))
-        model.classifier[idx] = new
+        model.classifier[_lenet_head_index(model)] = new
         model.config = dataclasses.replace(model.config, n_classes=n_classes)
     elif isinstance(model, SequenceClassifier):
         torch.manual_seed(seed)
@@ -297,9 +301,8 @@ def swap_head(model: nn.Module, head: nn.Module) -> nn.Module:
     view = copy.copy(model)                                 # new object, same submodules
     view._modules = dict(model._modules)
     if isinstance(model, LeNet):
-        idx = max(i for i, m in enumerate(model.classifier) if isinstance(m, nn.Linear))
         layers = list(model.classifier)
-        layers[idx] = head
+        layers[_lenet_head_index(model)] = head
         view.classifier = nn.Sequential(*layers)
     elif isinstance(model, SequenceClassifier):
         view.classifier = head
@@ -429,7 +432,7 @@ def relative_change(before: dict, model: nn.Module, blocks: Sequence[nn.Module] 
 
     For a LoRA layer ``W`` is the effective weight ``W0 + (alpha / r) B A``.
     """
-    blocks, _ = _parts(model, blocks, parts(model)[1] if blocks is None else nn.Identity())
+    blocks = parts(model)[0] if blocks is None else list(blocks)
     prefix = {id(m): n for n, m in model.named_modules()}
     out = []
     for block in blocks:
@@ -455,8 +458,9 @@ def finetune(model: nn.Module, train_data, val_data=None, *, strategy: str = "fu
              config: train.TrainConfig | None = None, device=None, n_unfrozen: int = 1,
              lora_r: int = 8, lora_alpha: float = 16.0, lora_targets: Sequence[str] | None = None,
              transform=None, callbacks: Iterable = ()) -> train.History:
-    """Apply ``strategy``, build AdamW groups (head at ``head_lr``, backbone blocks at ``lr``
-    with ``layer_decay``) and train with :func:`course_lib.train.fit`.
+    """Apply ``strategy``, build optimizer groups (head at ``head_lr``, backbone blocks at ``lr``
+    with ``layer_decay``; the optimizer named by ``config``, AdamW by default) and train with
+    :func:`course_lib.train.fit`.
 
     The schedule comes from ``config`` and scales every group's own rate: use
     ``schedule="cosine"`` with ``warmup>0`` for warm-up ("onecycle" would impose one peak rate
@@ -476,9 +480,7 @@ def finetune(model: nn.Module, train_data, val_data=None, *, strategy: str = "fu
     device = get_device(device)
     model.to(device)                                        # adapters too, before the optimizer
     groups = layerwise_param_groups(model, lr, head_lr, layer_decay)
-    opt_cls = torch.optim.SGD if cfg.optimizer == "sgd" else torch.optim.AdamW
-    kw = {"momentum": 0.9} if cfg.optimizer == "sgd" else {}
-    opt = opt_cls(groups, lr=lr, weight_decay=cfg.weight_decay, **kw)
+    opt = train._make_optimizer(model, cfg, groups)         # each group keeps its own lr
     hist = train.fit(model, train_data, val_data, config=cfg, device=device, optimizer=opt,
                      transform=transform, callbacks=callbacks)
     hist.params = counts

@@ -187,8 +187,10 @@ def predict(model: nn.Module, x: torch.Tensor, device=None, batch_size: int = 10
     return torch.cat(outs)
 
 
-def _make_optimizer(model, cfg: TrainConfig):
-    params = [p for p in model.parameters() if p.requires_grad]
+def _make_optimizer(model, cfg: TrainConfig, params=None):
+    """The optimizer named by ``cfg.optimizer`` over ``params`` (default: the trainable parameters;
+    or parameter groups, each with its own ``lr``, as ``course_lib.finetune`` builds them)."""
+    params = [p for p in model.parameters() if p.requires_grad] if params is None else params
     if not params:
         raise ValueError("the model has no trainable parameters (all requires_grad=False).")
     if cfg.optimizer == "sgd":
