@@ -1,10 +1,11 @@
-"""Every chapter notebook under nbval with the ``ci`` profile on the CPU, as CI runs them.
+"""Every chapter notebook executed by the book build with the ``ci`` profile on the CPU, as CI runs them.
 
-Runs ``pytest --nbval-lax -p no:cacheprovider notebooks/`` with ``COURSE_PROFILE=ci``,
-``COURSE_DEVICE=cpu`` (and the offline settings of the calling environment), then sums the
-per-notebook wall times that the root ``conftest.py`` writes into ``_build/notebook_times.json``.
-Every notebook must have passed in this run. ``--tiny`` does not execute anything: it sums the
-times already in ``_build/notebook_times.json`` (left by ``make test``), for the format test.
+Runs ``python -m course_lib.book build --fresh`` (the execution cache emptied, so every published
+notebook runs) with ``COURSE_PROFILE=ci``, ``COURSE_DEVICE=cpu`` (and the offline settings of the
+calling environment), then sums the per-notebook execution times that the build writes into
+``_build/notebook_times.json``. Every notebook must have passed in this run. ``--tiny`` does not
+execute anything: it sums the times already in ``_build/notebook_times.json`` (left by
+``make book``), for the format test.
 """
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ from benchmarks.common import Goal  # noqa: E402
 ORDER = 99  # position of its rows in the book's table (the chapter number)
 GOALS = common.goals(
     Goal("notebooks_total_seconds_cpu", "<= 720", "s",
-         "every chapter notebook, ci profile, under nbval on the CPU: sum of the per-notebook times"),
+         "every chapter notebook, ci profile, executed by the book build on the CPU: sum of the "
+         "per-notebook times"),
 )
 TIMES = common.ROOT / "_build" / "notebook_times.json"
 BUDGET_PER_NOTEBOOK = 90
@@ -67,9 +69,8 @@ def records(tiny: bool = False, cpu_only: bool = False) -> list[dict]:
         since = dt.datetime.now().strftime("%Y-%m-%d %H:%M:%S")
         load_before = os.getloadavg()[0]
         with common.Timer() as t:
-            proc = subprocess.run([sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-cell-timeout=600",
-                                   "-p", "no:cacheprovider", "-q", "notebooks/"], cwd=common.ROOT, env=env,
-                                  capture_output=True, text=True)
+            proc = subprocess.run([sys.executable, "-m", "course_lib.book", "build", "--fresh"],
+                                  cwd=common.ROOT, env=env, capture_output=True, text=True)
         wall = t.seconds
         load_after = os.getloadavg()[0]
         if proc.returncode != 0:
@@ -86,12 +87,12 @@ def records(tiny: bool = False, cpu_only: bool = False) -> list[dict]:
     if not tiny:
         cores = common.cpu_count()
         per_nb = ", ".join(f"{Path(nb).stem} {times[nb]['seconds']:.0f} s" for nb in notebooks if nb in times)
-        notes.append(f"{per_nb}; pytest wall {wall:.0f} s; load average {load_before:.1f} before, "
+        notes.append(f"{per_nb}; book build wall {wall:.0f} s; load average {load_before:.1f} before, "
                      f"{load_after:.1f} after, on {cores} cores")
         if max(load_before, load_after) > 1.25 * cores:
             notes.append("other jobs shared the CPU: times are inflated")
     else:
-        notes.append("tiny: times read from an earlier run's _build/notebook_times.json, nothing executed")
+        notes.append("tiny: times read from an earlier build's _build/notebook_times.json, nothing executed")
     value = None if (problems and not tiny) or not times else total
     if value is None and not problems:
         notes.insert(0, "no notebook times found")

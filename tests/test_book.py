@@ -1,7 +1,11 @@
-"""Build the book and check the HTML as a reader sees it, in headless Chromium.
+"""The book as ``make book`` builds it: its executed notebooks, and its HTML in headless Chromium.
 
-The build executes the notebooks (or reuses the execution that nbval stored in the jupyter-cache
-when ``make test`` ran the notebooks first) and fails on any cell error or Sphinx warning.
+``make test`` runs ``make book`` first: myst-nb executes every chapter notebook into the book's
+jupyter-cache (``_build/.jupyter_cache``) and the build fails on any cell error, stderr output or
+Sphinx warning. These tests check that same execution (one execution serves the book and the
+tests): every published notebook ran with its current code, no cell wrote to stderr, no cell raised
+unless it is a pitfall tagged ``raises-exception``. Run alone, the fixture builds the book when
+``_build/html`` is missing or older than the sources.
 """
 import ast
 import functools
@@ -24,8 +28,74 @@ CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 
 @pytest.fixture(scope="module")
 def built():
-    assert book.build(ROOT) == 0, "jupyter-book build failed: see the output above"
+    if not book.is_built(ROOT):       # `make test` built it just before; a lone pytest run builds here
+        assert book.build(ROOT) == 0, "jupyter-book build failed: see the output above"
     return HTML
+
+
+@pytest.fixture(scope="module")
+def executed(built):
+    """path -> the executed notebook the book build stored in its cache."""
+    out = {}
+    for path in book.chapter_notebooks(ROOT):
+        found = book.executed_notebook(path, ROOT)
+        assert found is not None, f"{path.name}: no execution of its current code in the book's cache"
+        out[path.stem] = found[0]
+    return out
+
+
+def stderr_outputs(nb) -> list[str]:
+    """``"cell N: first line"`` for every stderr stream in an executed notebook."""
+    found = []
+    for i, cell in enumerate(nb.cells):
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "stream" and out.get("name") == "stderr":
+                first = out.get("text", "").strip().splitlines() or [""]
+                found.append(f"cell {i}: {first[0][:160]}")
+    return found
+
+
+def unexpected_errors(nb) -> list[str]:
+    """Cells that raised, except pitfalls tagged ``raises-exception``."""
+    return [f"cell {i}: {out.get('ename')}: {out.get('evalue', '')[:160]}"
+            for i, cell in enumerate(nb.cells) for out in cell.get("outputs", [])
+            if out.get("output_type") == "error"
+            and "raises-exception" not in cell.get("metadata", {}).get("tags", [])]
+
+
+def test_stderr_check_finds_stderr():
+    """The check below can fail: a notebook with one stderr stream is caught, stdout is not."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x")])
+    nb.cells[0].outputs = [nbformat.v4.new_output("stream", name="stdout", text="fine\n")]
+    assert stderr_outputs(nb) == []
+    nb.cells[0].outputs.append(nbformat.v4.new_output("stream", name="stderr", text="W0000 noise\n"))
+    assert stderr_outputs(nb) == ["cell 0: W0000 noise"]
+    nb.cells[0].outputs.append(nbformat.v4.new_output("error", ename="ValueError", evalue="bad",
+                                                      traceback=[]))
+    assert unexpected_errors(nb) == ["cell 0: ValueError: bad"]
+    nb.cells[0].metadata["tags"] = ["raises-exception"]
+    assert unexpected_errors(nb) == []
+
+
+@pytest.mark.parametrize("nb", [p.stem for p in book.chapter_notebooks(ROOT)])
+def test_executed_notebook_has_no_stderr_and_no_error(executed, nb):
+    """Every cell of the book's execution ran, wrote nothing to stderr, and raised only on purpose."""
+    executed_nb = executed[nb]
+    code = [c for c in executed_nb.cells if c.cell_type == "code" and c.source.strip()]
+    assert code and all(c.get("execution_count") for c in code), f"{nb}: a code cell did not run"
+    assert stderr_outputs(executed_nb) == [], f"{nb}: stderr in cell outputs (fix it at its source)"
+    assert unexpected_errors(executed_nb) == []
+
+
+def test_notebook_times_come_from_the_book_execution(executed):
+    import json
+
+    times = json.loads((ROOT / "_build" / "notebook_times.json").read_text())
+    for path in book.chapter_notebooks(ROOT):
+        entry = times[str(path.relative_to(ROOT))]
+        assert entry["passed"] and entry["seconds"] > 0, (path.name, entry)
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +121,7 @@ def browser():
 
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})     # console errors are checked
     for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-dev-shm-usage", "--disable-component-update", "--no-first-run",
                  "--window-size=1300,2000"):
@@ -63,11 +134,7 @@ def browser():
 
 def _glued_values(notebook: Path) -> dict:
     """name -> text/plain of every value the executed notebook glued (from the jupyter-cache)."""
-    from jupyter_cache import get_cache
-
-    cache = get_cache(str(ROOT / "_build" / ".jupyter_cache"))
-    record = cache.match_cache_notebook(notebook_node(notebook))
-    nb = cache.get_cache_bundle(record.pk).nb
+    nb = book.executed_notebook(notebook, ROOT)[0]
     values = {}
     for cell in nb.cells:
         for out in cell.get("outputs", []):
@@ -184,3 +251,99 @@ def test_benchmarks_page_shows_one_row_per_result(browser, site):
     # the literature column cites entries of the bibliography (resolved links, no "??")
     cites = browser.find_elements(By.CSS_SELECTOR, ".benchmark-results table a[href*='references']")
     assert cites and "??" not in body
+
+
+# --------------------------------------------------------------------------- every screen
+ABSOLUTE_PATH = re.compile(r"(?<![\w.:/])/(?:tmp|root|home|work|usr|opt|var|Users|content)/[\w.-]+")
+
+
+def test_absolute_path_pattern_can_fail():
+    assert ABSOLUTE_PATH.search("mirror /work/shared/data/mnist/t10k.gz")
+    assert ABSOLUTE_PATH.search("saved to /tmp/abc/model.pt")
+    assert not ABSOLUTE_PATH.search("mirror mnist/t10k.gz from https://host.org/usr/x and a/b/c")
+
+
+@pytest.mark.parametrize("nb", [p.stem for p in book.chapter_notebooks(ROOT)])
+def test_outputs_show_no_machine_paths(executed, nb):
+    """Outputs name sources relative to the mirror, cache or package, never this machine's paths."""
+    found = []
+    for i, cell in enumerate(executed[nb].cells):
+        for out in cell.get("outputs", []):
+            text = out.get("text", "") + str(out.get("data", {}).get("text/plain", ""))
+            found += [f"cell {i}: {m.group(0)}" for m in ABSOLUTE_PATH.finditer(text)]
+    assert found == []
+
+
+def _phone(browser, on: bool):
+    if on:
+        browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                                {"width": 390, "height": 844, "deviceScaleFactor": 3, "mobile": True})
+    else:
+        browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+
+
+@pytest.mark.parametrize("nb", [p.stem for p in book.chapter_notebooks(ROOT)])
+def test_chapter_on_a_phone(browser, site, nb):
+    """390 px: no sideways scroll, the menu and contents buttons open their drawers."""
+    from selenium.webdriver.common.by import By
+
+    _phone(browser, True)
+    try:
+        _open(browser, f"{site}/notebooks/{nb}.html")
+        assert browser.execute_script("return window.innerWidth") == 390
+        assert browser.execute_script("return document.documentElement.scrollWidth") <= 390
+        for kind in ("primary", "secondary"):
+            _open(browser, f"{site}/notebooks/{nb}.html")
+            visible = [b for b in browser.find_elements(By.CSS_SELECTOR, f".{kind}-toggle") if b.is_displayed()]
+            assert visible, f"no visible {kind} sidebar button"
+            visible[0].click()
+            opened = browser.execute_script(
+                f"const d = document.getElementById('pst-{kind}-sidebar-modal'); return !!(d && d.open);")
+            assert opened, f"the {kind} sidebar button did not open its drawer"
+            links = [a for a in browser.find_elements(By.CSS_SELECTOR, f"#pst-{kind}-sidebar-modal a")
+                     if a.is_displayed()]
+            assert links, f"the {kind} drawer shows no link"
+    finally:
+        _phone(browser, False)
+
+
+def test_primary_button_collapses_the_sidebar_on_desktop(browser, site):
+    from selenium.webdriver.common.by import By
+
+    _open(browser, f"{site}/notebooks/01_cnn_mnist.html")
+    sidebar = browser.find_element(By.CSS_SELECTOR, ".bd-sidebar-primary")
+    assert sidebar.is_displayed()
+    [b for b in browser.find_elements(By.CSS_SELECTOR, ".primary-toggle") if b.is_displayed()][0].click()
+    assert not sidebar.is_displayed()
+
+
+@pytest.mark.parametrize("nb", [p.stem for p in book.chapter_notebooks(ROOT)])
+def test_figures_have_alt_text_and_the_page_a_run_card(browser, site, nb):
+    from selenium.webdriver.common.by import By
+
+    _open(browser, f"{site}/notebooks/{nb}.html")
+    imgs = browser.find_elements(By.CSS_SELECTOR, ".cell_output img")
+    assert imgs
+    for img in imgs:
+        alt = (img.get_attribute("alt") or "").strip()
+        assert len(alt) > 10 and not re.search(r"\.(png|jpe?g|svg)$|_images/|^<Figure", alt), \
+            f"image without a real description: {alt!r} ({img.get_attribute('src')})"
+    card = browser.find_element(By.CSS_SELECTOR, ".course-run-card")
+    text = card.text
+    for field in ("profile", "device", "this run", "full profile", "executed", "commit"):
+        assert field in text
+    assert "not recorded" not in text.split("full profile")[0], text   # profile, device, time: from the run
+    code = "\n".join(e.text for e in browser.find_elements(By.CSS_SELECTOR, ".cell_input pre"))
+    assert "glue(" not in code and "# BEGIN SOLUTION" not in code and "# SOLUTION" not in code
+
+
+def test_no_console_errors_and_a_favicon(browser, site):
+    for page in ("book/intro.html", "notebooks/01_cnn_mnist.html", "book/benchmarks.html"):
+        browser.get_log("browser")                       # drop what earlier pages logged
+        _open(browser, f"{site}/{page}")
+        errors = [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+        assert errors == [], page
+    assert (HTML / "_static" / "favicon.svg").is_file()
+    from selenium.webdriver.common.by import By
+    assert browser.find_elements(By.CSS_SELECTOR, "link[rel='icon']")
+    assert "By the course contributors" in browser.find_element(By.TAG_NAME, "body").text

@@ -36,7 +36,6 @@ References
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,6 +44,7 @@ from torch import nn
 
 from . import train
 from .device import get_device, seed_everything
+from .quiet import import_keras
 
 __all__ = ["images_to_unit", "DenseAutoencoder", "ConvAutoencoder", "linear_autoencoder", "init_output_bias",
            "ae_objective", "bce", "bce_missing_parentheses", "bernoulli_entropy",
@@ -663,18 +663,16 @@ def keras_dense_autoencoder(in_dim: int = 784, code_size: int = 32, hidden: tupl
                             seed: int = 0):
     """The Keras twin of ``DenseAutoencoder(in_dim, code_size, hidden)`` (ReLU, sigmoid output).
 
-    TensorFlow is imported here, lazily (it is slow to import and optional); the Keras backend is
-    set to TensorFlow unless ``KERAS_BACKEND`` says otherwise.
+    TensorFlow is imported here, lazily (it is slow to import and optional), through
+    :func:`course_lib.quiet.import_keras` (TensorFlow backend unless ``KERAS_BACKEND`` says
+    otherwise).
 
     Returns
     -------
     keras.Model
         Maps ``(B, in_dim)`` to ``(B, in_dim)``; not compiled.
     """
-    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import keras
-
+    keras = import_keras()
     keras.utils.set_random_seed(seed)
     inputs = keras.Input(shape=(in_dim,))
     h = inputs

