@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-book: $(STAMP) data-packages
+book: $(STAMP) system-packages
 	$(PY) -m course_lib.book build
 
 # One execution serves the book and the tests: the book build executes the notebooks (skipped when
@@ -34,7 +34,7 @@ test: $(STAMP) system-packages
 	$(PY) -m pytest -p no:cacheprovider tests
 
 # Debian packages: Fashion-MNIST for the chapters (offline; online the loader downloads it when the
-# package cannot be installed), headless Chromium for the HTML check.
+# package cannot be installed), headless Chromium for the book's PDF and the HTML check.
 SUDO = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_INSTALL = $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq
 data-packages:

@@ -190,17 +190,30 @@ def test_appendix_renders_one_row_per_record(tiny_run):
             sorted((r["name"], r["dataset"]) for r in records)
         missing = {r["record"] for r in rows if not r["measured"]}
         assert missing == set(goals) - {r["name"] for r in records}
+        ids = [r["id"] for r in rows]
+        assert len(set(ids)) == len(ids), "two rows share a record id"
         text = benchmark_table.render_markdown(records, goals)
         table = [line for line in text.splitlines() if line.startswith("| `")]
-        assert len(table) == 2 * len(rows)                   # the numbers, then the details
-        summary, details = table[:len(rows)], table[len(rows):]
-        assert [line.split(" | ")[0] for line in summary] == [f"| `{r['record']}`" for r in rows]
+        details = [line for line in text.splitlines() if line.startswith("- `")]
+        assert sorted(table) == sorted(f"| `{r['id']}` | " + " | ".join(
+            benchmark_table._cell(r[c]) for c in benchmark_table.SUMMARY[1:]) + " |" for r in rows)
+        assert [d.split("`")[1] for d in details] == [t.split("`")[1] for t in table]   # one each, same order
         for rec in records:
             assert rec["device"] in text and rec["commit"] in text   # machine and code of every record
-        assert all(line.count(" | ") == len(benchmark_table.SUMMARY) - 1 for line in summary), \
+        assert all(line.count(" | ") == len(benchmark_table.SUMMARY) - 1 for line in table), \
             "a cell broke the pipe table"
-        assert all(line.count(" | ") == len(benchmark_table.DETAILS) - 1 for line in details)
-        assert set(benchmark_table.SUMMARY) | set(benchmark_table.DETAILS) == set(benchmark_table.COLUMNS)
+        assert set(benchmark_table.SUMMARY) - {"id"} | set(benchmark_table.DETAILS) | {"record"} == \
+            set(benchmark_table.COLUMNS)
+        sections = [line for line in text.splitlines() if line.startswith("### Chapter")]
+        assert sections and sections == sorted(sections, key=lambda h: int(h.split()[2].rstrip(":")))
+
+
+def test_record_ids_are_unique_when_one_name_has_two_set_ups():
+    goals = {"x_acc": common.Goal("x_acc", ">= 0.5", "accuracy", "x")}
+    recs = [_good_record(name="x_acc", dataset="A"), _good_record(name="x_acc", dataset="B"),
+            _good_record(name="x_acc", dataset="A", device="cuda-H200")]
+    rows = benchmark_table.table_rows(recs, goals)
+    assert sorted(r["id"] for r in rows) == ["x_acc@cpu-2core#1", "x_acc@cpu-2core#2", "x_acc@cuda-H200"]
 
 
 def test_literature_references_cite_known_keys():

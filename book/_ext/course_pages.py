@@ -14,6 +14,7 @@ At build time, on every chapter page (a notebook of ``notebooks/``):
   execution time, the time its full profile needs on a GPU (from ``benchmarks/results``), the date
   and commit it was executed at, and the data sources that served it — all from the execution the
   book stored in its cache.
+- The page's ``.ipynb`` download holds the executed notebook (outputs included).
 - ``_static/course.css`` (phone layout, wrapped code, legible figures in dark mode, print) and
   ``_static/course.js`` (the sidebar buttons on a phone) are added to every page.
 
@@ -301,6 +302,62 @@ def _page_context(app, pagename, templatename, context, doctree):
         context["script_files"][:] = kept
 
 
+def _register_bibliography_style() -> None:
+    """The references page labels entries as the text cites them: "Chen et al., 2020".
+
+    A pybtex label style (author-year) and a formatting style ``course`` that uses it, sorted by
+    author and year; selected by ``bibtex_default_style: course`` in ``_config.yml``.
+    """
+    from pybtex.plugin import register_plugin
+    from pybtex.style.formatting.unsrt import Style as Unsrt
+    from pybtex.style.labels import BaseLabelStyle
+
+    class AuthorYearLabels(BaseLabelStyle):
+        def format_labels(self, sorted_entries):
+            labels = list(self._labels(sorted_entries))
+            for label in labels:                  # "Mikolov et al., 2013a" and "…, 2013b"
+                twins = [i for i, other in enumerate(labels) if other == label]
+                if len(twins) > 1:
+                    for k, i in enumerate(twins):
+                        labels[i] = f"{label}{chr(ord('a') + k)}"
+            yield from labels
+
+        def _labels(self, sorted_entries):
+            for entry in sorted_entries:
+                people = entry.persons.get("author") or entry.persons.get("editor") or []
+                names = [" ".join(p.last_names) or " ".join(p.first_names) for p in people]
+                if not names:
+                    who = entry.fields.get("organization") or entry.fields.get("title", "?").split(":")[0]
+                elif len(names) == 1:
+                    who = names[0]
+                elif len(names) == 2:
+                    who = f"{names[0]} and {names[1]}"
+                else:
+                    who = f"{names[0]} et al."
+                yield f"{who}, {entry.fields.get('year', 'n.d.')}"
+
+    class CourseStyle(Unsrt):
+        default_label_style = "course_author_year"
+        default_sorting_style = "author_year_title"
+
+    register_plugin("pybtex.style.labels", "course_author_year", AuthorYearLabels, force=True)
+    register_plugin("pybtex.style.formatting", "course", CourseStyle, force=True)
+
+
+def _executed_downloads(app, exception):
+    """The page's ``.ipynb`` download (``_sources/notebooks/NN.ipynb``) is the executed notebook,
+    with the outputs this page shows, not the source without outputs."""
+    if exception is not None or app.builder.format != "html":
+        return
+    import nbformat
+
+    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        target = Path(app.outdir) / "_sources" / "notebooks" / path.name
+        found = _executed(f"notebooks/{path.stem}")
+        if target.is_file() and found is not None:
+            nbformat.write(found[0], target)
+
+
 def _on_builder_inited(app):
     if str(STATIC) not in app.config.html_static_path:
         app.config.html_static_path.append(str(STATIC))
@@ -308,10 +365,12 @@ def _on_builder_inited(app):
 
 
 def setup(app):
+    _register_bibliography_style()
     app.add_config_value("course_commit", "", "env")
     app.connect("builder-inited", _on_builder_inited)
     app.connect("doctree-read", _on_doctree_read)
-    app.connect("html-page-context", _page_context, priority=900)   # after the others add theirs
+    app.connect("html-page-context", _page_context, priority=900)
+    app.connect("build-finished", _executed_downloads)   # after the others add theirs
     app.add_css_file("course.css")
     app.add_js_file("course.js", loading_method="defer")
     return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}

@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 
 __all__ = ["glue", "record_run", "repo_root", "repo_url", "colab_install_source", "colab_url", "build", "is_built",
-           "chapter_notebooks", "executed_notebook", "record_times", "source_fingerprint", "main"]
+           "build_pdf", "chapter_notebooks", "executed_notebook", "record_times", "source_fingerprint", "main"]
 
 INSTALL_MARKER = "# course_lib install cell"
 
@@ -277,6 +277,79 @@ def record_times(root: Path | None = None) -> dict:
     return times
 
 
+PDF = Path("_build") / "html" / "course.pdf"
+
+
+def build_pdf(root: Path | None = None) -> Path:
+    """Print the built book to one PDF, ``_build/html/course.pdf``, in the order of ``_toc.yml``.
+
+    Each page is printed by headless Chromium (the page's print style sheet: no sidebars, code
+    wrapped to the page) and the pages are joined with pypdf. Needs ``chromium`` and
+    ``chromedriver`` (Debian packages; ``make book`` installs them).
+    """
+    import base64
+    import functools
+    import http.server
+    import shutil
+    import threading
+
+    import yaml
+    from pypdf import PdfWriter
+    from selenium import webdriver
+
+    root = Path(root or repo_root())
+    html = root / "_build" / "html"
+    chromium, driver_path = shutil.which("chromium"), shutil.which("chromedriver")
+    if not (chromium and driver_path):
+        raise FileNotFoundError("the PDF needs chromium and chromedriver: apt-get install chromium "
+                                "chromium-driver (make book does)")
+
+    def files(node):
+        if isinstance(node, dict):
+            for key in ("root", "file"):
+                if isinstance(node.get(key), str):
+                    yield node[key]
+            for value in node.values():
+                if isinstance(value, (dict, list)):
+                    yield from files(value)
+        elif isinstance(node, list):
+            for value in node:
+                yield from files(value)
+
+    pages = [f for f in dict.fromkeys(files(yaml.safe_load((root / "_toc.yml").read_text())))
+             if (html / f"{f}.html").is_file()]
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(html)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = chromium
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-dev-shm-usage"):
+        opts.add_argument(flag)
+    browser = webdriver.Chrome(options=opts, service=webdriver.ChromeService(executable_path=driver_path))
+    writer = PdfWriter()
+    try:
+        import io
+
+        for page in pages:
+            browser.get(f"http://127.0.0.1:{server.server_address[1]}/{page}.html")
+            browser.execute_script("document.querySelectorAll('details').forEach(d => d.open = true);")
+            pdf = browser.execute_cdp_cmd("Page.printToPDF", {"printBackground": False,
+                                                              "preferCSSPageSize": True})
+            writer.append(io.BytesIO(base64.b64decode(pdf["data"])))
+    finally:
+        browser.quit()
+        server.shutdown()
+    out = root / PDF
+    with open(out, "wb") as f:
+        writer.write(f)
+    return out
+
+
 def build(root: Path | None = None, extra: list[str] | None = None, fresh: bool = False) -> int:
     """Build the HTML book into ``_build/html``: the command behind ``make book``.
 
@@ -284,7 +357,8 @@ def build(root: Path | None = None, extra: list[str] | None = None, fresh: bool 
     did not change since its last successful execution is not run again) and the build fails on a
     cell error, on stderr in a cell's output and on any Sphinx warning. This execution is the one
     the tests check (``tests/test_book.py``). Afterwards the per-notebook times are written to
-    ``_build/notebook_times.json`` and a stamp of the sources to ``_build/html``.
+    ``_build/notebook_times.json``, the book is printed to ``_build/html/course.pdf``
+    (:func:`build_pdf`) and a stamp of the sources is written to ``_build/html``.
 
     Parameters
     ----------
@@ -310,6 +384,8 @@ def build(root: Path | None = None, extra: list[str] | None = None, fresh: bool 
     if (root / CACHE).is_dir():
         record_times(root)
     if code == 0:
+        print("+ printing the book to", PDF, flush=True)
+        build_pdf(root)
         (root / STAMP).write_text(json.dumps({"sources": source_fingerprint(root)}))
     return code
 
