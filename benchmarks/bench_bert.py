@@ -14,7 +14,6 @@ takes hours: ``--cpu-only`` skips those two records (``sst2_dev_acc_pretrained_f
 """
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -82,13 +81,13 @@ def records(tiny: bool = False, cpu_only: bool = False) -> list[dict]:
     import numpy as np
     import torch
 
-    from course_lib import bert, data
+    from course_lib import bert, data, settings
     from course_lib.device import get_device
 
     cfg = TINY if tiny else FULL
     device = get_device()
     sst = data.load_sst2()
-    folder = bert.locate_checkpoint(os.environ.get("BERT_CHECKPOINT"))
+    folder = bert.locate_checkpoint(settings.bert_checkpoint())
     tok = bert.load_tokenizer(folder)
     ckpt = folder.parent.name if folder.name == "model" else folder.name
     n_dev = cfg.get("n_dev", len(sst.dev_sentences))

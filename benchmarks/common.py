@@ -326,15 +326,17 @@ def write(records: list, results_dir: Path | str | None = None) -> list[Path]:
 # --------------------------------------------------------------------------- running
 def setup(cpu_only: bool) -> None:
     """Environment of a benchmark run: the ``full`` profile, the CPU when ``cpu_only``, and the
-    offline switches of Hugging Face when ``COURSE_OFFLINE=1``."""
+    offline switches of Hugging Face when ``COURSE_OFFLINE`` is on (:mod:`course_lib.settings`)."""
     os.environ["COURSE_PROFILE"] = "full"
     if cpu_only:
         os.environ["COURSE_DEVICE"] = "cpu"
-    if os.environ.get("COURSE_OFFLINE") == "1":
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     if str(ROOT / "src") not in sys.path and (ROOT / "src").is_dir():
         sys.path.insert(0, str(ROOT / "src"))
+    from course_lib import settings
+
+    if settings.offline():                        # the one parsing rule (1/true/yes/on)
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
 def on_gpu() -> bool:

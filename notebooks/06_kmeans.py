@@ -52,14 +52,11 @@ from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
 from course_lib import cnn, data, kmeans, train, viz
 from course_lib.book import glue
-from course_lib.device import describe, get_device, seed_everything
+from course_lib.device import seed_everything, setup
 from course_lib.kmeans import KMeans
-from course_lib.profile import get_profile, pick
+from course_lib.settings import pick
 
-PROFILE = get_profile()
-device = get_device()
-seed_everything(0)
-print(f"profile: {PROFILE} | device: {describe(device)}")
+PROFILE, device = setup(seed=0)       # profile, device, seed; prints what this run is
 
 # %% [markdown]
 # ## Intuition: centres and the points nearest to them

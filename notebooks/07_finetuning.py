@@ -57,13 +57,10 @@ from course_lib import bert, cnn, data, train, viz
 from course_lib import finetune as ft
 from course_lib.autoencoder import few_labels
 from course_lib.book import glue
-from course_lib.device import describe, get_device, seed_everything
-from course_lib.profile import get_profile, pick
+from course_lib.device import seed_everything, setup
+from course_lib.settings import pick
 
-PROFILE = get_profile()
-device = get_device()
-seed_everything(0)
-print(f"profile: {PROFILE} | device: {describe(device)}")
+PROFILE, device = setup(seed=0)       # profile, device, seed; prints what this run is
 
 # %% [markdown]
 # ## Four ways to reuse a network

