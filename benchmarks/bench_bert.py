@@ -56,11 +56,11 @@ def _fine_tune(make_encoder, x_tr, y_tr, x_dev, cfg, device):
     seed_everything(0)
     clf = bert.SequenceClassifier(make_encoder(), 2, pooling="mean")
     ft_config = train.TrainConfig(epochs=cfg["epochs"], batch_size=cfg["batch_size"], lr=cfg["lr"],
-                                  optimizer="adamw", seed=0, progress=False)
-    opt = torch.optim.AdamW([{"params": clf.bert.parameters(), "lr": cfg["lr"]},
-                             {"params": clf.classifier.parameters(), "lr": cfg["head_lr"]}], weight_decay=0.01)
-    steps = cfg["epochs"] * int(np.ceil(len(y_tr) / cfg["batch_size"]))
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[cfg["lr"], cfg["head_lr"]], total_steps=steps)
+                                  optimizer="adamw", schedule="onecycle", weight_decay=0.01, seed=0,
+                                  progress=False)
+    opt = train.build_optimizer(clf, ft_config, groups=[{"params": clf.bert.parameters(), "lr": cfg["lr"]},
+                                                        {"params": clf.classifier.parameters(), "lr": cfg["head_lr"]}])
+    sched = train.build_scheduler(opt, ft_config, steps_per_epoch=int(np.ceil(len(y_tr) / cfg["batch_size"])))
     with common.Timer() as t:
         train.fit(clf, (x_tr, y_tr), config=ft_config, device=device, optimizer=opt, scheduler=sched)
     pred = train.predict(clf, x_dev, device=device, batch_size=64).argmax(1).numpy()

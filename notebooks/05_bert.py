@@ -409,15 +409,14 @@ glue("n_ft", n_ft)
 glue("max_len", max_len)
 
 ft_config = train.TrainConfig(epochs=pick(ci=1, full=2), batch_size=16, lr=pick(ci=1e-4, full=3e-5),
-                              optimizer="adamw", seed=0)
+                              optimizer="adamw", schedule="onecycle", weight_decay=0.01, seed=0)
 head_lr = pick(ci=3e-3, full=1e-3)     # the new, randomly initialised head learns faster
 
 def optimizer_for(clf):
     """AdamW with a larger learning rate for the head, one-cycle schedule over the run."""
-    opt = torch.optim.AdamW([{"params": clf.bert.parameters(), "lr": ft_config.lr},
-                             {"params": clf.classifier.parameters(), "lr": head_lr}], weight_decay=0.01)
-    steps = ft_config.epochs * int(np.ceil(n_ft / ft_config.batch_size))
-    return opt, torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[ft_config.lr, head_lr], total_steps=steps)
+    opt = train.build_optimizer(clf, ft_config, groups=[{"params": clf.bert.parameters(), "lr": ft_config.lr},
+                                                        {"params": clf.classifier.parameters(), "lr": head_lr}])
+    return opt, train.build_scheduler(opt, ft_config, steps_per_epoch=int(np.ceil(n_ft / ft_config.batch_size)))
 
 results = {}
 

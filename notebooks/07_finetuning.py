@@ -502,17 +502,17 @@ lr_table.style.format({"Fashion acc": "{:.1%}", "MNIST acc (old head)": "{:.1%}"
 # history identical on every process. The commands, for this chapter's demo script:
 
 # %% tags=["otter_ignore"]
-from course_lib import distributed
+from course_lib import launch
 
-print(distributed.commands())
+print(launch.commands())
 
 # %% [markdown]
-# A notebook cannot be `torchrun` itself, so `distributed.launch` starts it as a subprocess. Here
+# A notebook cannot be `torchrun` itself, so `launch.launch` starts it as a subprocess. Here
 # the same small network is trained on the scikit-learn digits once in this process and once by
 # two processes (CPU, `gloo` backend), on the same global batch, and the final weights compared:
 
 # %% tags=["otter_ignore"]
-cmp = distributed.compare_single_vs_ddp(nproc=2, args=("--epochs", "1"), timeout=300)
+cmp = launch.compare_single_vs_ddp(nproc=2, args=("--epochs", "1"), timeout=300)
 ddp_table = pd.DataFrame([{k: cmp[name][k] for k in ("world_size", "final_train_loss", "test_accuracy", "seconds")}
                           for name in ("single", "ddp")], index=["one process", "torchrun, 2 processes"])
 print(cmp["ddp"]["command"])

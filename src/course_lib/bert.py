@@ -502,6 +502,30 @@ class SequenceClassifier(nn.Module):
             pooled = (out.last_hidden_state * m).sum(1) / m.sum(1).clamp(min=1)  # (B, T, d) -> (B, d)
         return self.classifier(self.dropout(pooled))                 # (B, n_classes)
 
+    # -- the parts fine-tuning needs (read by course_lib.finetune)
+    lora_targets = ("query", "value")                                # the LoRA paper's choice
+
+    def blocks(self) -> list[nn.Module]:
+        """The backbone's blocks from the input to the top: embeddings, every layer, the pooler."""
+        b = self.bert
+        return [b.embeddings, *b.encoder.layer] + ([b.pooler] if b.pooler is not None else [])
+
+    def get_head(self) -> nn.Module:
+        return self.classifier
+
+    def set_head(self, head: nn.Module) -> None:
+        self.classifier = head
+
+    def reset_head(self, n_classes: int, seed: int = 0) -> nn.Module:
+        """A new ``classifier`` with ``n_classes`` outputs, BERT's init after ``torch.manual_seed(seed)``;
+        returns the old one."""
+        old = self.classifier
+        new = nn.Linear(old.in_features, n_classes, device=old.weight.device, dtype=old.weight.dtype)
+        torch.manual_seed(seed)
+        _init_weights(new, self.bert.config.initializer_range)
+        self.classifier = new
+        return old
+
 
 class TrainerAdapter(nn.Module):
     """Let HF ``Trainer`` train a :class:`SequenceClassifier`: takes the tokenizer's keyword
