@@ -335,7 +335,6 @@ def test_encode_uses_embed_and_restores_mode():
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_augment_and_loss_on_cuda_match_cpu():
     x = _digit_like()
     cfg = C.AugmentConfig()

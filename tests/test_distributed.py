@@ -237,8 +237,7 @@ def test_commands_show_single_node_multi_gpu_and_multi_node():
     assert "--nproc_per_node=8" in launch.__doc__ and "--nnodes=2" in launch.__doc__
 
 
-@pytest.mark.gpu
-@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 CUDA devices (nccl, one per process)")
+@pytest.mark.gpu(2)                 # nccl, one GPU per process
 def test_two_gpus_with_nccl():
     res = launch.launch(2, ["--epochs", "1", "--device", "cuda"], timeout=300)
     assert res["backend"] == "nccl" and res["world_size"] == 2 and len(set(res["rank_checksums"])) == 1

@@ -217,7 +217,6 @@ def test_predict_returns_cpu_outputs_in_eval_mode(digits):
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_fit_on_gpu_with_amp(digits):
     tr, te = digits
     model = _mlp()

@@ -326,7 +326,6 @@ def test_evaluate_embeddings_uses_gensim_protocol(trained):
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_sgd_step_on_gpu_matches_cpu():
     cpu = w2v.SGNS(100, 16, seed=0)
     with torch.no_grad():
