@@ -2,10 +2,10 @@
 
 The chapter's ``full`` configuration (notebooks/05_bert.py): the offline checkpoint
 (all-MiniLM-L6-v2, ``bert.locate_checkpoint()``; ``BERT_CHECKPOINT`` picks another), GLUE SST-2
-from ``data.load_sst2()``, sentences encoded with ``max_length=64``; ``SequenceClassifier(...,
-pooling="mean")`` trained by ``train.fit`` with ``TrainConfig(epochs=2, batch_size=16, lr=3e-5,
-optimizer="adamw", seed=0)``, AdamW (weight decay 0.01) with the head at 1e-3 and a one-cycle
-schedule; (b) the same architecture from random weights; (c) TF-IDF (1-2 grams, sublinear tf) and
+from ``data.load_sst2()``, sentences encoded with ``max_length=max_len``; ``SequenceClassifier(...,
+pooling="mean")`` trained by ``train.fit`` with ``TrainConfig(epochs, batch_size, lr,
+optimizer="adamw", schedule="onecycle", weight_decay=0.01, seed=0)``, the head at ``head_lr``
+(the ``full`` side of ``course_lib.settings.PRESETS["bert"]``); (b) the same architecture from random weights; (c) TF-IDF (1-2 grams, sublinear tf) and
 scikit-learn's logistic regression (C=10). Every model is tested on the 872 dev sentences.
 
 On 2 CPU cores the full training set (67,349 sentences, 2 epochs of a 22M-parameter Transformer)
@@ -20,6 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks import common  # noqa: E402
 from benchmarks.common import Goal  # noqa: E402
+from course_lib import settings  # noqa: E402
 
 ORDER = 5.1  # position of its rows in the book's table (the chapter number)
 GOALS = common.goals(
@@ -40,7 +41,7 @@ GOALS = common.goals(
          "sentences",
          reference="pre-training matters most with few labels {cite:p}`howard2018universal`"),
 )
-FULL = dict(max_len=64, epochs=2, batch_size=16, lr=3e-5, head_lr=1e-3, n_small=1000)
+FULL = dict(settings.preset("bert", "full"), n_small=1000)   # the notebook's full run
 TINY = dict(max_len=32, epochs=1, batch_size=16, lr=1e-4, head_lr=3e-3, n_small=32, n_dev=64,
             n_tfidf=1000)
 

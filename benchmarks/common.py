@@ -39,6 +39,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT / "src") not in sys.path and (ROOT / "src").is_dir():   # this checkout's course_lib
+    sys.path.insert(0, str(ROOT / "src"))
 RESULTS_DIR = ROOT / "benchmarks" / "results"
 REQUIRED = {"name": str, "value": (int, float, type(None)), "goal": str, "met": (bool, type(None)),
             "unit": str, "dataset": str, "device": str, "machine": str,
@@ -330,8 +332,6 @@ def setup(cpu_only: bool) -> None:
     os.environ["COURSE_PROFILE"] = "full"
     if cpu_only:
         os.environ["COURSE_DEVICE"] = "cpu"
-    if str(ROOT / "src") not in sys.path and (ROOT / "src").is_dir():
-        sys.path.insert(0, str(ROOT / "src"))
     from course_lib import settings
 
     if settings.offline():                        # the one parsing rule (1/true/yes/on)

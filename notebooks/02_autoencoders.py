@@ -60,9 +60,10 @@ from torch import nn
 from course_lib import autoencoder as ae, cnn, data, train, viz
 from course_lib.book import glue
 from course_lib.device import seed_everything, setup
-from course_lib.settings import pick
+from course_lib.settings import pick, preset
 
 PROFILE, device = setup(seed=0)       # profile, device, seed; prints what this run is
+P = preset("autoencoder")                   # this chapter's run sizes, shared with its benchmark
 
 # %% [markdown]
 # ## The data
@@ -186,12 +187,12 @@ glue("grad_mse", g_mse.item())
 # point by gradient descent, more slowly). No eigenvector is computed anywhere in it.
 
 # %% tags=["otter_ignore"]
-K = 32
+K = P["k"]
 pca_mse, pca = ae.pca_reconstruction(x_train, x_test, K)
 pca_train_mse, _ = ae.pca_reconstruction(x_train, x_train, K)
 seed_everything(0)
 linear = ae.linear_autoencoder(784, K)
-als_curve = ae.fit_linear_autoencoder(linear, x_train, n_iter=pick(ci=30, full=200), device=device)
+als_curve = ae.fit_linear_autoencoder(linear, x_train, n_iter=P["als_iter"], device=device)
 linear_mse = ae.reconstruction_mse(linear, x_test, device=device)
 angles = ae.principal_angles(linear.decoder[0].weight, pca.components_.T)  # (D, k) vs (D, k)
 print(f"test error, k={K}:  PCA {pca_mse:.5f} | linear autoencoder {linear_mse:.5f} "
@@ -298,11 +299,11 @@ glue("keras_over_torch", keras_mse / torch_mse)
 # Like the dense model, it starts from the mean image (`ae.init_output_bias`).
 
 # %% tags=["otter_ignore"]
-channels = pick(ci=(16, 32), full=(32, 64))
+channels = P["channels"]
 seed_everything(0)
 conv = ae.init_output_bias(ae.ConvAutoencoder(K, channels), x_train)
 conv_history = ae.train_autoencoder(conv, x_train, config=train.TrainConfig(
-    epochs=pick(ci=6, full=30), batch_size=64, lr=5e-3, schedule="onecycle", seed=0), device=device)
+    epochs=P["epochs"], batch_size=P["batch_size"], lr=P["lr"], schedule="onecycle", seed=0), device=device)
 conv_mse = ae.reconstruction_mse(conv, x_test, device=device)
 print(f"test error, code size {K}:  PCA {pca_mse:.5f} | conv autoencoder {conv_mse:.5f} "
       f"| ratio {conv_mse / pca_mse:.3f}")

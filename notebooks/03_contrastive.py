@@ -55,9 +55,10 @@ from torch import nn
 from course_lib import cnn, contrastive, data, train, viz
 from course_lib.book import glue
 from course_lib.device import seed_everything, setup
-from course_lib.settings import pick
+from course_lib.settings import pick, preset
 
 PROFILE, device = setup(seed=0)       # profile, device, seed; prints what this run is
+P = preset("contrastive")                   # this chapter's run sizes, shared with its benchmark
 
 # %% [markdown]
 # ## The data: digits *without* their labels
@@ -212,10 +213,10 @@ glue("toy_loss", library.item())
 # makes two views of each batch on the device, and a loss that takes the two projections.
 
 # %% tags=["otter_ignore"]
-sim_config = contrastive.SimCLRConfig(channels=pick(ci=(8, 16), full=(32, 64)), hidden=128,
+sim_config = contrastive.SimCLRConfig(channels=P["channels"], hidden=128,
                                       proj_dim=64, temperature=0.5)
-fit_config = train.TrainConfig(epochs=pick(ci=5, full=40), batch_size=pick(ci=256, full=512),
-                               lr=pick(ci=3e-3, full=2e-3), schedule="onecycle", seed=0)
+fit_config = train.TrainConfig(epochs=P["epochs"], batch_size=P["batch_size"],
+                               lr=P["lr"], schedule="onecycle", seed=0)
 seed_everything(0)
 model = contrastive.SimCLR(sim_config)
 print(model)

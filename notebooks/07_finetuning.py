@@ -58,9 +58,10 @@ from course_lib import finetune as ft
 from course_lib.autoencoder import few_labels
 from course_lib.book import glue
 from course_lib.device import seed_everything, setup
-from course_lib.settings import pick
+from course_lib.settings import pick, preset
 
 PROFILE, device = setup(seed=0)       # profile, device, seed; prints what this run is
+P = preset("finetune")                   # this chapter's run sizes, shared with its benchmark
 
 # %% [markdown]
 # ## Four ways to reuse a network
@@ -365,7 +366,7 @@ folder = bert.locate_checkpoint()
 tok = bert.load_tokenizer(folder)
 print("checkpoint:", folder)
 n_sst = pick(ci=320, full=len(sst.train_sentences))
-max_len = pick(ci=48, full=64)
+max_len = P["max_len"]
 sel = np.random.default_rng(0).permutation(len(sst.train_sentences))[:n_sst]
 x_sst = bert.encode(tok, [sst.train_sentences[i] for i in sel], max_length=max_len)   # (n, 3, T)
 y_sst = torch.as_tensor(sst.train_labels[sel])
@@ -377,8 +378,8 @@ print(f"fine-tuning on {n_sst:,} sentences, scoring on {len(y_dev)} dev sentence
 glue("n_sst", n_sst); glue("n_dev", len(y_dev))
 base_bert = bert.BertModel.from_pretrained(folder)
 
-bert_lrs = {"feature_extraction": 1e-3, "partial": 1e-4, "full": 1e-4, "lora": 1e-3}
-bert_cfg = train.TrainConfig(epochs=pick(ci=1, full=3), batch_size=pick(ci=16, full=32), optimizer="adamw",
+bert_lrs = {"feature_extraction": 1e-3, "partial": 1e-4, "full": P["lr_full"], "lora": P["lr_lora"]}
+bert_cfg = train.TrainConfig(epochs=P["epochs"], batch_size=P["batch_size"], optimizer="adamw",
                              schedule="cosine", warmup=0.1, weight_decay=0.01, seed=0, progress=False)
 bert_rows, bert_models = [], {}
 for strategy in ft.STRATEGIES:
@@ -387,8 +388,8 @@ for strategy in ft.STRATEGIES:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     t0 = time.perf_counter()
-    hist = ft.finetune(clf, (x_sst, y_sst), strategy=strategy, lr=bert_lrs[strategy], head_lr=3e-3,
-                       config=bert_cfg, device=device, n_unfrozen=2, lora_r=8, lora_alpha=16)
+    hist = ft.finetune(clf, (x_sst, y_sst), strategy=strategy, lr=bert_lrs[strategy], head_lr=P["head_lr"],
+                       config=bert_cfg, device=device, n_unfrozen=2, lora_r=P["r"], lora_alpha=P["alpha"])
     seconds = time.perf_counter() - t0
     pred = train.predict(clf, x_dev, device=device, batch_size=128).argmax(1)
     correct = int((pred == y_dev).sum())

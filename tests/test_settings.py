@@ -114,3 +114,39 @@ def test_readme_settings_table_lists_every_variable():
     rows = set(re.findall(r"^\| `([A-Z_]+)` \|", readme, flags=re.M))
     assert rows == set(settings.VARIABLES), rows ^ set(settings.VARIABLES)
     assert all(f"``{name}``" in settings.__doc__ for name in settings.VARIABLES)
+
+
+# --------------------------------------------------------------------------- presets: one source
+CHAPTERS = {"cnn": ("01_cnn_mnist", "bench_cnn"), "autoencoder": ("02_autoencoders", "bench_autoencoder"),
+            "contrastive": ("03_contrastive", "bench_contrastive"), "bert": ("05_bert", "bench_bert"),
+            "finetune": ("07_finetuning", "bench_finetune")}
+
+
+def test_every_preset_has_its_notebook_and_benchmark():
+    assert set(CHAPTERS) == set(settings.PRESETS)
+
+
+@pytest.mark.parametrize("chapter", sorted(CHAPTERS))
+def test_notebook_and_benchmark_run_the_preset(chapter):
+    import ast
+    import importlib
+    import sys
+
+    notebook, bench = CHAPTERS[chapter]
+    sys.path.insert(0, str(ROOT))
+    try:
+        module = importlib.import_module(f"benchmarks.{bench}")
+    finally:
+        sys.path.remove(str(ROOT))
+    full = settings.preset(chapter, "full")
+    assert {k: module.FULL[k] for k in full} == full, "the benchmark's FULL must be the preset's full side"
+    text = (ROOT / "notebooks" / f"{notebook}.py").read_text()
+    assert f'P = preset("{chapter}")' in text
+    assert set(re.findall(r'P\["(\w+)"\]', text)) == set(full), "the notebook reads every preset key"
+    for key, (ci, fu) in settings.PRESETS[chapter].items():
+        assert f"pick(ci={ci!r}, full={fu!r})" not in text, f"{key} written again by hand"
+    doc = module.__doc__
+    assert f'PRESETS["{chapter}"]' in doc
+    for key, value in full.items():                 # a number in the docstring must be the preset's
+        for m in re.finditer(rf"\b{key}=(\([\d, ]*\)|[-+]?\d[\d.e-]*)", doc):
+            assert ast.literal_eval(m.group(1)) == value, f"{bench} docstring: {m.group(0)} != {value!r}"

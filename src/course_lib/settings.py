@@ -157,8 +157,16 @@ def pick(ci: T, full: T, profile: str | None = None) -> T:
 # Each chapter's run-size settings as ``key: (ci, full)``: read by the notebook (its profile) and by
 # the chapter's benchmark (``full``). Change a chapter's configuration here, and only here.
 _PRESETS: dict[str, dict[str, tuple[Any, Any]]] = {
-    "cnn": {"channels": ((16, 32), (32, 64)), "epochs": (2, 15), "batch_size": (64, 64),
+    "cnn": {"channels": ((16, 32), (32, 64)), "epochs": (10, 15), "batch_size": (64, 64),
             "lr": (4e-3, 4e-3), "shift": (2, 2)},
+    "autoencoder": {"k": (32, 32), "als_iter": (30, 200), "channels": ((16, 32), (32, 64)),
+                    "epochs": (6, 30), "batch_size": (64, 64), "lr": (5e-3, 5e-3)},
+    "contrastive": {"channels": ((8, 16), (32, 64)), "epochs": (5, 40), "batch_size": (256, 512),
+                    "lr": (3e-3, 2e-3)},
+    "bert": {"max_len": (48, 64), "epochs": (1, 2), "batch_size": (16, 16), "lr": (1e-4, 3e-5),
+             "head_lr": (3e-3, 1e-3)},
+    "finetune": {"max_len": (48, 64), "epochs": (1, 3), "batch_size": (16, 32), "lr_full": (1e-4, 1e-4),
+                 "lr_lora": (1e-3, 1e-3), "head_lr": (3e-3, 3e-3), "r": (8, 8), "alpha": (16, 16)},
 }
 
 
