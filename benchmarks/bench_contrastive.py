@@ -60,8 +60,8 @@ def records(tiny: bool = False, cpu_only: bool = False) -> list[dict]:
         contrastive.fit_simclr(model, x_train, config=fit_config, augment_config=aug, device=device, seed=0)
     acc = {}
     for name, net in [("simclr", model), ("random", random_init)]:
-        f_train, f_test = contrastive.encode(net, x_train, device), contrastive.encode(net, x_test, device)
-        few = contrastive.per_class_subset(y_train, cfg["per_class"], seed=0)
+        f_train, f_test = train.embed(net, x_train, device), train.embed(net, x_test, device)
+        few = data.per_class_subset(y_train, cfg["per_class"], seed=0)
         acc[name, "few"] = contrastive.linear_probe(f_train[few], y_train[few], f_test, y_test, device=device)
         acc[name, "all"] = contrastive.linear_probe(f_train, y_train, f_test, y_test, device=device)
     gain_few = 100 * (acc["simclr", "few"] - acc["random", "few"])

@@ -362,7 +362,7 @@ fig = viz.image_grid(torch.cat(rows), ncols=10,
 # walk in pixel space, which merely cross-fades the two images.
 
 # %% tags=["otter_ignore"]
-codes = ae.embed(conv, x_test, device=device)                       # (N, 32)
+codes = train.embed(conv, x_test, device=device)                       # (N, 32)
 from sklearn.decomposition import PCA as SkPCA
 xy = SkPCA(2, random_state=0).fit_transform(codes.numpy())         # (N, 2)
 fig, ax = plt.subplots(figsize=(5.5, 4.5))
@@ -404,7 +404,7 @@ finetune_cfg = train.TrainConfig(epochs=pick(ci=30, full=60), batch_size=50, lr=
 y_test_t = torch.as_tensor(mnist.y_test)
 results = []
 for draw in range(n_draws):
-    idx = ae.few_labels(mnist.y_train, per_class, seed=draw)        # 10 per class
+    idx = data.per_class_subset(mnist.y_train, per_class, seed=draw)        # 10 per class
     labelled = (x_train[idx], torch.as_tensor(mnist.y_train[idx]))
     for name in ["from scratch", "pre-trained, fine-tuned", "pre-trained, frozen (linear probe)"]:
         seed_everything(draw)
@@ -807,6 +807,6 @@ test_q3_hidden(ae_loss)
 #   autoencoder's lead over PCA grow or shrink on clothes?
 # - Use masking noise (`noise=dict(kind="masking", level=0.5)`) for the denoising autoencoder, and
 #   fine-tune its encoder instead: is a denoising encoder a better pre-training?
-# - The k-means chapter clusters the codes of `ae.embed`; the contrastive chapter replaces
+# - The k-means chapter clusters the codes of `train.embed`; the contrastive chapter replaces
 #   reconstruction by a different pre-training objective and compares the two with this chapter's
 #   100-label protocol.

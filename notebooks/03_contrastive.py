@@ -266,9 +266,9 @@ ax.legend()
 # probe may use: pre-training matters most when labels are few.
 
 # %% tags=["otter_ignore"]
-feats = {"SimCLR": (contrastive.encode(model, x_train, device), contrastive.encode(model, x_test, device)),
-         "random init": (contrastive.encode(random_init, x_train, device),
-                         contrastive.encode(random_init, x_test, device))}
+feats = {"SimCLR": (train.embed(model, x_train, device), train.embed(model, x_test, device)),
+         "random init": (train.embed(random_init, x_train, device),
+                         train.embed(random_init, x_test, device))}
 label_budgets = pick(ci=[10, 100, None], full=[10, 100, 1000, None])   # labels per class; None: all
 
 
@@ -276,7 +276,7 @@ def evaluate_features(name, f_train, f_test):
     rows = []
     for per_class in label_budgets:
         idx = (np.arange(len(y_train)) if per_class is None
-               else contrastive.per_class_subset(y_train, per_class, seed=0))
+               else data.per_class_subset(y_train, per_class, seed=0))
         rows.append({"encoder": name, "labels": len(idx),
                      "linear probe": contrastive.linear_probe(f_train[idx], y_train[idx], f_test, y_test,
                                                               device=device),
@@ -329,8 +329,8 @@ from course_lib import autoencoder
 # the previous chapter's conv autoencoder, pre-trained on the same unlabelled digits (pixels in [0, 1])
 ae_model = autoencoder.pretrain_encoder(mnist.x_train, code_size=32, kind="conv",
                                         epochs=pick(ci=3, full=20), device=device, seed=0)
-ae_feats = (autoencoder.embed(ae_model, autoencoder.images_to_unit(mnist.x_train), device=device),
-            autoencoder.embed(ae_model, autoencoder.images_to_unit(mnist.x_test), device=device))  # (N, 32)
+ae_feats = (train.embed(ae_model, autoencoder.images_to_unit(mnist.x_train), device=device),
+            train.embed(ae_model, autoencoder.images_to_unit(mnist.x_test), device=device))  # (N, 32)
 ae_results = pd.DataFrame(evaluate_features("autoencoder", *ae_feats))
 both = pd.concat([results, ae_results])
 print(both.pivot(index="labels", columns="encoder", values=["linear probe", "kNN (k=20)"]).round(4))
@@ -379,7 +379,7 @@ test_views = contrastive.two_views(x_test[:n_eval], aug, eval_gen)        # (n_e
 def measure(net, tau):
     """Probe accuracy, and alignment/uniformity of normalised projections z on test views."""
     z = train.predict(net, test_views, device=device)                     # (n_eval, 2, P)
-    f_train, f_test = contrastive.encode(net, x_train, device), contrastive.encode(net, x_test[:n_eval], device)
+    f_train, f_test = train.embed(net, x_train, device), train.embed(net, x_test[:n_eval], device)
     return {"tau": tau, "linear probe": contrastive.linear_probe(f_train, y_train, f_test, y_test[:n_eval],
                                                                  device=device),
             "alignment": contrastive.alignment(z[:, 0], z[:, 1]).item(),
@@ -505,7 +505,7 @@ with torch.no_grad():
     z_same = no_aug.to(device)(torch.stack([x_test[:512]] * 2, dim=1).to(device))   # (512, 2, P)
 print("positive cosine similarity with identical views:",
       f"{nn.functional.cosine_similarity(z_same[:, 0], z_same[:, 1]).mean().item():.6f}")
-pit_feats = contrastive.encode(no_aug, x_train, device), contrastive.encode(no_aug, x_test, device)
+pit_feats = train.embed(no_aug, x_train, device), train.embed(no_aug, x_test, device)
 pitfall = pd.DataFrame(evaluate_features("same image, no augmentation", *pit_feats)
                        + [r for r in results.to_dict("records") if r["encoder"] == "SimCLR"])
 for name, net in [("same image, no augmentation", no_aug), ("SimCLR", model)]:

@@ -330,7 +330,7 @@ from course_lib import autoencoder
 
 ae_model = autoencoder.pretrain_encoder(mnist.x_train, code_size=32, kind="conv",
                                         epochs=pick(ci=3, full=20), device=device, seed=0)
-features["autoencoder codes"] = autoencoder.embed(
+features["autoencoder codes"] = train.embed(
     ae_model, autoencoder.images_to_unit(mnist.x_test[:n_cluster]), device=device).numpy()   # (M, 32)
 
 # %% tags=["otter_ignore"]
@@ -341,7 +341,7 @@ simclr = contrastive.SimCLR(contrastive.SimCLRConfig(channels=pick(ci=(8, 16), f
 contrastive.fit_simclr(simclr, x_train, device=device, seed=0,
                        config=train.TrainConfig(epochs=pick(ci=3, full=40), batch_size=256,
                                                 lr=3e-3, schedule="onecycle", seed=0))
-features["contrastive (SimCLR)"] = contrastive.encode(simclr, x_test, device=device).numpy()  # (M, 128)
+features["contrastive (SimCLR)"] = train.embed(simclr, x_test, device=device).numpy()  # (M, 128)
 
 # %% tags=["otter_ignore"]
 seed_everything(0)
@@ -349,10 +349,8 @@ lenet = cnn.LeNet(cnn.LeNetConfig(channels=pick(ci=(8, 16), full=(32, 64))))
 hist = train.fit(lenet, (x_train, torch.as_tensor(mnist.y_train)),
                  config=train.TrainConfig(epochs=pick(ci=1, full=10), batch_size=128, lr=4e-3,
                                           schedule="onecycle", seed=0), device=device)
-lenet.eval()
-with torch.no_grad():                                     # penultimate layer: (M, 1, 28, 28) -> (M, 128)
-    features["supervised CNN (uses labels)"] = torch.cat(
-        [lenet.embed(x_test[i:i + 1024].to(device)).cpu() for i in range(0, len(x_test), 1024)]).numpy()
+# penultimate layer: (M, 1, 28, 28) -> (M, 128)
+features["supervised CNN (uses labels)"] = train.embed(lenet, x_test, device=device).numpy()
 
 # %% tags=["otter_ignore"]
 results, fitted = [], {}

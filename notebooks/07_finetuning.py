@@ -55,7 +55,6 @@ from torch import nn
 
 from course_lib import bert, cnn, data, train, viz
 from course_lib import finetune as ft
-from course_lib.autoencoder import few_labels
 from course_lib.book import glue
 from course_lib.device import seed_everything, setup
 from course_lib.settings import pick, preset
@@ -247,7 +246,7 @@ def transfer(x, y, strategy, seed=0, lr=None, head_lr=HEAD_LR, layer_decay=1.0, 
 
 
 per_class = pick(ci=100, full=1000)
-idx = few_labels(fashion.y_train, per_class, seed=0)
+idx = data.per_class_subset(fashion.y_train, per_class, seed=0)
 rows, fashion_models = [], {}
 for strategy in ("scratch", *ft.STRATEGIES):
     model, old_head, hist = transfer(xf[idx], yf[idx], strategy)
@@ -310,7 +309,7 @@ tasks = {"Fashion-MNIST": (xf, yf, fashion.y_train, xf_test, yf_test),
 curves = []
 for task, (x, y, labels, xt, yt) in tasks.items():
     for k in curve_sizes[task]:
-        sel = few_labels(labels, k, seed=1)
+        sel = data.per_class_subset(labels, k, seed=1)
         for strategy in ("scratch", *ft.STRATEGIES):
             model, _, _ = transfer(x[sel], y[sel], strategy, seed=1, min_steps=pick(ci=60, full=300))
             curves.append({"task": task, "per class": k, "strategy": strategy,

@@ -204,7 +204,7 @@ def test_pca_reconstruction_matches_a_hand_computed_case_and_sklearn():
         ae.pca_reconstruction(pts, pts, 0)
 
 
-@pytest.mark.parametrize("method,n_iter", [("als", 200), ("lbfgs", 40)])
+@pytest.mark.parametrize("method,n_iter", [("als", 200), pytest.param("lbfgs", 40, marks=pytest.mark.slow)])
 def test_linear_autoencoder_reaches_pca_on_real_digits(digits, method, n_iter):
     """Baldi & Hornik: trained to convergence, a linear AE spans PCA's principal subspace."""
     x, xt = digits
@@ -329,21 +329,9 @@ def test_interpolate_end_points_and_embed():
         assert torch.allclose(path[0], model(xa)[0], atol=1e-6) and torch.allclose(path[-1], model(xb)[0], atol=1e-6)
     with pytest.raises(ValueError, match="steps=1"):
         ae.interpolate(model, xa, xb, steps=1)
-    codes = ae.embed(model, torch.cat([xa, xb]))
+    codes = train.embed(model, torch.cat([xa, xb]))                 # model.embed: the code
     assert codes.shape == (2, 4)
-    assert torch.allclose(codes, ae.embed(model.encoder, torch.cat([xa, xb]).reshape(2, -1)))
-
-
-def test_few_labels_is_balanced_seeded_and_checked():
-    y = np.repeat(np.arange(10), 20)
-    idx = ae.few_labels(y, 3, seed=4)
-    assert len(idx) == 30 and np.all(np.bincount(y[idx]) == 3) and len(set(idx)) == 30
-    assert np.array_equal(idx, ae.few_labels(y, 3, seed=4))
-    assert not np.array_equal(idx, ae.few_labels(y, 3, seed=5))
-    with pytest.raises(ValueError, match="fewer than per_class=21"):
-        ae.few_labels(y, 21)
-    with pytest.raises(ValueError, match="per_class=0"):
-        ae.few_labels(y, 0)
+    assert torch.allclose(codes, train.embed(model.encoder, torch.cat([xa, xb]).reshape(2, -1)))
 
 
 def test_encoder_classifier_freeze_and_pretrain_encoder(digits):
@@ -390,6 +378,7 @@ def test_keras_twin_computes_the_same_function(keras, digits):
         ae.copy_weights_to_keras(ae.DenseAutoencoder(64, 8, hidden=(32, 16)), twin)
 
 
+@pytest.mark.slow                        # trains the same model in Keras and in PyTorch
 def test_keras_and_pytorch_reach_comparable_error(keras, mnist):
     x, xt = mnist
     flat, flat_t = x.reshape(len(x), -1), xt.reshape(len(xt), -1)

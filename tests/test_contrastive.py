@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from course_lib import contrastive as C
+from course_lib import train
 from course_lib.train import TrainConfig
 
 
@@ -99,15 +100,6 @@ def test_similarity_logits_and_the_gradient_formula():
     # d l_i / d s_ik = (softmax_ik - [k = p(i)]) / tau
     expected = (torch.softmax(logits, 1) - nn.functional.one_hot(pos, 6)) / tau
     assert torch.allclose(s.grad, expected, atol=1e-6)
-
-
-def test_per_class_subset():
-    y = np.repeat(np.arange(3), [5, 7, 4])
-    idx = C.per_class_subset(y, 2, seed=0)
-    assert len(idx) == 6 and np.all(np.bincount(y[idx]) == 2) and len(set(idx)) == 6
-    assert np.array_equal(idx, C.per_class_subset(y, 2, seed=0))
-    with pytest.raises(ValueError, match=r"per_class=5.*\[1, 4\]"):
-        C.per_class_subset(y, 5)
 
 
 def test_info_nce_errors_quote_the_value():
@@ -325,11 +317,11 @@ def test_knn_matches_scikit_learn_and_hand_case():
         C.knn_predict(bank, labels, bank, k=4)
 
 
-def test_encode_uses_embed_and_restores_mode():
+def test_train_embed_uses_embed_and_restores_mode():
     torch.manual_seed(0)
     model = C.SimCLR(C.SimCLRConfig(channels=(2, 4), hidden=8, proj_dim=4)).train()
     x = _digit_like()
-    feats = C.encode(model, x, device="cpu", batch_size=1)
+    feats = train.embed(model, x, device="cpu", batch_size=1)
     assert feats.shape == (2, 8) and model.training
     assert torch.allclose(feats, model.eval().embed(x))
 

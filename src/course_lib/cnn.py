@@ -181,6 +181,9 @@ def images_to_tensor(images: np.ndarray | torch.Tensor, mean: float = MNIST_MEAN
                      std: float = MNIST_STD) -> torch.Tensor:
     """uint8 images ``(N, H, W)`` in 0..255 -> float32 ``(N, 1, H, W)``, standardised.
 
+    ``mean=0, std=1`` gives pixels in [0, 1] (what :func:`course_lib.autoencoder.images_to_unit`
+    returns). The one place where the course checks raw images.
+
     Raises
     ------
     ValueError
@@ -190,8 +193,9 @@ def images_to_tensor(images: np.ndarray | torch.Tensor, mean: float = MNIST_MEAN
     if x.ndim != 3:
         raise ValueError(f"images must have shape (N, H, W); got {tuple(x.shape)}.")
     if x.dtype != torch.uint8:
-        raise ValueError(f"images must be uint8 in 0..255; got dtype {x.dtype}. If they are "
-                         "already floats in [0, 1], multiply by 255 and cast, or standardise yourself.")
+        raise ValueError(f"images must be uint8 in 0..255; got dtype {x.dtype}. Floats already in "
+                         "[0, 1] need no scaling: add the channel axis with x[:, None] (and "
+                         "standardise them yourself if the model expects it).")
     return ((x.float() / 255.0 - mean) / std).unsqueeze(1)    # (N, H, W) -> (N, 1, H, W)
 
 

@@ -40,9 +40,9 @@ from .cnn import LeNet, LeNetConfig
 from .device import get_device
 
 __all__ = ["info_nce", "similarity_logits", "alignment", "uniformity", "AugmentConfig", "augment", "affine_matrices", "crop_rotate_matrix",
-           "two_views", "SimCLRConfig", "SimCLR", "fit_simclr", "encode", "linear_probe",
+           "two_views", "SimCLRConfig", "SimCLR", "fit_simclr", "linear_probe",
            "fit_logistic_regression",
-           "knn_predict", "knn_accuracy", "per_class_subset"]
+           "knn_predict", "knn_accuracy"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -394,48 +394,6 @@ def fit_simclr(model: SimCLR, x: torch.Tensor, *, config: train.TrainConfig | No
 # --------------------------------------------------------------------------------------------
 # Evaluation of frozen features
 # --------------------------------------------------------------------------------------------
-@torch.no_grad()
-def encode(encoder, x: torch.Tensor, device=None, batch_size: int = 1024) -> torch.Tensor:
-    """Frozen features of ``x`` ``(N, ...)`` -> ``(N, D)`` on the CPU, in eval mode.
-
-    ``encoder`` is a module (its ``embed`` method is used when it has one) or a callable.
-    """
-    device = get_device(device)
-    fn = getattr(encoder, "embed", encoder)
-    module = encoder if isinstance(encoder, nn.Module) else None
-    was_training = module.training if module is not None else False
-    if module is not None:
-        module.to(device).eval()
-    feats = [fn(x[i:i + batch_size].to(device)).float().flatten(1).cpu()   # (b, ...) -> (b, D)
-             for i in range(0, len(x), batch_size)]
-    if module is not None:
-        module.train(was_training)
-    return torch.cat(feats)
-
-
-def per_class_subset(y, per_class: int, seed: int = 0) -> np.ndarray:
-    """Indices of ``per_class`` random examples of every class (sorted), for few-label probes.
-
-    Parameters
-    ----------
-    y : array of shape (N,), integer labels
-    per_class : int
-    seed : int
-
-    Returns
-    -------
-    ndarray of shape (K * per_class,), int64
-    """
-    y = _as_numpy(y)
-    classes, counts = np.unique(y, return_counts=True)
-    if not isinstance(per_class, (int, np.integer)) or not 1 <= per_class <= counts.min():
-        raise ValueError(f"per_class={per_class!r} must be an integer in [1, {counts.min()}] (the "
-                         f"smallest class has {counts.min()} examples).")
-    rng = np.random.default_rng(seed)
-    picked = [rng.choice(np.flatnonzero(y == c), per_class, replace=False) for c in classes]
-    return np.sort(np.concatenate(picked))
-
-
 def _as_numpy(a) -> np.ndarray:
     return a.detach().cpu().numpy() if torch.is_tensor(a) else np.asarray(a)
 

@@ -74,11 +74,44 @@ __all__ = [
     "REGISTRY", "Dataset", "FileSpec", "FileResult", "Split", "TextSplit",
     "DataError", "ChecksumError", "DataUnavailableError",
     "fetch", "read_idx", "load_mnist", "load_fashion_mnist", "load_digits", "load_wine", "load_sst2",
-    "verify_file", "main", "TextCorpus", "load_text_corpus", "word_eval_files",
+    "verify_file", "main", "TextCorpus", "load_text_corpus", "word_eval_files", "per_class_subset",
 ]
 
 logger = logging.getLogger(__name__)
 CHUNK = 1 << 16
+
+
+# --------------------------------------------------------------------------- small labelled sets
+def per_class_subset(y, per_class: int, seed: int = 0) -> np.ndarray:
+    """Indices of ``per_class`` random examples of every class (sorted): a small labelled set.
+
+    The one sampler of the course's few-label experiments (autoencoders, contrastive learning,
+    fine-tuning): the same ``seed`` gives the same examples in every chapter.
+
+    Parameters
+    ----------
+    y : array or Tensor of shape (N,), integer labels
+    per_class : int
+    seed : int
+
+    Returns
+    -------
+    ndarray of shape (K * per_class,), int64
+
+    Raises
+    ------
+    ValueError
+        If ``per_class`` is not an integer in ``[1, smallest class size]``.
+    """
+    y = y.detach().cpu().numpy() if hasattr(y, "detach") else np.asarray(y)
+    classes, counts = np.unique(y, return_counts=True)
+    if (not isinstance(per_class, (int, np.integer)) or isinstance(per_class, bool)
+            or not 1 <= per_class <= counts.min()):
+        raise ValueError(f"per_class={per_class!r} must be an integer in [1, {counts.min()}] (the "
+                         f"smallest class has {counts.min()} examples).")
+    rng = np.random.default_rng(seed)
+    picked = [rng.choice(np.flatnonzero(y == c), per_class, replace=False) for c in classes]
+    return np.sort(np.concatenate(picked))
 
 
 # --------------------------------------------------------------------------- registry

@@ -44,7 +44,7 @@ from tqdm.auto import tqdm
 from . import distributed
 from .device import autocast, get_device
 
-__all__ = ["TrainConfig", "History", "fit", "evaluate", "predict", "batches", "decay_names",
+__all__ = ["TrainConfig", "History", "fit", "evaluate", "predict", "embed", "batches", "decay_names",
            "param_groups", "build_optimizer", "build_scheduler", "NO_DECAY_MODULES"]
 
 #: Layers whose weights are scales, not features: never weight-decayed (nor are any biases).
@@ -247,6 +247,27 @@ def predict(model: nn.Module, x: torch.Tensor, device=None, batch_size: int = 10
     outs = [model(x[i:i + batch_size].to(device)).float().cpu() for i in range(0, len(x), batch_size)]
     model.train(was_training)
     return torch.cat(outs)
+
+
+@torch.no_grad()
+def embed(model, x: torch.Tensor, device=None, batch_size: int = 1024) -> torch.Tensor:
+    """Frozen representations of ``x`` ``(N, ...)`` -> ``(N, D)`` on the CPU, in eval mode.
+
+    Uses ``model.embed`` — every course model names its representation so: LeNet's penultimate
+    features, SimCLR's ``h``, an autoencoder's code — and calls ``model`` itself when it has no
+    ``embed`` (a bare encoder module, or any callable). :func:`predict` gives the outputs instead.
+    """
+    device = get_device(device)
+    fn = getattr(model, "embed", model)
+    module = model if isinstance(model, nn.Module) else None
+    was_training = module.training if module is not None else False
+    if module is not None:
+        module.to(device).eval()
+    feats = [fn(x[i:i + batch_size].to(device)).float().flatten(1).cpu()      # (b, ...) -> (b, D)
+             for i in range(0, len(x), batch_size)]
+    if module is not None:
+        module.train(was_training)
+    return torch.cat(feats)
 
 
 # --------------------------------------------------------------------------- the loop
