@@ -363,8 +363,7 @@ fig = viz.image_grid(torch.cat(rows), ncols=10,
 
 # %% tags=["otter_ignore"]
 codes = train.embed(conv, x_test, device=device)                       # (N, 32)
-from sklearn.decomposition import PCA as SkPCA
-xy = SkPCA(2, random_state=0).fit_transform(codes.numpy())         # (N, 2)
+xy = ae.fit_pca(codes, 2).transform(codes.numpy())                 # (N, 32) -> (N, 2)
 fig, ax = plt.subplots(figsize=(5.5, 4.5))
 sc = ax.scatter(xy[:3000, 0], xy[:3000, 1], c=mnist.y_test[:3000], cmap="tab10", s=4)
 ax.legend(*sc.legend_elements(), fontsize=7, title="digit", loc="best", markerscale=0.8)

@@ -342,12 +342,11 @@ print(both.pivot(index="labels", columns="encoder", values=["linear probe", "kNN
 # two directions of largest variance; the colour is the label, which neither encoder ever saw.
 
 # %% tags=["otter_ignore"]
-from sklearn.decomposition import PCA
-
 n_show = pick(ci=2000, full=5000)
 fig, axes = plt.subplots(1, 2, figsize=(10, 4.4))
 for ax, name in zip(axes, ["random init", "SimCLR"]):
-    xy = PCA(n_components=2, random_state=0).fit_transform(feats[name][1][:n_show].numpy())  # (n, 128) -> (n, 2)
+    shown = feats[name][1][:n_show].numpy()
+    xy = autoencoder.fit_pca(shown, 2).transform(shown)                                  # (n, 128) -> (n, 2)
     sc = ax.scatter(xy[:, 0], xy[:, 1], c=mnist.y_test[:n_show], cmap="tab10", s=3)
     ax.set_title(f"{name} encoder (PCA of {n_show:,} test digits)", fontsize=9)
     ax.set_xticks([])

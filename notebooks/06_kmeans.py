@@ -50,7 +50,7 @@ import torch
 from sklearn.cluster import KMeans as SKKMeans
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
-from course_lib import cnn, data, kmeans, train, viz
+from course_lib import autoencoder, cnn, data, kmeans, train, viz
 from course_lib.book import glue
 from course_lib.device import seed_everything, setup
 from course_lib.kmeans import KMeans
@@ -318,9 +318,7 @@ glue("n_cluster", len(y_test))
 glue("mnist_protocol", mnist.protocol)
 features = {"raw pixels": mnist.x_test[:n_cluster].reshape(len(y_test), -1) / 255.0}  # (M, 28, 28) -> (M, 784)
 flat_train = mnist.x_train.reshape(len(mnist.x_train), -1) / 255.0
-mu = flat_train.mean(0)
-V = np.linalg.svd(flat_train - mu, full_matrices=False)[2][:50].T           # (784, 50)
-features["PCA-50"] = (features["raw pixels"] - mu) @ V                      # (M, 784) @ (784, 50)
+features["PCA-50"] = autoencoder.fit_pca(flat_train, 50).transform(features["raw pixels"])  # (M, 784) -> (M, 50)
 
 # %% [markdown]
 # The learned representations come from the library modules of the earlier chapters.

@@ -398,3 +398,16 @@ def test_keras_and_pytorch_reach_comparable_error(keras, mnist):
     assert torch_mse < 0.7 * mean_only and keras_mse < 0.7 * mean_only   # both learned something
     print(f"mean image {mean_only:.4f} | PyTorch {torch_mse:.4f} | Keras {keras_mse:.4f}")
     assert 0.8 <= keras_mse / torch_mse <= 1.25, (keras_mse, torch_mse)
+
+
+def test_fit_pca_is_the_one_pca_and_matches_an_svd(digits):
+    x = digits[0]                                                           # (N, 1, 8, 8) tensor
+    flat = x.numpy().astype(np.float64).reshape(len(x), -1)
+    pca = ae.fit_pca(x, 5)
+    v = np.linalg.svd(flat - flat.mean(0), full_matrices=False)[2][:5]       # (5, D)
+    assert np.allclose(np.abs(pca.components_ @ v.T), np.eye(5), atol=1e-6)  # same axes, up to sign
+    mse, fitted = ae.pca_reconstruction(x, x, 5)
+    assert np.allclose(fitted.components_, pca.components_)
+    for bad in (0, 10**6, 2.5):
+        with pytest.raises(ValueError, match=f"k={bad!r}"):
+            ae.fit_pca(x, bad)

@@ -14,7 +14,8 @@ What the notebook imports from here:
 - :func:`ae_objective` — ``1/2 ||X - W' s(WX + b) - b'||^2 + lam/2 (||W||^2 + ||W'||^2)``;
 - :func:`bce`, :func:`bce_missing_parentheses` (the widely copied broken version),
   :func:`bernoulli_entropy` (the floor of BCE), :func:`sigmoid_mse_floor`;
-- :func:`reconstruction_mse`, :func:`pca_reconstruction`, :func:`fit_linear_autoencoder`,
+- :func:`reconstruction_mse`, :func:`fit_pca` (the course's one PCA), :func:`pca_reconstruction`,
+  :func:`fit_linear_autoencoder`,
   :func:`principal_angles` — the linear-autoencoder = PCA comparison;
 - :func:`train_autoencoder`, :func:`add_noise` (denoising), :func:`interpolate`;
 - :func:`pretrain_encoder`, :class:`EncoderClassifier` — pre-training and fine-tuning, reused by
@@ -51,7 +52,7 @@ from .device import get_device, seed_everything
 
 __all__ = ["images_to_unit", "DenseAutoencoder", "ConvAutoencoder", "linear_autoencoder", "init_output_bias",
            "ae_objective", "bce", "bce_missing_parentheses", "bernoulli_entropy",
-           "sigmoid_mse_floor", "reconstruction_mse", "pca_reconstruction", "fit_linear_autoencoder",
+           "sigmoid_mse_floor", "reconstruction_mse", "fit_pca", "pca_reconstruction", "fit_linear_autoencoder",
            "principal_angles", "train_autoencoder", "add_noise", "interpolate",
            "pretrain_encoder", "EncoderClassifier", "keras_dense_autoencoder",
            "copy_weights_to_keras"]
@@ -359,6 +360,32 @@ def reconstruction_mse(model: nn.Module, x: torch.Tensor, device=None, batch_siz
     return total / x.numel()
 
 
+def _flat64(x) -> np.ndarray:
+    x = x.detach().cpu().numpy() if torch.is_tensor(x) else x
+    return np.asarray(x, dtype=np.float64).reshape(len(x), -1)              # (N, ...) -> (N, D)
+
+
+def fit_pca(x: torch.Tensor | np.ndarray, k: int, seed: int = 0):
+    """PCA with ``k`` components fitted on ``x`` ``(N, ...)`` (flattened to ``(N, D)``, float64).
+
+    The course's one PCA: the reconstruction baseline of this chapter, the 2-D views of codes and
+    features, the PCA features clustered in the k-means chapter. Exact solver: the eigenvectors
+    of the covariance when ``N >= D`` (much faster than an SVD of the data), else a full SVD.
+
+    Returns
+    -------
+    sklearn.decomposition.PCA
+        Fitted: ``components_`` of shape (k, D); ``transform`` maps ``(M, D)`` to ``(M, k)``.
+    """
+    from sklearn.decomposition import PCA
+
+    xtr = _flat64(x)
+    if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or not 1 <= k <= min(xtr.shape):
+        raise ValueError(f"k={k!r} must be an integer in [1, {min(xtr.shape)}] (min of n_samples, n_features).")
+    solver = "covariance_eigh" if xtr.shape[0] >= xtr.shape[1] else "full"
+    return PCA(n_components=int(k), svd_solver=solver, random_state=seed).fit(xtr)
+
+
 def pca_reconstruction(x_train: torch.Tensor | np.ndarray, x_test: torch.Tensor | np.ndarray,
                        k: int, seed: int = 0):
     """Fit PCA with ``k`` components on ``x_train`` and reconstruct ``x_test``.
@@ -375,15 +402,7 @@ def pca_reconstruction(x_train: torch.Tensor | np.ndarray, x_test: torch.Tensor 
     pca : sklearn.decomposition.PCA
         The fitted PCA (``components_`` of shape (k, D)).
     """
-    from sklearn.decomposition import PCA
-
-    xtr = np.asarray(x_train, dtype=np.float64).reshape(len(x_train), -1)  # (N, ...) -> (N, D)
-    xte = np.asarray(x_test, dtype=np.float64).reshape(len(x_test), -1)
-    if not isinstance(k, (int, np.integer)) or not 1 <= k <= min(xtr.shape):
-        raise ValueError(f"k={k!r} must be an integer in [1, {min(xtr.shape)}] (min of n_samples, n_features).")
-    # "covariance_eigh" (exact) is much faster than an SVD of the data when N >= D
-    solver = "covariance_eigh" if xtr.shape[0] >= xtr.shape[1] else "full"
-    pca = PCA(n_components=int(k), svd_solver=solver, random_state=seed).fit(xtr)
+    pca, xte = fit_pca(x_train, k, seed), _flat64(x_test)
     rec = pca.inverse_transform(pca.transform(xte))                          # (N, D) -> (N, k) -> (N, D)
     return float(((rec - xte) ** 2).mean()), pca
 
