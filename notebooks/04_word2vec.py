@@ -105,14 +105,7 @@ print(corpus.documents[0][:400])
 # %% tags=["otter_ignore"]
 tokens = [w2v.tokenize(doc) for doc in corpus.documents]
 print(tokens[0][:25])
-if max_words is not None:                      # ci: keep the first max_words tokens
-    kept, n = [], 0
-    for doc in tokens:
-        if n >= max_words:
-            break
-        kept.append(doc[:max_words - n])
-        n += len(kept[-1])
-    tokens = kept
+tokens = w2v.first_tokens(tokens, max_words)  # ci: keep the first max_words tokens
 n_tokens = sum(len(t) for t in tokens)
 glue("n_tokens", n_tokens)
 glue("n_docs", len(tokens))
