@@ -5,7 +5,7 @@ The chapter's ``full`` configuration (notebooks/03_contrastive.py): MNIST from
 views from ``AugmentConfig(crop_scale=(0.5, 1.0), degrees=15, translate=0.1, noise_std=0.1)``;
 ``TrainConfig(epochs, batch_size, lr, schedule="onecycle", seed=0)`` with the ``full`` side of
 ``course_lib.settings.PRESETS["contrastive"]``.
-The probe is ``contrastive.linear_probe`` (scikit-learn's logistic-regression objective) on the
+The probe is ``probe.linear_probe`` (scikit-learn's logistic-regression objective) on the
 frozen features ``h`` of every training image, tested on the test images; the baseline is the same
 encoder with its random initial weights.
 """
@@ -35,7 +35,7 @@ def records(tiny: bool = False, cpu_only: bool = False) -> list[dict]:
     import numpy as np
     import torch
 
-    from course_lib import cnn, contrastive, data, train
+    from course_lib import cnn, contrastive, data, probe, train
     from course_lib.device import get_device, seed_everything
 
     cfg = TINY if tiny else FULL
@@ -62,8 +62,8 @@ def records(tiny: bool = False, cpu_only: bool = False) -> list[dict]:
     for name, net in [("simclr", model), ("random", random_init)]:
         f_train, f_test = train.embed(net, x_train, device), train.embed(net, x_test, device)
         few = data.per_class_subset(y_train, cfg["per_class"], seed=0)
-        acc[name, "few"] = contrastive.linear_probe(f_train[few], y_train[few], f_test, y_test, device=device)
-        acc[name, "all"] = contrastive.linear_probe(f_train, y_train, f_test, y_test, device=device)
+        acc[name, "few"] = probe.linear_probe(f_train[few], y_train[few], f_test, y_test, device=device)
+        acc[name, "all"] = probe.linear_probe(f_train, y_train, f_test, y_test, device=device)
     gain_few = 100 * (acc["simclr", "few"] - acc["random", "few"])
     gain_all = 100 * (acc["simclr", "all"] - acc["random", "all"])
     n_few = int(np.asarray(cfg["per_class"]) * 10)

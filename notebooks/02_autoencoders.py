@@ -57,7 +57,7 @@ import torch
 import matplotlib.pyplot as plt
 from torch import nn
 
-from course_lib import autoencoder as ae, cnn, data, train, viz
+from course_lib import autoencoder as ae, cnn, data, probe, train, viz
 from course_lib.book import glue
 from course_lib.device import seed_everything, setup
 from course_lib.settings import pick, preset
@@ -392,8 +392,9 @@ fig = viz.image_grid(torch.cat([in_code, in_pixels]), ncols=9,
 # - **pre-trained**: the encoder starts from the autoencoder trained above on all
 #   {glue:text}`n_train:,` *unlabelled* images, and is fine-tuned with the head.
 #
-# A third line freezes the pre-trained encoder and trains only the linear head (a *linear probe*),
-# which measures how linearly separable the codes already are. Each is repeated over several random
+# A third line freezes the pre-trained encoder and fits only a linear classifier on its codes (a
+# *linear probe*, `probe.linear_probe`, the protocol of every chapter that probes), which measures
+# how linearly separable the codes already are. Each is repeated over several random
 # draws of the 100 labels (for a quick run; more draws give tighter means).
 
 # %% tags=["otter_ignore"]
@@ -407,11 +408,16 @@ for draw in range(n_draws):
     labelled = (x_train[idx], torch.as_tensor(mnist.y_train[idx]))
     for name in ["from scratch", "pre-trained, fine-tuned", "pre-trained, frozen (linear probe)"]:
         seed_everything(draw)
+        if "frozen" in name:                                           # the course's one probe protocol
+            acc = probe.linear_probe(train.embed(conv, labelled[0], device), labelled[1],
+                                     train.embed(conv, x_test, device), y_test_t, device=device)
+            results.append({"draw": draw, "classifier": name, "test accuracy": acc})
+            continue
         if name == "from scratch":
             encoder = ae.ConvAutoencoder(K, channels).encoder          # random initialisation
         else:
             encoder = copy.deepcopy(conv.encoder)
-        clf = ae.EncoderClassifier(encoder, K, 10, freeze="frozen" in name)
+        clf = ae.EncoderClassifier(encoder, K, 10)
         train.fit(clf, labelled, config=finetune_cfg, device=device)
         acc = train.evaluate(clf, (x_test, y_test_t), device=device)["accuracy"]
         results.append({"draw": draw, "classifier": name, "test accuracy": acc})

@@ -52,7 +52,7 @@ import torch
 import matplotlib.pyplot as plt
 from torch import nn
 
-from course_lib import cnn, contrastive, data, train, viz
+from course_lib import cnn, contrastive, data, probe, train, viz
 from course_lib.book import glue
 from course_lib.device import seed_everything, setup
 from course_lib.settings import pick, preset
@@ -256,7 +256,7 @@ ax.legend()
 # The encoder is frozen; we compute $h$ for every image and ask two simple classifiers to predict
 # the label from it:
 #
-# - a **linear probe**: a logistic regression on $h$ (`contrastive.linear_probe`, scikit-learn's
+# - a **linear probe**: a logistic regression on $h$ (`probe.linear_probe`, scikit-learn's
 #   objective minimised by L-BFGS in torch; a unit test checks it against scikit-learn);
 # - a **k-nearest-neighbour** vote by cosine similarity, $k=20$ (`contrastive.knn_accuracy`, as in
 #   {cite}`wu2018unsupervised`), which needs no training at all.
@@ -278,7 +278,7 @@ def evaluate_features(name, f_train, f_test):
         idx = (np.arange(len(y_train)) if per_class is None
                else data.per_class_subset(y_train, per_class, seed=0))
         rows.append({"encoder": name, "labels": len(idx),
-                     "linear probe": contrastive.linear_probe(f_train[idx], y_train[idx], f_test, y_test,
+                     "linear probe": probe.linear_probe(f_train[idx], y_train[idx], f_test, y_test,
                                                               device=device),
                      "kNN (k=20)": contrastive.knn_accuracy(f_train[idx], y_train[idx], f_test, y_test,
                                                             k=min(20, len(idx)), device=device)})
@@ -379,7 +379,7 @@ def measure(net, tau):
     """Probe accuracy, and alignment/uniformity of normalised projections z on test views."""
     z = train.predict(net, test_views, device=device)                     # (n_eval, 2, P)
     f_train, f_test = train.embed(net, x_train, device), train.embed(net, x_test[:n_eval], device)
-    return {"tau": tau, "linear probe": contrastive.linear_probe(f_train, y_train, f_test, y_test[:n_eval],
+    return {"tau": tau, "linear probe": probe.linear_probe(f_train, y_train, f_test, y_test[:n_eval],
                                                                  device=device),
             "alignment": contrastive.alignment(z[:, 0], z[:, 1]).item(),
             "uniformity": contrastive.uniformity(z[:, 0]).item()}

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from course_lib import contrastive as C
-from course_lib import train
+from course_lib import probe, train
 from course_lib.train import TrainConfig
 
 
@@ -277,7 +277,7 @@ def test_linear_probe_matches_scikit_learn():
     x, y = load_digits(return_X_y=True)
     x = x + np.random.default_rng(0).normal(0, 0.01, x.shape)   # no constant columns
     xtr, ytr, xte, yte = x[:1200], y[:1200], x[1200:], y[1200:]
-    ours = C.fit_logistic_regression(xtr, ytr, C=0.1, max_iter=500, device="cpu")
+    ours = probe.fit_logistic_regression(xtr, ytr, C=0.1, max_iter=500, device="cpu")
     scaler = StandardScaler().fit(xtr)
     ref = LogisticRegression(C=0.1, tol=1e-8, max_iter=5000).fit(scaler.transform(xtr), ytr)
     w = ours[1].weight.numpy()
@@ -286,12 +286,12 @@ def test_linear_probe_matches_scikit_learn():
     assert np.abs(w - wr).max() < 1e-3 * np.abs(wr).max() + 1e-4
     pred = ours(torch.as_tensor(xte).float()).argmax(1).numpy()
     assert (pred == ref.predict(scaler.transform(xte))).mean() >= 0.99
-    acc = C.linear_probe(xtr, ytr, xte, yte, C=0.1, device="cpu")
+    acc = probe.linear_probe(xtr, ytr, xte, yte, C=0.1, device="cpu")
     assert acc == pytest.approx((pred == yte).mean())
     with pytest.raises(ValueError, match="integers"):
-        C.fit_logistic_regression(xtr, ytr.astype(float))
+        probe.fit_logistic_regression(xtr, ytr.astype(float))
     with pytest.raises(ValueError, match="C=0"):
-        C.fit_logistic_regression(xtr, ytr, C=0)
+        probe.fit_logistic_regression(xtr, ytr, C=0)
 
 
 def test_knn_matches_scikit_learn_and_hand_case():

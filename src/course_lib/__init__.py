@@ -7,7 +7,8 @@ Three layers; a module imports only from its own layer or the layers below it, n
 - **infrastructure** the chapters share: ``settings`` (every environment variable, one rule; the
   chapters' ci/full presets), ``device`` (device, seed, the notebooks' ``setup``), ``data``
   (verified datasets), ``train`` (the fit loop, the optimiser and schedule builders),
-  ``distributed`` (DDP primitives), ``launch`` (torchrun commands, demo, launcher), ``viz``.
+  ``distributed`` (DDP primitives), ``launch`` (torchrun commands, demo, launcher), ``probe``
+  (the linear probe of frozen features), ``viz``.
 - **tooling** for the book and the instructors: ``book`` (build, glue, Colab links), ``grading``
   (student versions, autograders).
 """

@@ -294,21 +294,14 @@ def fit(model: nn.Module, train_data, val_data=None, *, loss_fn: Callable | None
 
     Distributed data parallelism
     ----------------------------
-    Under ``torchrun``, after :func:`course_lib.distributed.init_from_env`, ``fit`` wraps ``model``
-    in :class:`~torch.nn.parallel.DistributedDataParallel` (which first copies rank 0's weights
-    to every rank). Every rank draws the same seeded permutation; each global batch of
-    ``config.batch_size`` examples is split across the ranks, and each rank's mean loss is weighted
-    by ``local_n * world / global_n`` so that DDP's averaged gradient is the mean over the global
-    batch, the last uneven batch included. The weights, the History (``train_loss``, ``train_acc``,
-    ``step_loss``, ``val_*``: global values) and early-stopping decisions are therefore the same on
-    every rank and equal, up to floating-point rounding, to a one-process run with the same global
-    batch — for a loss that is a mean over examples. The model you passed is trained in place and
-    stays a plain module. Progress bars show on rank 0 only; callbacks run on every rank (save
-    files only when ``distributed.is_main()``), and training stops when any rank's callback asks.
-    ``train_data`` given as a DataLoader needs a ``DistributedSampler``. Not reproduced exactly:
-    ``nn.BatchNorm*`` statistics (per rank; use ``nn.SyncBatchNorm.convert_sync_batchnorm``),
-    dropout and ``transform`` randomness (each rank's own generator), and losses that couple the
-    examples of a batch. Every parameter that requires a gradient must receive one in each step.
+    Under ``torchrun``, after :func:`course_lib.distributed.init_from_env`, every rank draws the
+    same seeded permutation, keeps its share of each global batch of ``config.batch_size`` and
+    weights its loss by its share, so the weights and the History (global values) are the same on
+    every rank and equal, up to rounding, to a one-process run (for a loss that is a mean over
+    examples; not for batch-norm statistics, dropout or ``transform`` randomness). ``model`` is
+    trained in place and stays a plain module; progress shows on rank 0; callbacks run on every
+    rank and training stops when any asks. A DataLoader needs a ``DistributedSampler``. Details
+    and caveats: :mod:`course_lib.distributed`.
     """
     cfg = config or TrainConfig()
     device = get_device(device)
