@@ -227,6 +227,7 @@ def test_linear_autoencoder_reaches_pca_on_real_digits(digits, method, n_iter):
         assert train_mse / pca_train <= 1 + 1e-4 and angles.max() < 1.0
 
 
+@pytest.mark.slow
 def test_linear_autoencoder_reaches_pca_on_mnist(mnist):
     x, xt = mnist
     pca_test, pca = ae.pca_reconstruction(x, xt, 16)

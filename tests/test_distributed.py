@@ -112,6 +112,7 @@ def _max_weight_diff(a, b):
     return max((a[k] - b[k]).abs().max().item() for k in a)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(CONFIGS))
 def test_two_processes_equal_one_process(ranks, single, name):
     one, two = single[name], ranks[0][name]
@@ -126,6 +127,7 @@ def test_two_processes_equal_one_process(ranks, single, name):
     assert len(h1["step_loss"]) == CONFIGS[name]["epochs"] * -(-1437 // CONFIGS[name]["batch_size"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", [*CONFIGS, "unweighted", "dropout", "stop", "sampler"])
 def test_ranks_hold_identical_weights_and_history(ranks, name):
     r0, r1 = ranks[0][name], ranks[1][name]
@@ -134,6 +136,7 @@ def test_ranks_hold_identical_weights_and_history(ranks, name):
     assert not r0["is_ddp_wrapped"], "fit trains the caller's plain module"
 
 
+@pytest.mark.slow
 def test_without_loss_weighting_the_uneven_last_batch_differs(ranks, single):
     """Sanity check of the comparison: dropping the re-weighting is caught at this tolerance."""
     weighted = _max_weight_diff(ranks[0]["sgd_cosine"]["state"], single["sgd_cosine"]["state"])
@@ -141,12 +144,14 @@ def test_without_loss_weighting_the_uneven_last_batch_differs(ranks, single):
     assert unweighted > 10 * 1e-6 and unweighted > 100 * weighted, (unweighted, weighted)
 
 
+@pytest.mark.slow
 def test_dropout_model_trains_and_stop_is_decided_together(ranks):
     h = ranks[0]["dropout"]["hist"]
     assert len(h["train_loss"]) == 1 and h["val_acc"][0] > 0.5
     assert ranks[0]["stop"]["hist"]["epoch"] == ranks[1]["stop"]["hist"]["epoch"] == [1]
 
 
+@pytest.mark.slow
 def test_dataloader_needs_a_distributed_sampler(ranks):
     for r in ranks:
         assert "without a DistributedSampler" in r["loader_error"] and "world size 2" in r["loader_error"]
@@ -155,6 +160,7 @@ def test_dataloader_needs_a_distributed_sampler(ranks):
     assert h["val_loss"][-1] < h["val_loss"][0] and h["val_acc"][-1] > 0.5
 
 
+@pytest.mark.slow
 def test_launch_runs_the_demo_under_torchrun():
     """What the chapter runs: torchrun in a subprocess, rank 0's JSON, compared with one process."""
     res = launch.compare_single_vs_ddp(2, ["--epochs", "1", "--batch-size", "100"], timeout=120)

@@ -122,6 +122,7 @@ def test_add_lora_errors():
 
 
 # --------------------------------------------------------------------------- LoRA on BERT
+@pytest.mark.slow
 @needs_ckpt
 def test_lora_on_bert_keeps_checkpoint_names_and_merges_exactly(minilm):
     folder, ids = minilm
@@ -153,6 +154,7 @@ def test_lora_on_bert_keeps_checkpoint_names_and_merges_exactly(minilm):
     assert torch.allclose(fresh(ids).last_hidden_state, adapted, atol=1e-5)
 
 
+@pytest.mark.slow
 @needs_ckpt
 def test_lora_matches_peft_on_the_real_checkpoint(minilm):
     peft = pytest.importorskip("peft")
@@ -184,6 +186,7 @@ def test_lora_matches_peft_on_the_real_checkpoint(minilm):
 
 
 # --------------------------------------------------------------------------- strategies
+@pytest.mark.slow
 @needs_ckpt
 def test_strategies_train_the_right_parameters_on_bert(minilm):
     folder, _ = minilm
@@ -227,6 +230,7 @@ def test_strategies_on_lenet_and_errors(digit_images):
         ft.parts(nn.Sequential(nn.Linear(2, 2)))
 
 
+@pytest.mark.slow
 def test_feature_extraction_and_lora_leave_pretrained_weights_untouched(digit_images):
     x, y = digit_images
     torch.manual_seed(0)

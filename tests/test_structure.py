@@ -109,3 +109,29 @@ def test_readme_layout_table_matches_the_tree():
             assert (ROOT / p).exists(), f"README layout names {p!r}, which is not in the tree"
     row = next(line for line in table.splitlines() if line.startswith("| `src/course_lib/`"))
     assert set(re.findall(r"`(\w+)`", row)) >= set(MODULES), set(MODULES) - set(re.findall(r"`(\w+)`", row))
+
+
+class _Item:
+    """Just enough of a pytest item for tests/conftest.py's skip_reason."""
+
+    def __init__(self, *marks):
+        self.marks = [m.mark for m in marks]
+
+    def get_closest_marker(self, name):
+        return next((m for m in self.marks if m.name == name), None)
+
+    def iter_markers(self, name):
+        return [m for m in self.marks if m.name == name]
+
+
+def test_conftest_skips_gpu_and_missing_extras_with_a_reason():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_tests_conftest", ROOT / "tests" / "conftest.py")
+    conf = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(conf)
+    assert conf.skip_reason(_Item(pytest.mark.needs("pytest"), pytest.mark.gpu(0))) is None
+    assert conf.skip_reason(_Item(pytest.mark.gpu(99))).startswith("needs 99 CUDA device(s)")
+    assert conf.skip_reason(_Item(pytest.mark.needs("no_such_package_xyz"))) == "needs no_such_package_xyz"
+    conf.EXTRAS["no_such_package_xyz"] = "grading"
+    assert "pip install -e \".[grading]\"" in conf.skip_reason(_Item(pytest.mark.needs("no_such_package_xyz")))

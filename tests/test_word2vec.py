@@ -45,6 +45,7 @@ def trained(small):
 
 
 # --------------------------------------------------------------------------- data loaders
+@pytest.mark.slow
 def test_load_text_corpus_offline_falls_back_to_packaged_wikipedia(monkeypatch):
     monkeypatch.setenv("COURSE_OFFLINE", "1")
     monkeypatch.delenv("COURSE_DATA_MIRROR", raising=False)
@@ -120,6 +121,7 @@ def gensim_model(small):
     return model
 
 
+@pytest.mark.slow
 def test_vocab_and_subsampling_match_gensim(small, gensim_model):
     _, vocab, _ = small
     wv = gensim_model.wv
@@ -140,6 +142,7 @@ def test_negative_distribution_by_hand():
         w2v.negative_distribution([1, 2], power=float("nan"))
 
 
+@pytest.mark.slow
 def test_negative_table_matches_gensim_cum_table(small, gensim_model):
     _, vocab, _ = small
     wv = gensim_model.wv
@@ -243,6 +246,7 @@ def test_model_init_and_config_errors():
 
 
 # --------------------------------------------------------------------------- training
+@pytest.mark.slow
 def test_training_improves_similarity_rank_correlation(trained, small):
     model, hist, vocab = trained
     before = w2v.evaluate_embeddings(w2v.to_keyed_vectors(vocab.words, w2v.SGNS(len(vocab), 50, seed=0).vectors()))
@@ -254,6 +258,7 @@ def test_training_improves_similarity_rank_correlation(trained, small):
     assert hist.words == [sum(len(d) for d in small[2])] * 3 and hist.words_per_second > 0
 
 
+@pytest.mark.slow
 def test_training_is_deterministic_and_checks_ids(small):
     _, vocab, docs = small
     cfg = w2v.SGNSConfig(dim=8, epochs=1, chunk_words=20_000, seed=3)
