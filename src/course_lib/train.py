@@ -122,7 +122,8 @@ def param_groups(model: nn.Module, weight_decay: float, groups: list[dict] | Non
     a non-decayed part (:func:`decay_names`); every other key of a group (``lr``, ``name``) is kept.
     Frozen parameters and empty parts are left out."""
     groups = [{"params": model.parameters()}] if groups is None else groups
-    decayed = {id(p) for n, p in model.named_parameters() if n in decay_names(model)}
+    names = decay_names(model)
+    decayed = {id(p) for n, p in model.named_parameters() if n in names}
     out = []
     for g in groups:
         params = [p for p in g["params"] if p.requires_grad]
