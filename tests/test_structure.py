@@ -1,5 +1,6 @@
 """The library's shape: layers named in __init__, no import cycle, no private calls across modules."""
 import ast
+import os
 import re
 import subprocess
 import sys
@@ -70,7 +71,7 @@ def test_no_import_cycle_between_modules():
 @pytest.mark.parametrize("module", MODULES)
 def test_every_module_imports_alone_in_a_fresh_interpreter(module):
     proc = subprocess.run([sys.executable, "-c", f"import course_lib.{module}"], capture_output=True,
-                          text=True, timeout=300, env={"PYTHONPATH": str(ROOT / "src"), "PATH": ""})
+                          text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
     assert proc.returncode == 0, proc.stderr[-2000:]
 
 
