@@ -395,7 +395,8 @@ sizes = pick(ci=[2_000, 8_000, 20_000], full=[10_000, 100_000, 1_000_000])
 k_bench, iters = 16, pick(ci=10, full=20)
 gen = torch.Generator().manual_seed(0)
 pool = torch.as_tensor(mnist.x_train[:, None].astype(np.float32) / 255.0)    # (n, 1, 28, 28)
-V64 = torch.as_tensor(np.linalg.svd(flat_train - mu, full_matrices=False)[2][:64].T, dtype=torch.float32)
+pca64 = autoencoder.fit_pca(flat_train, 64)                                  # the course's one PCA
+mu, V64 = pca64.mean_, torch.as_tensor(pca64.components_.T, dtype=torch.float32)  # (784,), (784, 64)
 bench = []
 for n in sizes:
     reps = -(-n // len(pool))
