@@ -66,8 +66,9 @@ bench: $(STAMP)
 bench-all: $(STAMP)
 	env $(BENCH_MIRROR) $(PY) benchmarks/run.py
 
+# The fast unit tests (about a minute on 2 cores); `make test` also runs the @pytest.mark.slow ones.
 unit: $(STAMP)
-	$(PY) -m pytest -p no:cacheprovider tests -m "not book"
+	$(PY) -m pytest -p no:cacheprovider tests -m "not book and not slow"
 
 clean:
 	rm -rf _build dist

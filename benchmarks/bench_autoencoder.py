@@ -1,10 +1,11 @@
 """Chapter 2, autoencoders: test reconstruction error against PCA with the same code size (k = 32).
 
-The chapter's ``full`` configuration (notebooks/02_autoencoders.py): MNIST from
-``load_mnist(full=None)`` scaled to [0, 1]; the linear autoencoder trained by alternating least
-squares (``fit_linear_autoencoder``, 200 iterations); ``ConvAutoencoder(32, channels=(32, 64))``
-started from the mean image and trained with ``TrainConfig(epochs=30, batch_size=64, lr=5e-3,
-schedule="onecycle", seed=0)`` on the mean squared error. PCA is scikit-learn's, fitted on the same
+The chapter's ``full`` configuration (notebooks/02_autoencoders.py), the ``full`` side of
+``course_lib.settings.PRESETS["autoencoder"]``: MNIST from ``load_mnist(full=None)`` scaled to
+[0, 1]; the linear autoencoder trained by alternating least squares (``fit_linear_autoencoder``,
+``als_iter`` iterations); ``ConvAutoencoder(k, channels)`` started from the mean image and trained
+with ``TrainConfig(epochs, batch_size, lr, schedule="onecycle", seed=0)`` on the mean squared
+error. PCA is scikit-learn's, fitted on the same
 training images; errors are per pixel on the test images.
 """
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks import common  # noqa: E402
 from benchmarks.common import Goal  # noqa: E402
+from course_lib import settings  # noqa: E402
 
 ORDER = 2  # position of its rows in the book's table (the chapter number)
 GOALS = common.goals(
@@ -27,7 +29,7 @@ GOALS = common.goals(
          reference="deep autoencoders reconstruct far better than PCA at the same code size "
                    "{cite:p}`hinton2006reducing`"),
 )
-FULL = dict(k=32, als_iter=200, channels=(32, 64), epochs=30, batch_size=64, lr=5e-3)
+FULL = settings.preset("autoencoder", "full")  # what the notebook runs with COURSE_PROFILE=full
 TINY = dict(k=32, als_iter=5, channels=(8, 16), epochs=1, batch_size=64, lr=5e-3, n_train=600, n_test=500)
 
 

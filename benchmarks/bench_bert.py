@@ -2,10 +2,10 @@
 
 The chapter's ``full`` configuration (notebooks/05_bert.py): the offline checkpoint
 (all-MiniLM-L6-v2, ``bert.locate_checkpoint()``; ``BERT_CHECKPOINT`` picks another), GLUE SST-2
-from ``data.load_sst2()``, sentences encoded with ``max_length=64``; ``SequenceClassifier(...,
-pooling="mean")`` trained by ``train.fit`` with ``TrainConfig(epochs=2, batch_size=16, lr=3e-5,
-optimizer="adamw", seed=0)``, AdamW (weight decay 0.01) with the head at 1e-3 and a one-cycle
-schedule; (b) the same architecture from random weights; (c) TF-IDF (1-2 grams, sublinear tf) and
+from ``data.load_sst2()``, sentences encoded with ``max_length=max_len``; ``SequenceClassifier(...,
+pooling="mean")`` trained by ``train.fit`` with ``TrainConfig(epochs, batch_size, lr,
+optimizer="adamw", schedule="onecycle", weight_decay=0.01, seed=0)``, the head at ``head_lr``
+(the ``full`` side of ``course_lib.settings.PRESETS["bert"]``); (b) the same architecture from random weights; (c) TF-IDF (1-2 grams, sublinear tf) and
 scikit-learn's logistic regression (C=10). Every model is tested on the 872 dev sentences.
 
 On 2 CPU cores the full training set (67,349 sentences, 2 epochs of a 22M-parameter Transformer)
@@ -14,13 +14,13 @@ takes hours: ``--cpu-only`` skips those two records (``sst2_dev_acc_pretrained_f
 """
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks import common  # noqa: E402
 from benchmarks.common import Goal  # noqa: E402
+from course_lib import settings  # noqa: E402
 
 ORDER = 5.1  # position of its rows in the book's table (the chapter number)
 GOALS = common.goals(
@@ -41,7 +41,7 @@ GOALS = common.goals(
          "sentences",
          reference="pre-training matters most with few labels {cite:p}`howard2018universal`"),
 )
-FULL = dict(max_len=64, epochs=2, batch_size=16, lr=3e-5, head_lr=1e-3, n_small=1000)
+FULL = dict(settings.preset("bert", "full"), n_small=1000)   # the notebook's full run
 TINY = dict(max_len=32, epochs=1, batch_size=16, lr=1e-4, head_lr=3e-3, n_small=32, n_dev=64,
             n_tfidf=1000)
 
@@ -57,11 +57,11 @@ def _fine_tune(make_encoder, x_tr, y_tr, x_dev, cfg, device):
     seed_everything(0)
     clf = bert.SequenceClassifier(make_encoder(), 2, pooling="mean")
     ft_config = train.TrainConfig(epochs=cfg["epochs"], batch_size=cfg["batch_size"], lr=cfg["lr"],
-                                  optimizer="adamw", seed=0, progress=False)
-    opt = torch.optim.AdamW([{"params": clf.bert.parameters(), "lr": cfg["lr"]},
-                             {"params": clf.classifier.parameters(), "lr": cfg["head_lr"]}], weight_decay=0.01)
-    steps = cfg["epochs"] * int(np.ceil(len(y_tr) / cfg["batch_size"]))
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[cfg["lr"], cfg["head_lr"]], total_steps=steps)
+                                  optimizer="adamw", schedule="onecycle", weight_decay=0.01, seed=0,
+                                  progress=False)
+    opt = train.build_optimizer(clf, ft_config, groups=[{"params": clf.bert.parameters(), "lr": cfg["lr"]},
+                                                        {"params": clf.classifier.parameters(), "lr": cfg["head_lr"]}])
+    sched = train.build_scheduler(opt, ft_config, steps_per_epoch=int(np.ceil(len(y_tr) / cfg["batch_size"])))
     with common.Timer() as t:
         train.fit(clf, (x_tr, y_tr), config=ft_config, device=device, optimizer=opt, scheduler=sched)
     pred = train.predict(clf, x_dev, device=device, batch_size=64).argmax(1).numpy()
@@ -82,13 +82,13 @@ def records(tiny: bool = False, cpu_only: bool = False) -> list[dict]:
     import numpy as np
     import torch
 
-    from course_lib import bert, data
+    from course_lib import bert, data, settings
     from course_lib.device import get_device
 
     cfg = TINY if tiny else FULL
     device = get_device()
     sst = data.load_sst2()
-    folder = bert.locate_checkpoint(os.environ.get("BERT_CHECKPOINT"))
+    folder = bert.locate_checkpoint(settings.bert_checkpoint())
     tok = bert.load_tokenizer(folder)
     ckpt = folder.parent.name if folder.name == "model" else folder.name
     n_dev = cfg.get("n_dev", len(sst.dev_sentences))

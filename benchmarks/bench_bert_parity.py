@@ -10,7 +10,6 @@ the note. The forward passes of both are timed in the same run (the second of tw
 """
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -34,12 +33,12 @@ def records(tiny: bool = False, cpu_only: bool = False) -> list[dict]:
     import torch
     from transformers import BertModel as HFBertModel
 
-    from course_lib import bert, data
+    from course_lib import bert, data, settings
     from course_lib.device import get_device
 
     device = get_device()
     sst = data.load_sst2()
-    folder = bert.locate_checkpoint(os.environ.get("BERT_CHECKPOINT"))
+    folder = bert.locate_checkpoint(settings.bert_checkpoint())
     tok = bert.load_tokenizer(folder)
     ckpt = folder.parent.name if folder.name == "model" else folder.name
     n = TINY_SENTENCES if tiny else len(sst.dev_sentences)

@@ -1,8 +1,8 @@
 """Chapter 1, CNN on MNIST: test accuracy of ``course_lib.cnn.LeNet`` trained by ``course_lib.train.fit``.
 
-The chapter's ``full`` configuration (notebooks/01_cnn_mnist.py): ``LeNetConfig(channels=(32, 64))``,
-``TrainConfig(epochs=15, batch_size=64, lr=4e-3, schedule="onecycle", seed=0)``, random shifts of up
-to 2 pixels. The same recipe is run on the 5,000 packaged real digits (official test set), on full
+The chapter's ``full`` configuration (notebooks/01_cnn_mnist.py), the ``full`` side of
+``course_lib.settings.PRESETS["cnn"]``: ``LeNetConfig(channels=...)``, ``TrainConfig(epochs=...,
+batch_size=..., lr=..., schedule="onecycle", seed=0)``, random shifts of up to ``shift`` pixels. The same recipe is run on the 5,000 packaged real digits (official test set), on full
 MNIST when it can be had, and on Fashion-MNIST (normalised with its own mean and std).
 """
 from __future__ import annotations
@@ -13,6 +13,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks import common  # noqa: E402
 from benchmarks.common import Goal  # noqa: E402
+from course_lib import settings  # noqa: E402
 
 ORDER = 1  # position of its rows in the book's table (the chapter number)
 GOALS = common.goals(
@@ -27,8 +28,7 @@ GOALS = common.goals(
          "the same LeNet recipe on Fashion-MNIST, 60,000 train / 10,000 test",
          reference="best scikit-learn baseline (SVC): 89.7% {cite:p}`xiao2017fashion`"),
 )
-# the notebook's pick(ci=..., full=...) values, full side
-FULL = dict(channels=(32, 64), epochs=15, batch_size=64, lr=4e-3, shift=2)
+FULL = settings.preset("cnn", "full")          # what the notebook runs with COURSE_PROFILE=full
 CPU_EPOCHS_60K = 5          # 60,000 images x 15 epochs is ~17 min per run on 2 cores
 TINY = dict(channels=(8, 16), epochs=1, batch_size=64, lr=4e-3, shift=2, n_train=1000, n_test=1000)
 FASHION_MEAN, FASHION_STD = 0.2860, 0.3530

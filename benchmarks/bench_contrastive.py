@@ -1,10 +1,11 @@
 """Chapter 3, contrastive learning: linear-probe gain of a SimCLR encoder over its random initialisation.
 
 The chapter's ``full`` configuration (notebooks/03_contrastive.py): MNIST from
-``load_mnist(full=None)``; ``SimCLRConfig(channels=(32, 64), hidden=128, proj_dim=64,
-temperature=0.5)``; views from ``AugmentConfig(crop_scale=(0.5, 1.0), degrees=15, translate=0.1,
-noise_std=0.1)``; ``TrainConfig(epochs=40, batch_size=512, lr=2e-3, schedule="onecycle", seed=0)``.
-The probe is ``contrastive.linear_probe`` (scikit-learn's logistic-regression objective) on the
+``load_mnist(full=None)``; ``SimCLRConfig(channels, hidden=128, proj_dim=64, temperature=0.5)``;
+views from ``AugmentConfig(crop_scale=(0.5, 1.0), degrees=15, translate=0.1, noise_std=0.1)``;
+``TrainConfig(epochs, batch_size, lr, schedule="onecycle", seed=0)`` with the ``full`` side of
+``course_lib.settings.PRESETS["contrastive"]``.
+The probe is ``probe.linear_probe`` (scikit-learn's logistic-regression objective) on the
 frozen features ``h`` of every training image, tested on the test images; the baseline is the same
 encoder with its random initial weights.
 """
@@ -16,6 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks import common  # noqa: E402
 from benchmarks.common import Goal  # noqa: E402
+from course_lib import settings  # noqa: E402
 
 ORDER = 3  # position of its rows in the book's table (the chapter number)
 GOALS = common.goals(
@@ -25,7 +27,7 @@ GOALS = common.goals(
          reference="SimCLR linear evaluation on ImageNet: 69.3% top-1 (ResNet-50), 76.5% "
                    "(ResNet-50 4x) {cite:p}`chen2020simple`"),
 )
-FULL = dict(channels=(32, 64), epochs=40, batch_size=512, lr=2e-3, per_class=100)
+FULL = dict(settings.preset("contrastive", "full"), per_class=100)   # the notebook's full run
 TINY = dict(channels=(8, 16), epochs=1, batch_size=256, lr=3e-3, per_class=10, n_train=1000, n_test=500)
 
 
@@ -33,7 +35,7 @@ def records(tiny: bool = False, cpu_only: bool = False) -> list[dict]:
     import numpy as np
     import torch
 
-    from course_lib import cnn, contrastive, data, train
+    from course_lib import cnn, contrastive, data, probe, train
     from course_lib.device import get_device, seed_everything
 
     cfg = TINY if tiny else FULL
@@ -58,10 +60,10 @@ def records(tiny: bool = False, cpu_only: bool = False) -> list[dict]:
         contrastive.fit_simclr(model, x_train, config=fit_config, augment_config=aug, device=device, seed=0)
     acc = {}
     for name, net in [("simclr", model), ("random", random_init)]:
-        f_train, f_test = contrastive.encode(net, x_train, device), contrastive.encode(net, x_test, device)
-        few = contrastive.per_class_subset(y_train, cfg["per_class"], seed=0)
-        acc[name, "few"] = contrastive.linear_probe(f_train[few], y_train[few], f_test, y_test, device=device)
-        acc[name, "all"] = contrastive.linear_probe(f_train, y_train, f_test, y_test, device=device)
+        f_train, f_test = train.embed(net, x_train, device), train.embed(net, x_test, device)
+        few = data.per_class_subset(y_train, cfg["per_class"], seed=0)
+        acc[name, "few"] = probe.linear_probe(f_train[few], y_train[few], f_test, y_test, device=device)
+        acc[name, "all"] = probe.linear_probe(f_train, y_train, f_test, y_test, device=device)
     gain_few = 100 * (acc["simclr", "few"] - acc["random", "few"])
     gain_all = 100 * (acc["simclr", "all"] - acc["random", "all"])
     n_few = int(np.asarray(cfg["per_class"]) * 10)

@@ -2,10 +2,11 @@
 
 The chapter's ``full`` configuration (notebooks/07_finetuning.py): the offline checkpoint
 (all-MiniLM-L6-v2, ``bert.locate_checkpoint()``), GLUE SST-2 from ``data.load_sst2()`` encoded
-with ``max_length=64``; ``SequenceClassifier(..., pooling="mean")`` trained by
-``course_lib.finetune.finetune`` with ``TrainConfig(epochs=3, batch_size=32, optimizer="adamw",
-schedule="cosine", warmup=0.1, weight_decay=0.01)``: full fine-tuning with the backbone at 1e-4,
-LoRA (r = 8, alpha = 16, query and value of every layer) at 1e-3, the new head at 3e-3 in both.
+with ``max_length=max_len``; ``SequenceClassifier(..., pooling="mean")`` trained by
+``course_lib.finetune.finetune`` with ``TrainConfig(epochs, batch_size, optimizer="adamw",
+schedule="cosine", warmup=0.1, weight_decay=0.01)``: full fine-tuning with the backbone at
+``lr_full``, LoRA (rank ``r``, ``alpha``, query and value of every layer) at ``lr_lora``, the new
+head at ``head_lr`` in both (the ``full`` side of ``course_lib.settings.PRESETS["finetune"]``).
 Both are tested on the 872 dev sentences.
 
 On 2 CPU cores the full training set (67,349 sentences x 3 epochs, twice) takes hours:
@@ -20,6 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks import common  # noqa: E402
 from benchmarks.common import Goal  # noqa: E402
+from course_lib import settings  # noqa: E402
 
 ORDER = 7  # position of its rows in the book's table (the chapter number)
 GOALS = common.goals(
@@ -34,8 +36,7 @@ GOALS = common.goals(
     Goal("lora_train_seconds_over_full", "report", "ratio",
          "training time of LoRA over full fine-tuning, same data, same run"),
 )
-FULL = dict(max_len=64, epochs=3, batch_size=32, n_train=None, n_dev=None, lr_full=1e-4, lr_lora=1e-3,
-            head_lr=3e-3, r=8, alpha=16)
+FULL = dict(settings.preset("finetune", "full"), n_train=None, n_dev=None)   # the notebook's full run
 CPU = dict(FULL, epochs=2, batch_size=16, n_train=3000)
 TINY = dict(FULL, max_len=32, epochs=1, batch_size=16, n_train=64, n_dev=96)
 

@@ -98,9 +98,11 @@ def records(tiny: bool = False, cpu_only: bool = False) -> list[dict]:
         notes.insert(0, "no notebook times found")
     # one dataset name for every run (the count is in the note): a newer run replaces the older record
     notes.insert(0, f"{len(notebooks)} notebooks")
+    from course_lib import settings
+
     dataset = "every chapter notebook, ci profile" + (
-        ", offline" if os.environ.get("COURSE_OFFLINE") == "1" else "") + (
-        " with the local data mirror" if os.environ.get("COURSE_DATA_MIRROR") else "")
+        ", offline" if settings.offline() else "") + (
+        " with the local data mirror" if settings.mirrors() else "")
     if tiny:
         dataset = "tiny: " + dataset
     return [common.record(GOALS["notebooks_total_seconds_cpu"], value, dataset=dataset, seconds=wall,

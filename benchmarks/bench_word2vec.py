@@ -55,13 +55,7 @@ def records(tiny: bool = False, cpu_only: bool = False) -> list[dict]:
     tokens = [w2v.tokenize(doc) for doc in corpus.documents]
     dataset = corpus.protocol
     if tiny:
-        kept, n = [], 0
-        for doc in tokens:
-            if n >= TINY_WORDS:
-                break
-            kept.append(doc[:TINY_WORDS - n])
-            n += len(kept[-1])
-        tokens = kept
+        tokens = w2v.first_tokens(tokens, TINY_WORDS)
         dataset = f"tiny: first {TINY_WORDS:,} tokens of [{dataset}]"
     min_count, sample = 5, 1e-3
     vocab = w2v.Vocab.build(tokens, min_count=min_count)

@@ -39,6 +39,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT / "src") not in sys.path and (ROOT / "src").is_dir():   # this checkout's course_lib
+    sys.path.insert(0, str(ROOT / "src"))
 RESULTS_DIR = ROOT / "benchmarks" / "results"
 REQUIRED = {"name": str, "value": (int, float, type(None)), "goal": str, "met": (bool, type(None)),
             "unit": str, "dataset": str, "device": str, "machine": str,
@@ -326,15 +328,15 @@ def write(records: list, results_dir: Path | str | None = None) -> list[Path]:
 # --------------------------------------------------------------------------- running
 def setup(cpu_only: bool) -> None:
     """Environment of a benchmark run: the ``full`` profile, the CPU when ``cpu_only``, and the
-    offline switches of Hugging Face when ``COURSE_OFFLINE=1``."""
+    offline switches of Hugging Face when ``COURSE_OFFLINE`` is on (:mod:`course_lib.settings`)."""
     os.environ["COURSE_PROFILE"] = "full"
     if cpu_only:
         os.environ["COURSE_DEVICE"] = "cpu"
-    if os.environ.get("COURSE_OFFLINE") == "1":
+    from course_lib import settings
+
+    if settings.offline():                        # the one parsing rule (1/true/yes/on)
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    if str(ROOT / "src") not in sys.path and (ROOT / "src").is_dir():
-        sys.path.insert(0, str(ROOT / "src"))
 
 
 def on_gpu() -> bool:

@@ -51,13 +51,11 @@ from torch import nn
 
 from course_lib import cnn, data, train, viz
 from course_lib.book import glue
-from course_lib.device import describe, get_device, seed_everything
-from course_lib.profile import get_profile, pick
+from course_lib.device import seed_everything, setup
+from course_lib.settings import pick, preset
 
-PROFILE = get_profile()
-device = get_device()
-seed_everything(0)
-print(f"profile: {PROFILE} | device: {describe(device)}")
+PROFILE, device = setup(seed=0)       # profile, device, seed; prints what this run is
+P = preset("cnn")                   # this chapter's run sizes, shared with its benchmark
 
 # %% [markdown]
 # ## The data, and where it came from
@@ -182,7 +180,7 @@ print(tuple(by_torch.shape), "->", tuple(pooled.shape))
 # The last layer has no activation: its outputs are *logits*, unnormalised scores, one per class.
 
 # %% tags=["otter_ignore"]
-config = cnn.LeNetConfig(channels=pick(ci=(16, 32), full=(32, 64)))
+config = cnn.LeNetConfig(channels=P["channels"])
 model = cnn.LeNet(config)
 n_params = sum(p.numel() for p in model.parameters())
 glue("n_params", n_params)
@@ -231,11 +229,11 @@ print("torch cross_entropy:     ", nn.functional.cross_entropy(z, y).item())
 # %% tags=["otter_ignore"]
 seed_everything(0)
 model = cnn.LeNet(config)
-fit_config = train.TrainConfig(epochs=pick(ci=10, full=15), batch_size=64, lr=4e-3,
+fit_config = train.TrainConfig(epochs=P["epochs"], batch_size=P["batch_size"], lr=P["lr"],
                                schedule="onecycle", seed=0)
 shift_gen = torch.Generator().manual_seed(0)
 history = train.fit(model, (x_train, y_train), (x_test, y_test), config=fit_config, device=device,
-                    transform=lambda xb: cnn.random_shift(xb, 2, shift_gen))
+                    transform=lambda xb: cnn.random_shift(xb, P["shift"], shift_gen))
 test = train.evaluate(model, (x_test, y_test), device=device)
 glue("test_acc", test["accuracy"])
 glue("test_err_count", round((1 - test["accuracy"]) * len(y_test)))

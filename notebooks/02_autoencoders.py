@@ -57,15 +57,13 @@ import torch
 import matplotlib.pyplot as plt
 from torch import nn
 
-from course_lib import autoencoder as ae, cnn, data, train, viz
+from course_lib import autoencoder as ae, cnn, data, probe, train, viz
 from course_lib.book import glue
-from course_lib.device import describe, get_device, seed_everything
-from course_lib.profile import get_profile, pick
+from course_lib.device import seed_everything, setup
+from course_lib.settings import pick, preset
 
-PROFILE = get_profile()
-device = get_device()
-seed_everything(0)
-print(f"profile: {PROFILE} | device: {describe(device)}")
+PROFILE, device = setup(seed=0)       # profile, device, seed; prints what this run is
+P = preset("autoencoder")                   # this chapter's run sizes, shared with its benchmark
 
 # %% [markdown]
 # ## The data
@@ -189,12 +187,12 @@ glue("grad_mse", g_mse.item())
 # point by gradient descent, more slowly). No eigenvector is computed anywhere in it.
 
 # %% tags=["otter_ignore"]
-K = 32
+K = P["k"]
 pca_mse, pca = ae.pca_reconstruction(x_train, x_test, K)
 pca_train_mse, _ = ae.pca_reconstruction(x_train, x_train, K)
 seed_everything(0)
 linear = ae.linear_autoencoder(784, K)
-als_curve = ae.fit_linear_autoencoder(linear, x_train, n_iter=pick(ci=30, full=200), device=device)
+als_curve = ae.fit_linear_autoencoder(linear, x_train, n_iter=P["als_iter"], device=device)
 linear_mse = ae.reconstruction_mse(linear, x_test, device=device)
 angles = ae.principal_angles(linear.decoder[0].weight, pca.components_.T)  # (D, k) vs (D, k)
 print(f"test error, k={K}:  PCA {pca_mse:.5f} | linear autoencoder {linear_mse:.5f} "
@@ -301,11 +299,11 @@ glue("keras_over_torch", keras_mse / torch_mse)
 # Like the dense model, it starts from the mean image (`ae.init_output_bias`).
 
 # %% tags=["otter_ignore"]
-channels = pick(ci=(16, 32), full=(32, 64))
+channels = P["channels"]
 seed_everything(0)
 conv = ae.init_output_bias(ae.ConvAutoencoder(K, channels), x_train)
 conv_history = ae.train_autoencoder(conv, x_train, config=train.TrainConfig(
-    epochs=pick(ci=6, full=30), batch_size=64, lr=5e-3, schedule="onecycle", seed=0), device=device)
+    epochs=P["epochs"], batch_size=P["batch_size"], lr=P["lr"], schedule="onecycle", seed=0), device=device)
 conv_mse = ae.reconstruction_mse(conv, x_test, device=device)
 print(f"test error, code size {K}:  PCA {pca_mse:.5f} | conv autoencoder {conv_mse:.5f} "
       f"| ratio {conv_mse / pca_mse:.3f}")
@@ -364,9 +362,8 @@ fig = viz.image_grid(torch.cat(rows), ncols=10,
 # walk in pixel space, which merely cross-fades the two images.
 
 # %% tags=["otter_ignore"]
-codes = ae.embed(conv, x_test, device=device)                       # (N, 32)
-from sklearn.decomposition import PCA as SkPCA
-xy = SkPCA(2, random_state=0).fit_transform(codes.numpy())         # (N, 2)
+codes = train.embed(conv, x_test, device=device)                       # (N, 32)
+xy = ae.fit_pca(codes, 2).transform(codes.numpy())                 # (N, 32) -> (N, 2)
 fig, ax = plt.subplots(figsize=(5.5, 4.5))
 sc = ax.scatter(xy[:3000, 0], xy[:3000, 1], c=mnist.y_test[:3000], cmap="tab10", s=4)
 ax.legend(*sc.legend_elements(), fontsize=7, title="digit", loc="best", markerscale=0.8)
@@ -395,8 +392,9 @@ fig = viz.image_grid(torch.cat([in_code, in_pixels]), ncols=9,
 # - **pre-trained**: the encoder starts from the autoencoder trained above on all
 #   {glue:text}`n_train:,` *unlabelled* images, and is fine-tuned with the head.
 #
-# A third line freezes the pre-trained encoder and trains only the linear head (a *linear probe*),
-# which measures how linearly separable the codes already are. Each is repeated over several random
+# A third line freezes the pre-trained encoder and fits only a linear classifier on its codes (a
+# *linear probe*, `probe.linear_probe`, the protocol of every chapter that probes), which measures
+# how linearly separable the codes already are. Each is repeated over several random
 # draws of the 100 labels (for a quick run; more draws give tighter means).
 
 # %% tags=["otter_ignore"]
@@ -406,15 +404,20 @@ finetune_cfg = train.TrainConfig(epochs=pick(ci=30, full=60), batch_size=50, lr=
 y_test_t = torch.as_tensor(mnist.y_test)
 results = []
 for draw in range(n_draws):
-    idx = ae.few_labels(mnist.y_train, per_class, seed=draw)        # 10 per class
+    idx = data.per_class_subset(mnist.y_train, per_class, seed=draw)        # 10 per class
     labelled = (x_train[idx], torch.as_tensor(mnist.y_train[idx]))
     for name in ["from scratch", "pre-trained, fine-tuned", "pre-trained, frozen (linear probe)"]:
         seed_everything(draw)
+        if "frozen" in name:                                           # the course's one probe protocol
+            acc = probe.linear_probe(train.embed(conv, labelled[0], device), labelled[1],
+                                     train.embed(conv, x_test, device), y_test_t, device=device)
+            results.append({"draw": draw, "classifier": name, "test accuracy": acc})
+            continue
         if name == "from scratch":
             encoder = ae.ConvAutoencoder(K, channels).encoder          # random initialisation
         else:
             encoder = copy.deepcopy(conv.encoder)
-        clf = ae.EncoderClassifier(encoder, K, 10, freeze="frozen" in name)
+        clf = ae.EncoderClassifier(encoder, K, 10)
         train.fit(clf, labelled, config=finetune_cfg, device=device)
         acc = train.evaluate(clf, (x_test, y_test_t), device=device)["accuracy"]
         results.append({"draw": draw, "classifier": name, "test accuracy": acc})
@@ -809,6 +812,6 @@ test_q3_hidden(ae_loss)
 #   autoencoder's lead over PCA grow or shrink on clothes?
 # - Use masking noise (`noise=dict(kind="masking", level=0.5)`) for the denoising autoencoder, and
 #   fine-tune its encoder instead: is a denoising encoder a better pre-training?
-# - The k-means chapter clusters the codes of `ae.embed`; the contrastive chapter replaces
+# - The k-means chapter clusters the codes of `train.embed`; the contrastive chapter replaces
 #   reconstruction by a different pre-training objective and compares the two with this chapter's
 #   100-label protocol.

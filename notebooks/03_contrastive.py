@@ -52,15 +52,13 @@ import torch
 import matplotlib.pyplot as plt
 from torch import nn
 
-from course_lib import cnn, contrastive, data, train, viz
+from course_lib import cnn, contrastive, data, probe, train, viz
 from course_lib.book import glue
-from course_lib.device import describe, get_device, seed_everything
-from course_lib.profile import get_profile, pick
+from course_lib.device import seed_everything, setup
+from course_lib.settings import pick, preset
 
-PROFILE = get_profile()
-device = get_device()
-seed_everything(0)
-print(f"profile: {PROFILE} | device: {describe(device)}")
+PROFILE, device = setup(seed=0)       # profile, device, seed; prints what this run is
+P = preset("contrastive")                   # this chapter's run sizes, shared with its benchmark
 
 # %% [markdown]
 # ## The data: digits *without* their labels
@@ -215,10 +213,10 @@ glue("toy_loss", library.item())
 # makes two views of each batch on the device, and a loss that takes the two projections.
 
 # %% tags=["otter_ignore"]
-sim_config = contrastive.SimCLRConfig(channels=pick(ci=(8, 16), full=(32, 64)), hidden=128,
+sim_config = contrastive.SimCLRConfig(channels=P["channels"], hidden=128,
                                       proj_dim=64, temperature=0.5)
-fit_config = train.TrainConfig(epochs=pick(ci=5, full=40), batch_size=pick(ci=256, full=512),
-                               lr=pick(ci=3e-3, full=2e-3), schedule="onecycle", seed=0)
+fit_config = train.TrainConfig(epochs=P["epochs"], batch_size=P["batch_size"],
+                               lr=P["lr"], schedule="onecycle", seed=0)
 seed_everything(0)
 model = contrastive.SimCLR(sim_config)
 print(model)
@@ -258,7 +256,7 @@ ax.legend()
 # The encoder is frozen; we compute $h$ for every image and ask two simple classifiers to predict
 # the label from it:
 #
-# - a **linear probe**: a logistic regression on $h$ (`contrastive.linear_probe`, scikit-learn's
+# - a **linear probe**: a logistic regression on $h$ (`probe.linear_probe`, scikit-learn's
 #   objective minimised by L-BFGS in torch; a unit test checks it against scikit-learn);
 # - a **k-nearest-neighbour** vote by cosine similarity, $k=20$ (`contrastive.knn_accuracy`, as in
 #   {cite}`wu2018unsupervised`), which needs no training at all.
@@ -268,9 +266,9 @@ ax.legend()
 # probe may use: pre-training matters most when labels are few.
 
 # %% tags=["otter_ignore"]
-feats = {"SimCLR": (contrastive.encode(model, x_train, device), contrastive.encode(model, x_test, device)),
-         "random init": (contrastive.encode(random_init, x_train, device),
-                         contrastive.encode(random_init, x_test, device))}
+feats = {"SimCLR": (train.embed(model, x_train, device), train.embed(model, x_test, device)),
+         "random init": (train.embed(random_init, x_train, device),
+                         train.embed(random_init, x_test, device))}
 label_budgets = pick(ci=[10, 100, None], full=[10, 100, 1000, None])   # labels per class; None: all
 
 
@@ -278,9 +276,9 @@ def evaluate_features(name, f_train, f_test):
     rows = []
     for per_class in label_budgets:
         idx = (np.arange(len(y_train)) if per_class is None
-               else contrastive.per_class_subset(y_train, per_class, seed=0))
+               else data.per_class_subset(y_train, per_class, seed=0))
         rows.append({"encoder": name, "labels": len(idx),
-                     "linear probe": contrastive.linear_probe(f_train[idx], y_train[idx], f_test, y_test,
+                     "linear probe": probe.linear_probe(f_train[idx], y_train[idx], f_test, y_test,
                                                               device=device),
                      "kNN (k=20)": contrastive.knn_accuracy(f_train[idx], y_train[idx], f_test, y_test,
                                                             k=min(20, len(idx)), device=device)})
@@ -331,8 +329,8 @@ from course_lib import autoencoder
 # the previous chapter's conv autoencoder, pre-trained on the same unlabelled digits (pixels in [0, 1])
 ae_model = autoencoder.pretrain_encoder(mnist.x_train, code_size=32, kind="conv",
                                         epochs=pick(ci=3, full=20), device=device, seed=0)
-ae_feats = (autoencoder.embed(ae_model, autoencoder.images_to_unit(mnist.x_train), device=device),
-            autoencoder.embed(ae_model, autoencoder.images_to_unit(mnist.x_test), device=device))  # (N, 32)
+ae_feats = (train.embed(ae_model, autoencoder.images_to_unit(mnist.x_train), device=device),
+            train.embed(ae_model, autoencoder.images_to_unit(mnist.x_test), device=device))  # (N, 32)
 ae_results = pd.DataFrame(evaluate_features("autoencoder", *ae_feats))
 both = pd.concat([results, ae_results])
 print(both.pivot(index="labels", columns="encoder", values=["linear probe", "kNN (k=20)"]).round(4))
@@ -344,12 +342,11 @@ print(both.pivot(index="labels", columns="encoder", values=["linear probe", "kNN
 # two directions of largest variance; the colour is the label, which neither encoder ever saw.
 
 # %% tags=["otter_ignore"]
-from sklearn.decomposition import PCA
-
 n_show = pick(ci=2000, full=5000)
 fig, axes = plt.subplots(1, 2, figsize=(10, 4.4))
 for ax, name in zip(axes, ["random init", "SimCLR"]):
-    xy = PCA(n_components=2, random_state=0).fit_transform(feats[name][1][:n_show].numpy())  # (n, 128) -> (n, 2)
+    shown = feats[name][1][:n_show].numpy()
+    xy = autoencoder.fit_pca(shown, 2).transform(shown)                                  # (n, 128) -> (n, 2)
     sc = ax.scatter(xy[:, 0], xy[:, 1], c=mnist.y_test[:n_show], cmap="tab10", s=3)
     ax.set_title(f"{name} encoder (PCA of {n_show:,} test digits)", fontsize=9)
     ax.set_xticks([])
@@ -381,8 +378,8 @@ test_views = contrastive.two_views(x_test[:n_eval], aug, eval_gen)        # (n_e
 def measure(net, tau):
     """Probe accuracy, and alignment/uniformity of normalised projections z on test views."""
     z = train.predict(net, test_views, device=device)                     # (n_eval, 2, P)
-    f_train, f_test = contrastive.encode(net, x_train, device), contrastive.encode(net, x_test[:n_eval], device)
-    return {"tau": tau, "linear probe": contrastive.linear_probe(f_train, y_train, f_test, y_test[:n_eval],
+    f_train, f_test = train.embed(net, x_train, device), train.embed(net, x_test[:n_eval], device)
+    return {"tau": tau, "linear probe": probe.linear_probe(f_train, y_train, f_test, y_test[:n_eval],
                                                                  device=device),
             "alignment": contrastive.alignment(z[:, 0], z[:, 1]).item(),
             "uniformity": contrastive.uniformity(z[:, 0]).item()}
@@ -507,7 +504,7 @@ with torch.no_grad():
     z_same = no_aug.to(device)(torch.stack([x_test[:512]] * 2, dim=1).to(device))   # (512, 2, P)
 print("positive cosine similarity with identical views:",
       f"{nn.functional.cosine_similarity(z_same[:, 0], z_same[:, 1]).mean().item():.6f}")
-pit_feats = contrastive.encode(no_aug, x_train, device), contrastive.encode(no_aug, x_test, device)
+pit_feats = train.embed(no_aug, x_train, device), train.embed(no_aug, x_test, device)
 pitfall = pd.DataFrame(evaluate_features("same image, no augmentation", *pit_feats)
                        + [r for r in results.to_dict("records") if r["encoder"] == "SimCLR"])
 for name, net in [("same image, no augmentation", no_aug), ("SimCLR", model)]:

@@ -71,13 +71,10 @@ from scipy.stats import spearmanr
 from course_lib import data
 from course_lib import word2vec as w2v
 from course_lib.book import glue
-from course_lib.device import describe, get_device, seed_everything
-from course_lib.profile import get_profile, pick
+from course_lib.device import seed_everything, setup
+from course_lib.settings import pick
 
-PROFILE = get_profile()
-device = get_device()
-seed_everything(0)
-print(f"profile: {PROFILE} | device: {describe(device)}")
+PROFILE, device = setup(seed=0)       # profile, device, seed; prints what this run is
 
 # %% [markdown]
 # ## The corpus, and where it came from
@@ -108,14 +105,7 @@ print(corpus.documents[0][:400])
 # %% tags=["otter_ignore"]
 tokens = [w2v.tokenize(doc) for doc in corpus.documents]
 print(tokens[0][:25])
-if max_words is not None:                      # ci: keep the first max_words tokens
-    kept, n = [], 0
-    for doc in tokens:
-        if n >= max_words:
-            break
-        kept.append(doc[:max_words - n])
-        n += len(kept[-1])
-    tokens = kept
+tokens = w2v.first_tokens(tokens, max_words)  # ci: keep the first max_words tokens
 n_tokens = sum(len(t) for t in tokens)
 glue("n_tokens", n_tokens)
 glue("n_docs", len(tokens))

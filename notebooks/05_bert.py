@@ -58,13 +58,11 @@ from torch.nn import functional as F
 
 from course_lib import bert, data, train, viz
 from course_lib.book import glue
-from course_lib.device import describe, get_device, seed_everything
-from course_lib.profile import get_profile, pick
+from course_lib.device import seed_everything, setup
+from course_lib.settings import pick, preset
 
-PROFILE = get_profile()
-device = get_device()
-seed_everything(0)
-print(f"profile: {PROFILE} | device: {describe(device)}")
+PROFILE, device = setup(seed=0)       # profile, device, seed; prints what this run is
+P = preset("bert")                   # this chapter's run sizes, shared with its benchmark
 
 # %% [markdown]
 # ## The data: SST-2
@@ -396,7 +394,7 @@ fill_masks(mlm, wp, ["this is one of the [MASK] films of the year .",
 
 # %% tags=["otter_ignore"]
 n_ft = pick(ci=256, full=len(sst.train_sentences))
-max_len = pick(ci=48, full=64)
+max_len = P["max_len"]
 ft_rng = np.random.default_rng(0)
 ft_idx = ft_rng.permutation(len(sst.train_sentences))[:n_ft]
 train_sentences = [sst.train_sentences[i] for i in ft_idx]
@@ -411,16 +409,15 @@ print(f"fine-tuning on {n_ft:,} training sentences; dev: {len(y_dev)} sentences;
 glue("n_ft", n_ft)
 glue("max_len", max_len)
 
-ft_config = train.TrainConfig(epochs=pick(ci=1, full=2), batch_size=16, lr=pick(ci=1e-4, full=3e-5),
-                              optimizer="adamw", seed=0)
-head_lr = pick(ci=3e-3, full=1e-3)     # the new, randomly initialised head learns faster
+ft_config = train.TrainConfig(epochs=P["epochs"], batch_size=P["batch_size"], lr=P["lr"],
+                              optimizer="adamw", schedule="onecycle", weight_decay=0.01, seed=0)
+head_lr = P["head_lr"]                 # the new, randomly initialised head learns faster
 
 def optimizer_for(clf):
     """AdamW with a larger learning rate for the head, one-cycle schedule over the run."""
-    opt = torch.optim.AdamW([{"params": clf.bert.parameters(), "lr": ft_config.lr},
-                             {"params": clf.classifier.parameters(), "lr": head_lr}], weight_decay=0.01)
-    steps = ft_config.epochs * int(np.ceil(n_ft / ft_config.batch_size))
-    return opt, torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[ft_config.lr, head_lr], total_steps=steps)
+    opt = train.build_optimizer(clf, ft_config, groups=[{"params": clf.bert.parameters(), "lr": ft_config.lr},
+                                                        {"params": clf.classifier.parameters(), "lr": head_lr}])
+    return opt, train.build_scheduler(opt, ft_config, steps_per_epoch=int(np.ceil(n_ft / ft_config.batch_size)))
 
 results = {}
 

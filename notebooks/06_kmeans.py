@@ -50,16 +50,13 @@ import torch
 from sklearn.cluster import KMeans as SKKMeans
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
-from course_lib import cnn, data, kmeans, train, viz
+from course_lib import autoencoder, cnn, data, kmeans, train, viz
 from course_lib.book import glue
-from course_lib.device import describe, get_device, seed_everything
+from course_lib.device import seed_everything, setup
 from course_lib.kmeans import KMeans
-from course_lib.profile import get_profile, pick
+from course_lib.settings import pick
 
-PROFILE = get_profile()
-device = get_device()
-seed_everything(0)
-print(f"profile: {PROFILE} | device: {describe(device)}")
+PROFILE, device = setup(seed=0)       # profile, device, seed; prints what this run is
 
 # %% [markdown]
 # ## Intuition: centres and the points nearest to them
@@ -321,9 +318,7 @@ glue("n_cluster", len(y_test))
 glue("mnist_protocol", mnist.protocol)
 features = {"raw pixels": mnist.x_test[:n_cluster].reshape(len(y_test), -1) / 255.0}  # (M, 28, 28) -> (M, 784)
 flat_train = mnist.x_train.reshape(len(mnist.x_train), -1) / 255.0
-mu = flat_train.mean(0)
-V = np.linalg.svd(flat_train - mu, full_matrices=False)[2][:50].T           # (784, 50)
-features["PCA-50"] = (features["raw pixels"] - mu) @ V                      # (M, 784) @ (784, 50)
+features["PCA-50"] = autoencoder.fit_pca(flat_train, 50).transform(features["raw pixels"])  # (M, 784) -> (M, 50)
 
 # %% [markdown]
 # The learned representations come from the library modules of the earlier chapters.
@@ -333,7 +328,7 @@ from course_lib import autoencoder
 
 ae_model = autoencoder.pretrain_encoder(mnist.x_train, code_size=32, kind="conv",
                                         epochs=pick(ci=3, full=20), device=device, seed=0)
-features["autoencoder codes"] = autoencoder.embed(
+features["autoencoder codes"] = train.embed(
     ae_model, autoencoder.images_to_unit(mnist.x_test[:n_cluster]), device=device).numpy()   # (M, 32)
 
 # %% tags=["otter_ignore"]
@@ -344,7 +339,7 @@ simclr = contrastive.SimCLR(contrastive.SimCLRConfig(channels=pick(ci=(8, 16), f
 contrastive.fit_simclr(simclr, x_train, device=device, seed=0,
                        config=train.TrainConfig(epochs=pick(ci=3, full=40), batch_size=256,
                                                 lr=3e-3, schedule="onecycle", seed=0))
-features["contrastive (SimCLR)"] = contrastive.encode(simclr, x_test, device=device).numpy()  # (M, 128)
+features["contrastive (SimCLR)"] = train.embed(simclr, x_test, device=device).numpy()  # (M, 128)
 
 # %% tags=["otter_ignore"]
 seed_everything(0)
@@ -352,10 +347,8 @@ lenet = cnn.LeNet(cnn.LeNetConfig(channels=pick(ci=(8, 16), full=(32, 64))))
 hist = train.fit(lenet, (x_train, torch.as_tensor(mnist.y_train)),
                  config=train.TrainConfig(epochs=pick(ci=1, full=10), batch_size=128, lr=4e-3,
                                           schedule="onecycle", seed=0), device=device)
-lenet.eval()
-with torch.no_grad():                                     # penultimate layer: (M, 1, 28, 28) -> (M, 128)
-    features["supervised CNN (uses labels)"] = torch.cat(
-        [lenet.embed(x_test[i:i + 1024].to(device)).cpu() for i in range(0, len(x_test), 1024)]).numpy()
+# penultimate layer: (M, 1, 28, 28) -> (M, 128)
+features["supervised CNN (uses labels)"] = train.embed(lenet, x_test, device=device).numpy()
 
 # %% tags=["otter_ignore"]
 results, fitted = [], {}
@@ -402,7 +395,8 @@ sizes = pick(ci=[2_000, 8_000, 20_000], full=[10_000, 100_000, 1_000_000])
 k_bench, iters = 16, pick(ci=10, full=20)
 gen = torch.Generator().manual_seed(0)
 pool = torch.as_tensor(mnist.x_train[:, None].astype(np.float32) / 255.0)    # (n, 1, 28, 28)
-V64 = torch.as_tensor(np.linalg.svd(flat_train - mu, full_matrices=False)[2][:64].T, dtype=torch.float32)
+pca64 = autoencoder.fit_pca(flat_train, 64)                                  # the course's one PCA
+mu, V64 = pca64.mean_, torch.as_tensor(pca64.components_.T, dtype=torch.float32)  # (784,), (784, 64)
 bench = []
 for n in sizes:
     reps = -(-n // len(pool))

@@ -55,15 +55,12 @@ from torch import nn
 
 from course_lib import bert, cnn, data, train, viz
 from course_lib import finetune as ft
-from course_lib.autoencoder import few_labels
 from course_lib.book import glue
-from course_lib.device import describe, get_device, seed_everything
-from course_lib.profile import get_profile, pick
+from course_lib.device import seed_everything, setup
+from course_lib.settings import pick, preset
 
-PROFILE = get_profile()
-device = get_device()
-seed_everything(0)
-print(f"profile: {PROFILE} | device: {describe(device)}")
+PROFILE, device = setup(seed=0)       # profile, device, seed; prints what this run is
+P = preset("finetune")                   # this chapter's run sizes, shared with its benchmark
 
 # %% [markdown]
 # ## Four ways to reuse a network
@@ -249,7 +246,7 @@ def transfer(x, y, strategy, seed=0, lr=None, head_lr=HEAD_LR, layer_decay=1.0, 
 
 
 per_class = pick(ci=100, full=1000)
-idx = few_labels(fashion.y_train, per_class, seed=0)
+idx = data.per_class_subset(fashion.y_train, per_class, seed=0)
 rows, fashion_models = [], {}
 for strategy in ("scratch", *ft.STRATEGIES):
     model, old_head, hist = transfer(xf[idx], yf[idx], strategy)
@@ -312,7 +309,7 @@ tasks = {"Fashion-MNIST": (xf, yf, fashion.y_train, xf_test, yf_test),
 curves = []
 for task, (x, y, labels, xt, yt) in tasks.items():
     for k in curve_sizes[task]:
-        sel = few_labels(labels, k, seed=1)
+        sel = data.per_class_subset(labels, k, seed=1)
         for strategy in ("scratch", *ft.STRATEGIES):
             model, _, _ = transfer(x[sel], y[sel], strategy, seed=1, min_steps=pick(ci=60, full=300))
             curves.append({"task": task, "per class": k, "strategy": strategy,
@@ -368,7 +365,7 @@ folder = bert.locate_checkpoint()
 tok = bert.load_tokenizer(folder)
 print("checkpoint:", folder)
 n_sst = pick(ci=320, full=len(sst.train_sentences))
-max_len = pick(ci=48, full=64)
+max_len = P["max_len"]
 sel = np.random.default_rng(0).permutation(len(sst.train_sentences))[:n_sst]
 x_sst = bert.encode(tok, [sst.train_sentences[i] for i in sel], max_length=max_len)   # (n, 3, T)
 y_sst = torch.as_tensor(sst.train_labels[sel])
@@ -380,8 +377,8 @@ print(f"fine-tuning on {n_sst:,} sentences, scoring on {len(y_dev)} dev sentence
 glue("n_sst", n_sst); glue("n_dev", len(y_dev))
 base_bert = bert.BertModel.from_pretrained(folder)
 
-bert_lrs = {"feature_extraction": 1e-3, "partial": 1e-4, "full": 1e-4, "lora": 1e-3}
-bert_cfg = train.TrainConfig(epochs=pick(ci=1, full=3), batch_size=pick(ci=16, full=32), optimizer="adamw",
+bert_lrs = {"feature_extraction": 1e-3, "partial": 1e-4, "full": P["lr_full"], "lora": P["lr_lora"]}
+bert_cfg = train.TrainConfig(epochs=P["epochs"], batch_size=P["batch_size"], optimizer="adamw",
                              schedule="cosine", warmup=0.1, weight_decay=0.01, seed=0, progress=False)
 bert_rows, bert_models = [], {}
 for strategy in ft.STRATEGIES:
@@ -390,8 +387,8 @@ for strategy in ft.STRATEGIES:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     t0 = time.perf_counter()
-    hist = ft.finetune(clf, (x_sst, y_sst), strategy=strategy, lr=bert_lrs[strategy], head_lr=3e-3,
-                       config=bert_cfg, device=device, n_unfrozen=2, lora_r=8, lora_alpha=16)
+    hist = ft.finetune(clf, (x_sst, y_sst), strategy=strategy, lr=bert_lrs[strategy], head_lr=P["head_lr"],
+                       config=bert_cfg, device=device, n_unfrozen=2, lora_r=P["r"], lora_alpha=P["alpha"])
     seconds = time.perf_counter() - t0
     pred = train.predict(clf, x_dev, device=device, batch_size=128).argmax(1)
     correct = int((pred == y_dev).sum())
@@ -505,17 +502,17 @@ lr_table.style.format({"Fashion acc": "{:.1%}", "MNIST acc (old head)": "{:.1%}"
 # history identical on every process. The commands, for this chapter's demo script:
 
 # %% tags=["otter_ignore"]
-from course_lib import distributed
+from course_lib import launch
 
-print(distributed.commands())
+print(launch.commands())
 
 # %% [markdown]
-# A notebook cannot be `torchrun` itself, so `distributed.launch` starts it as a subprocess. Here
+# A notebook cannot be `torchrun` itself, so `launch.launch` starts it as a subprocess. Here
 # the same small network is trained on the scikit-learn digits once in this process and once by
 # two processes (CPU, `gloo` backend), on the same global batch, and the final weights compared:
 
 # %% tags=["otter_ignore"]
-cmp = distributed.compare_single_vs_ddp(nproc=2, args=("--epochs", "1"), timeout=300)
+cmp = launch.compare_single_vs_ddp(nproc=2, args=("--epochs", "1"), timeout=300)
 ddp_table = pd.DataFrame([{k: cmp[name][k] for k in ("world_size", "final_train_loss", "test_accuracy", "seconds")}
                           for name in ("single", "ddp")], index=["one process", "torchrun, 2 processes"])
 print(cmp["ddp"]["command"])

@@ -50,6 +50,7 @@ def _good_record(**changes):
 _DROP = object()
 
 
+@pytest.mark.slow                  # the tiny run of every script: about 2 minutes on 2 cores
 def test_tiny_run_writes_valid_records_of_every_script(tiny_run):
     folder, files, stdout = tiny_run
     goals = run.all_goals()
@@ -86,6 +87,7 @@ def test_tiny_run_writes_valid_records_of_every_script(tiny_run):
                 assert name not in produced, f"GPU-only record {name} made by --cpu-only"
 
 
+@pytest.mark.slow                  # the tiny run of every script: about 2 minutes on 2 cores
 def test_tiny_records_never_go_to_the_committed_results(tiny_run):
     folder, files, _ = tiny_run
     tiny_records = json.loads(files[0].read_text())
@@ -179,6 +181,7 @@ def test_notebook_times_are_summed_and_checked():
     assert len(bench_notebooks.notebook_paths()) == len(list((ROOT / "notebooks").glob("[0-9]*.ipynb")))
 
 
+@pytest.mark.slow                  # the tiny run of every script: about 2 minutes on 2 cores
 def test_appendix_renders_one_row_per_record(tiny_run):
     folder, _, _ = tiny_run
     goals = run.all_goals()

@@ -107,6 +107,7 @@ def test_config_errors(tmp_path):
 
 
 # ----------------------------------------------------------------------------- parity with HF
+@pytest.mark.slow
 @needs_ckpt
 def test_parity_with_transformers_bertmodel(tok):
     from transformers import BertModel as HFBertModel

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from course_lib import contrastive as C
+from course_lib import probe, train
 from course_lib.train import TrainConfig
 
 
@@ -99,15 +100,6 @@ def test_similarity_logits_and_the_gradient_formula():
     # d l_i / d s_ik = (softmax_ik - [k = p(i)]) / tau
     expected = (torch.softmax(logits, 1) - nn.functional.one_hot(pos, 6)) / tau
     assert torch.allclose(s.grad, expected, atol=1e-6)
-
-
-def test_per_class_subset():
-    y = np.repeat(np.arange(3), [5, 7, 4])
-    idx = C.per_class_subset(y, 2, seed=0)
-    assert len(idx) == 6 and np.all(np.bincount(y[idx]) == 2) and len(set(idx)) == 6
-    assert np.array_equal(idx, C.per_class_subset(y, 2, seed=0))
-    with pytest.raises(ValueError, match=r"per_class=5.*\[1, 4\]"):
-        C.per_class_subset(y, 5)
 
 
 def test_info_nce_errors_quote_the_value():
@@ -285,7 +277,7 @@ def test_linear_probe_matches_scikit_learn():
     x, y = load_digits(return_X_y=True)
     x = x + np.random.default_rng(0).normal(0, 0.01, x.shape)   # no constant columns
     xtr, ytr, xte, yte = x[:1200], y[:1200], x[1200:], y[1200:]
-    ours = C.fit_logistic_regression(xtr, ytr, C=0.1, max_iter=500, device="cpu")
+    ours = probe.fit_logistic_regression(xtr, ytr, C=0.1, max_iter=500, device="cpu")
     scaler = StandardScaler().fit(xtr)
     ref = LogisticRegression(C=0.1, tol=1e-8, max_iter=5000).fit(scaler.transform(xtr), ytr)
     w = ours[1].weight.numpy()
@@ -294,12 +286,12 @@ def test_linear_probe_matches_scikit_learn():
     assert np.abs(w - wr).max() < 1e-3 * np.abs(wr).max() + 1e-4
     pred = ours(torch.as_tensor(xte).float()).argmax(1).numpy()
     assert (pred == ref.predict(scaler.transform(xte))).mean() >= 0.99
-    acc = C.linear_probe(xtr, ytr, xte, yte, C=0.1, device="cpu")
+    acc = probe.linear_probe(xtr, ytr, xte, yte, C=0.1, device="cpu")
     assert acc == pytest.approx((pred == yte).mean())
     with pytest.raises(ValueError, match="integers"):
-        C.fit_logistic_regression(xtr, ytr.astype(float))
+        probe.fit_logistic_regression(xtr, ytr.astype(float))
     with pytest.raises(ValueError, match="C=0"):
-        C.fit_logistic_regression(xtr, ytr, C=0)
+        probe.fit_logistic_regression(xtr, ytr, C=0)
 
 
 def test_knn_matches_scikit_learn_and_hand_case():
@@ -325,17 +317,16 @@ def test_knn_matches_scikit_learn_and_hand_case():
         C.knn_predict(bank, labels, bank, k=4)
 
 
-def test_encode_uses_embed_and_restores_mode():
+def test_train_embed_uses_embed_and_restores_mode():
     torch.manual_seed(0)
     model = C.SimCLR(C.SimCLRConfig(channels=(2, 4), hidden=8, proj_dim=4)).train()
     x = _digit_like()
-    feats = C.encode(model, x, device="cpu", batch_size=1)
+    feats = train.embed(model, x, device="cpu", batch_size=1)
     assert feats.shape == (2, 8) and model.training
     assert torch.allclose(feats, model.eval().embed(x))
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_augment_and_loss_on_cuda_match_cpu():
     x = _digit_like()
     cfg = C.AugmentConfig()

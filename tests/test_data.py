@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from course_lib import data
 
@@ -460,3 +461,15 @@ def test_module_entry_point(tmp_path):
                           capture_output=True, text=True, env=env, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert "0 mismatch(es)" in proc.stdout
+
+
+def test_per_class_subset_is_balanced_seeded_and_checked():
+    y = np.repeat(np.arange(3), [5, 7, 4])
+    idx = data.per_class_subset(y, 2, seed=0)
+    assert len(idx) == 6 and np.all(np.bincount(y[idx]) == 2) and len(set(idx)) == 6
+    assert np.array_equal(idx, data.per_class_subset(torch.as_tensor(y), 2, seed=0))   # tensors too
+    assert not np.array_equal(idx, data.per_class_subset(y, 2, seed=1))
+    assert np.all(np.diff(idx) > 0)                                                    # sorted
+    for bad in (5, 0, 2.0, True):
+        with pytest.raises(ValueError, match=rf"per_class={bad!r} must be an integer in \[1, 4\]"):
+            data.per_class_subset(y, bad)

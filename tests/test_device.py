@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from course_lib import device as dev
-from course_lib import profile
 
 
 def test_get_device_defaults_and_cpu():
@@ -54,23 +53,19 @@ def test_autocast_is_a_no_op_on_cpu():
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_autocast_lowers_precision_on_cuda():
     with dev.autocast("cuda"):
         y = torch.ones(2, 2, device="cuda") @ torch.ones(2, 2, device="cuda")
     assert y.dtype in (torch.bfloat16, torch.float16)
 
 
-def test_profile_switch(monkeypatch):
+def test_setup_picks_profile_device_seed_and_prints_the_run(monkeypatch, capsys):
     monkeypatch.setenv("COURSE_PROFILE", "full")
-    assert profile.get_profile() == "full" and profile.pick(1, 2) == 2
-    monkeypatch.setenv("COURSE_PROFILE", "CI")
-    assert profile.get_profile() == "ci" and profile.pick(1, 2) == 1
-    assert profile.settings(epochs=(2, 15), lr=(1e-3, 3e-4)) == {"epochs": 2, "lr": 1e-3}
-    monkeypatch.delenv("COURSE_PROFILE")
-    assert profile.get_profile() == ("full" if torch.cuda.is_available() else "ci")
-    monkeypatch.setenv("COURSE_PROFILE", "fast")
-    with pytest.raises(ValueError, match="COURSE_PROFILE='fast'"):
-        profile.get_profile()
-    with pytest.raises(ValueError, match=r"epochs=3 must be a \(ci, full\) pair"):
-        profile.settings(epochs=3)
+    monkeypatch.setenv("COURSE_DEVICE", "cpu")
+    monkeypatch.setenv("COURSE_OFFLINE", "yes")
+    profile, device = dev.setup(seed=3)
+    line = capsys.readouterr().out
+    assert (profile, device) == ("full", torch.device("cpu"))
+    assert "profile: full" in line and "offline" in line and "device: cpu" in line
+    assert torch.rand(1).item() == (torch.manual_seed(3), torch.rand(1).item())[1]
+    assert dev.setup(quiet=True).profile == "full" and capsys.readouterr().out == ""

@@ -12,6 +12,7 @@ import torch.multiprocessing as mp
 from torch import nn
 
 from course_lib import distributed as D
+from course_lib import launch
 from course_lib import train
 from course_lib.data import load_digits
 
@@ -89,7 +90,7 @@ def digits():
 def ranks(tmp_path_factory):
     """The results of every scenario on each of the 2 ranks."""
     outdir = str(tmp_path_factory.mktemp("ddp"))
-    ctx = mp.start_processes(_worker, args=(D.free_port(), outdir), nprocs=WORLD, join=False,
+    ctx = mp.start_processes(_worker, args=(launch.free_port(), outdir), nprocs=WORLD, join=False,
                              start_method="spawn")
     deadline = time.monotonic() + 180
     while not ctx.join(timeout=1):                   # raises with the rank's traceback if one fails
@@ -111,6 +112,7 @@ def _max_weight_diff(a, b):
     return max((a[k] - b[k]).abs().max().item() for k in a)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(CONFIGS))
 def test_two_processes_equal_one_process(ranks, single, name):
     one, two = single[name], ranks[0][name]
@@ -125,6 +127,7 @@ def test_two_processes_equal_one_process(ranks, single, name):
     assert len(h1["step_loss"]) == CONFIGS[name]["epochs"] * -(-1437 // CONFIGS[name]["batch_size"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", [*CONFIGS, "unweighted", "dropout", "stop", "sampler"])
 def test_ranks_hold_identical_weights_and_history(ranks, name):
     r0, r1 = ranks[0][name], ranks[1][name]
@@ -133,6 +136,7 @@ def test_ranks_hold_identical_weights_and_history(ranks, name):
     assert not r0["is_ddp_wrapped"], "fit trains the caller's plain module"
 
 
+@pytest.mark.slow
 def test_without_loss_weighting_the_uneven_last_batch_differs(ranks, single):
     """Sanity check of the comparison: dropping the re-weighting is caught at this tolerance."""
     weighted = _max_weight_diff(ranks[0]["sgd_cosine"]["state"], single["sgd_cosine"]["state"])
@@ -140,12 +144,14 @@ def test_without_loss_weighting_the_uneven_last_batch_differs(ranks, single):
     assert unweighted > 10 * 1e-6 and unweighted > 100 * weighted, (unweighted, weighted)
 
 
+@pytest.mark.slow
 def test_dropout_model_trains_and_stop_is_decided_together(ranks):
     h = ranks[0]["dropout"]["hist"]
     assert len(h["train_loss"]) == 1 and h["val_acc"][0] > 0.5
     assert ranks[0]["stop"]["hist"]["epoch"] == ranks[1]["stop"]["hist"]["epoch"] == [1]
 
 
+@pytest.mark.slow
 def test_dataloader_needs_a_distributed_sampler(ranks):
     for r in ranks:
         assert "without a DistributedSampler" in r["loader_error"] and "world size 2" in r["loader_error"]
@@ -154,9 +160,10 @@ def test_dataloader_needs_a_distributed_sampler(ranks):
     assert h["val_loss"][-1] < h["val_loss"][0] and h["val_acc"][-1] > 0.5
 
 
+@pytest.mark.slow
 def test_launch_runs_the_demo_under_torchrun():
     """What the chapter runs: torchrun in a subprocess, rank 0's JSON, compared with one process."""
-    res = D.compare_single_vs_ddp(2, ["--epochs", "1", "--batch-size", "100"], timeout=120)
+    res = launch.compare_single_vs_ddp(2, ["--epochs", "1", "--batch-size", "100"], timeout=120)
     ddp, one = res["ddp"], res["single"]
     assert ddp["world_size"] == 2 and ddp["backend"] == "gloo" and one["world_size"] == 1
     assert res["ranks_identical"] and len(ddp["rank_checksums"]) == 2
@@ -229,16 +236,15 @@ def test_init_from_env_errors_quote_the_value(monkeypatch, env, match):
 
 
 def test_commands_show_single_node_multi_gpu_and_multi_node():
-    text = D.commands()
-    assert "torchrun --standalone --nproc_per_node=8 -m course_lib.distributed" in text
+    text = launch.commands()
+    assert "torchrun --standalone --nproc_per_node=8 -m course_lib.launch" in text
     assert "--nnodes=2" in text and "--node_rank=0" in text and "--rdzv_backend=c10d" in text
     assert "--rdzv_endpoint=HOST:29500" in text
-    assert "--nproc_per_node=8" in D.__doc__ and "--nnodes=2" in D.__doc__
+    assert "--nproc_per_node=8" in launch.__doc__ and "--nnodes=2" in launch.__doc__
 
 
-@pytest.mark.gpu
-@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 CUDA devices (nccl, one per process)")
+@pytest.mark.gpu(2)                 # nccl, one GPU per process
 def test_two_gpus_with_nccl():
-    res = D.launch(2, ["--epochs", "1", "--device", "cuda"], timeout=300)
+    res = launch.launch(2, ["--epochs", "1", "--device", "cuda"], timeout=300)
     assert res["backend"] == "nccl" and res["world_size"] == 2 and len(set(res["rank_checksums"])) == 1
     assert res["test_accuracy"] > 0.8

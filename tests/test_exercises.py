@@ -5,6 +5,8 @@ import pytest
 
 from course_lib import book, grading
 
+pytestmark = [pytest.mark.needs("otter"), pytest.mark.slow]   # otter-grader: the grading extra
+
 MASTERS = [p for p in book.notebooks() if grading.is_master(p) and p.stem != "01_cnn_mnist"]
 
 

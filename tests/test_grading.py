@@ -18,6 +18,8 @@ import pytest
 
 from course_lib import grading
 
+pytestmark = [pytest.mark.needs("otter"), pytest.mark.slow]   # otter-grader: the grading extra
+
 ROOT = Path(__file__).resolve().parents[1]
 MASTER = ROOT / "notebooks" / "01_cnn_mnist.ipynb"
 

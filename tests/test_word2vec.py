@@ -28,20 +28,10 @@ def wiki_tokens():
     return [w2v.tokenize(d) for d in corpus.documents]
 
 
-def _first_words(docs, n):
-    out, total = [], 0
-    for d in docs:
-        if total >= n:
-            break
-        out.append(d[:n - total])
-        total += len(out[-1])
-    return out
-
-
 @pytest.fixture(scope="module")
 def small(wiki_tokens):
     """200k words of the extract, its vocabulary and encoded documents."""
-    toks = _first_words(wiki_tokens, 200_000)
+    toks = w2v.first_tokens(wiki_tokens, 200_000)
     vocab = w2v.Vocab.build(toks, min_count=5)
     return toks, vocab, [vocab.encode(t) for t in toks]
 
@@ -55,6 +45,7 @@ def trained(small):
 
 
 # --------------------------------------------------------------------------- data loaders
+@pytest.mark.slow
 def test_load_text_corpus_offline_falls_back_to_packaged_wikipedia(monkeypatch):
     monkeypatch.setenv("COURSE_OFFLINE", "1")
     monkeypatch.delenv("COURSE_DATA_MIRROR", raising=False)
@@ -130,6 +121,7 @@ def gensim_model(small):
     return model
 
 
+@pytest.mark.slow
 def test_vocab_and_subsampling_match_gensim(small, gensim_model):
     _, vocab, _ = small
     wv = gensim_model.wv
@@ -150,6 +142,7 @@ def test_negative_distribution_by_hand():
         w2v.negative_distribution([1, 2], power=float("nan"))
 
 
+@pytest.mark.slow
 def test_negative_table_matches_gensim_cum_table(small, gensim_model):
     _, vocab, _ = small
     wv = gensim_model.wv
@@ -253,6 +246,7 @@ def test_model_init_and_config_errors():
 
 
 # --------------------------------------------------------------------------- training
+@pytest.mark.slow
 def test_training_improves_similarity_rank_correlation(trained, small):
     model, hist, vocab = trained
     before = w2v.evaluate_embeddings(w2v.to_keyed_vectors(vocab.words, w2v.SGNS(len(vocab), 50, seed=0).vectors()))
@@ -264,10 +258,11 @@ def test_training_improves_similarity_rank_correlation(trained, small):
     assert hist.words == [sum(len(d) for d in small[2])] * 3 and hist.words_per_second > 0
 
 
+@pytest.mark.slow
 def test_training_is_deterministic_and_checks_ids(small):
     _, vocab, docs = small
     cfg = w2v.SGNSConfig(dim=8, epochs=1, chunk_words=20_000, seed=3)
-    part = _first_words(docs, 20_000)
+    part = w2v.first_tokens(docs, 20_000)
     a, ha = w2v.train_sgns(part, vocab, cfg, device="cpu", progress=False)
     b, hb = w2v.train_sgns(part, vocab, cfg, device="cpu", progress=False)
     np.testing.assert_array_equal(a.vectors(), b.vectors())
@@ -326,7 +321,6 @@ def test_evaluate_embeddings_uses_gensim_protocol(trained):
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_sgd_step_on_gpu_matches_cpu():
     cpu = w2v.SGNS(100, 16, seed=0)
     with torch.no_grad():
@@ -340,3 +334,12 @@ def test_sgd_step_on_gpu_matches_cpu():
     gpu.sgd_step(c.cuda(), o.cuda(), n.cuda(), 0.05)
     torch.testing.assert_close(gpu.in_vectors.weight.cpu(), cpu.in_vectors.weight, atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(gpu.out_vectors.weight.cpu(), cpu.out_vectors.weight, atol=1e-5, rtol=1e-4)
+
+
+def test_first_tokens_keeps_a_prefix_of_the_corpus():
+    docs = [["a", "b"], ["c", "d"], ["e"]]
+    assert w2v.first_tokens(docs, 3) == [["a", "b"], ["c"]]
+    assert w2v.first_tokens(docs, 2) == [["a", "b"]]
+    assert w2v.first_tokens(docs, 99) == docs and w2v.first_tokens(docs, None) == docs
+    with pytest.raises(ValueError, match="n=0"):
+        w2v.first_tokens(docs, 0)

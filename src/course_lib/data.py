@@ -18,11 +18,11 @@ they can come from. A file is looked for in this order, and every load says whic
 
 Every file, whatever its source, is verified against the registry before it is used.
 
-Environment variables
----------------------
+Settings (read through :mod:`course_lib.settings`, one parsing rule)
+--------------------------------------------------------------------
 ``COURSE_DATA_MIRROR``  mirror folder(s), layout ``<mirror>/<dataset>/<file>``.
 ``COURSE_DATA_DIR``     cache folder (default ``~/.cache/course_lib``).
-``COURSE_OFFLINE``      ``1`` to forbid any network access.
+``COURSE_OFFLINE``      on (``1``/``true``/``yes``/``on``) to forbid any network access.
 ``COURSE_DATA_TIMEOUT`` seconds before a stalled download is abandoned (default 30).
 
 Command line: ``python -m course_lib.data list | fetch NAME|all --dest DIR | verify DIR``
@@ -68,15 +68,50 @@ from pathlib import Path
 
 import numpy as np
 
+from . import settings
+
 __all__ = [
     "REGISTRY", "Dataset", "FileSpec", "FileResult", "Split", "TextSplit",
     "DataError", "ChecksumError", "DataUnavailableError",
     "fetch", "read_idx", "load_mnist", "load_fashion_mnist", "load_digits", "load_wine", "load_sst2",
-    "verify_file", "main", "TextCorpus", "load_text_corpus", "word_eval_files",
+    "verify_file", "main", "TextCorpus", "load_text_corpus", "word_eval_files", "per_class_subset",
 ]
 
 logger = logging.getLogger(__name__)
 CHUNK = 1 << 16
+
+
+# --------------------------------------------------------------------------- small labelled sets
+def per_class_subset(y, per_class: int, seed: int = 0) -> np.ndarray:
+    """Indices of ``per_class`` random examples of every class (sorted): a small labelled set.
+
+    The one sampler of the course's few-label experiments (autoencoders, contrastive learning,
+    fine-tuning): the same ``seed`` gives the same examples in every chapter.
+
+    Parameters
+    ----------
+    y : array or Tensor of shape (N,), integer labels
+    per_class : int
+    seed : int
+
+    Returns
+    -------
+    ndarray of shape (K * per_class,), int64
+
+    Raises
+    ------
+    ValueError
+        If ``per_class`` is not an integer in ``[1, smallest class size]``.
+    """
+    y = y.detach().cpu().numpy() if hasattr(y, "detach") else np.asarray(y)
+    classes, counts = np.unique(y, return_counts=True)
+    if (not isinstance(per_class, (int, np.integer)) or isinstance(per_class, bool)
+            or not 1 <= per_class <= counts.min()):
+        raise ValueError(f"per_class={per_class!r} must be an integer in [1, {counts.min()}] (the "
+                         f"smallest class has {counts.min()} examples).")
+    rng = np.random.default_rng(seed)
+    picked = [rng.choice(np.flatnonzero(y == c), per_class, replace=False) for c in classes]
+    return np.sort(np.concatenate(picked))
 
 
 # --------------------------------------------------------------------------- registry
@@ -235,28 +270,6 @@ def sources_served() -> dict[str, str]:
     return dict(_SERVED)
 
 
-# --------------------------------------------------------------------------- settings
-def _offline() -> bool:
-    return os.environ.get("COURSE_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
-
-
-def _cache_dir() -> Path:
-    return Path(os.environ.get("COURSE_DATA_DIR") or Path.home() / ".cache" / "course_lib")
-
-
-def _mirrors() -> list[Path]:
-    value = os.environ.get("COURSE_DATA_MIRROR", "")
-    return [Path(p).expanduser() for p in value.split(os.pathsep) if p.strip()]
-
-
-def _timeout() -> float:
-    value = os.environ.get("COURSE_DATA_TIMEOUT", "30")
-    try:
-        return float(value)
-    except ValueError:
-        raise ValueError(f"COURSE_DATA_TIMEOUT must be a number of seconds, got {value!r}") from None
-
-
 def _get(name: str) -> Dataset:
     if name not in REGISTRY:
         raise ValueError(f"unknown dataset {name!r}; known: {', '.join(REGISTRY)}")
@@ -336,7 +349,7 @@ def _download(url: str, target: Path, spec: FileSpec) -> None:
     if start:
         headers["Range"] = f"bytes={start}-"
     try:
-        resp = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=_timeout())
+        resp = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=settings.download_timeout())
     except urllib.error.HTTPError as e:
         if e.code == 416 and start:  # the .part is useless (e.g. complete or larger): restart
             part.unlink()
@@ -401,7 +414,7 @@ def _download_any(ds: Dataset, spec: FileSpec, target: Path, urls) -> tuple[str,
 def _resolve(ds: Dataset, spec: FileSpec, urls) -> FileResult:
     """Find one verified file: mirror, cache, download, packaged copy."""
     problems: list[str] = []
-    for mirror in _mirrors():
+    for mirror in settings.mirrors():
         path = mirror / ds.name / spec.name
         if path.is_file():
             bad = verify_file(path, spec)
@@ -409,14 +422,14 @@ def _resolve(ds: Dataset, spec: FileSpec, urls) -> FileResult:
                 return FileResult(path, f"mirror {ds.name}/{spec.name}")
             problems.append(f"mirror file {path} rejected: checksum mismatch, {bad}")
             logger.warning("%s", problems[-1])
-    cached = _cache_dir() / ds.name / spec.name
+    cached = settings.data_dir() / ds.name / spec.name
     if cached.is_file():
         bad = verify_file(cached, spec)
         if bad is None:
             return FileResult(cached, f"cache {ds.name}/{spec.name}")
         logger.warning("corrupt cache file %s (%s): fetching it again", cached, bad)
         cached.unlink()
-    if not _offline() and urls:
+    if not settings.offline() and urls:
         if spec.member and ds.archive:
             result = _from_archive(ds, spec, urls, problems)
             if result:
@@ -436,7 +449,7 @@ def _resolve(ds: Dataset, spec: FileSpec, urls) -> FileResult:
             problems.append(f"packaged file {path} rejected: checksum mismatch, {bad}")
     where = " ".join(urls) if urls else "(no URL)"
     todo = (f"set COURSE_DATA_MIRROR to a folder holding it (as <mirror>/{ds.name}/{spec.name})"
-            + (f", or unset COURSE_OFFLINE to download from {where}" if _offline()
+            + (f", or unset COURSE_OFFLINE to download from {where}" if settings.offline()
                else f", or check your connection to {where}"))
     msg = f"no source for {ds.name}/{spec.name}: {todo}"
     if problems:
@@ -448,7 +461,7 @@ def _resolve(ds: Dataset, spec: FileSpec, urls) -> FileResult:
 
 def _from_archive(ds: Dataset, spec: FileSpec, urls, problems: list[str]) -> FileResult | None:
     """Get ``spec`` out of the dataset's archive (cached or downloaded), verified twice."""
-    archive = _cache_dir() / ds.name / ds.archive.name
+    archive = settings.data_dir() / ds.name / ds.archive.name
     origin = f"cache {ds.name}/{ds.archive.name}"
     if archive.is_file() and verify_file(archive, ds.archive) is not None:
         logger.warning("corrupt cached archive %s: fetching it again", archive)
@@ -459,7 +472,7 @@ def _from_archive(ds: Dataset, spec: FileSpec, urls, problems: list[str]) -> Fil
         if not url:
             return None
         origin = f"download {url}"
-    target = _cache_dir() / ds.name / spec.name
+    target = settings.data_dir() / ds.name / spec.name
     part = target.with_name(target.name + ".part")
     with zipfile.ZipFile(archive) as zf, zf.open(spec.member) as src, open(part, "wb") as dst:
         shutil.copyfileobj(src, dst, CHUNK)
@@ -929,7 +942,7 @@ def load_text_corpus(name: str | None = None) -> TextCorpus:
         except DataError as e:
             if name == "text8":
                 raise
-            why = f" (text8 not available: {'offline' if _offline() else 'no source'})"
+            why = f" (text8 not available: {'offline' if settings.offline() else 'no source'})"
             logger.info("text8 not available, using the packaged Wikipedia extract: %s", e)
         else:
             docs = _read_text8(result.path)
@@ -951,15 +964,15 @@ def _available(ds: Dataset) -> list[str]:
     if ds.packaged:
         return [f"packaged ({ds.packaged})"]
     found = []
-    for mirror in _mirrors():
+    for mirror in settings.mirrors():
         n = sum((mirror / ds.name / f.name).is_file() for f in ds.files)
         if n:
             found.append(f"mirror {mirror / ds.name} ({n}/{len(ds.files)} files)")
-    n = sum((_cache_dir() / ds.name / f.name).is_file() for f in ds.files)
+    n = sum((settings.data_dir() / ds.name / f.name).is_file() for f in ds.files)
     if n:
-        found.append(f"cache {_cache_dir() / ds.name} ({n}/{len(ds.files)} files)")
+        found.append(f"cache {settings.data_dir() / ds.name} ({n}/{len(ds.files)} files)")
     if ds.urls:
-        found.append("download: off (COURSE_OFFLINE=1)" if _offline() else f"download {ds.urls[0]}")
+        found.append("download: off (COURSE_OFFLINE=1)" if settings.offline() else f"download {ds.urls[0]}")
     for folder in ds.package_dirs:
         n = sum((Path(folder) / f.name).is_file() for f in ds.files)
         if n:

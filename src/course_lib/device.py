@@ -2,7 +2,7 @@
 
 One concept: *where* a computation runs and *how reproducibly*. Every other module of
 ``course_lib`` takes a ``device`` argument and never calls ``.cuda()`` itself; notebooks call
-:func:`get_device` once and pass the result around.
+:func:`setup` once (profile, device, seed, one line describing the run) and pass the device around.
 
 References
 ----------
@@ -17,10 +17,14 @@ import os
 import random
 import sys
 
+from typing import NamedTuple
+
 import numpy as np
 import torch
 
-__all__ = ["get_device", "seed_everything", "autocast", "describe"]
+from . import settings
+
+__all__ = ["get_device", "seed_everything", "autocast", "describe", "setup", "Run"]
 
 _VALID = ("cuda", "mps", "cpu")
 
@@ -43,7 +47,7 @@ def get_device(prefer: str | torch.device | None = None) -> torch.device:
     ValueError
         If the requested device is unknown or not available on this machine.
     """
-    prefer = prefer if prefer is not None else os.environ.get("COURSE_DEVICE") or None
+    prefer = prefer if prefer is not None else settings.device_name()
     if prefer is not None:
         try:
             dev = torch.device(prefer) if not isinstance(prefer, torch.device) else prefer
@@ -127,3 +131,34 @@ def describe(device: torch.device | str | None = None) -> str:
     if device.type == "mps":
         return f"mps (Apple GPU), torch {torch.__version__}"
     return f"cpu ({os.cpu_count()} cores, {torch.get_num_threads()} threads), torch {torch.__version__}"
+
+
+class Run(NamedTuple):
+    """What :func:`setup` chose: ``profile, device = setup(0)``."""
+    profile: str
+    device: torch.device
+
+
+def setup(seed: int = 0, device: str | torch.device | None = None, quiet: bool = False) -> Run:
+    """The first cell of every chapter: read the profile, pick the device, seed everything, and
+    print one line saying what this run is (profile, device, network, data mirror).
+
+    Parameters
+    ----------
+    seed : int, default=0
+        Passed to :func:`seed_everything`.
+    device : str or torch.device, optional
+        As in :func:`get_device` (default: ``COURSE_DEVICE``, else the best available).
+    quiet : bool, default=False
+        Do not print the line.
+
+    Returns
+    -------
+    Run
+        ``(profile, device)``.
+    """
+    run = Run(settings.get_profile(), get_device(device))
+    seed_everything(seed)
+    if not quiet:
+        print(f"{settings.summary()} | device: {describe(run.device)}")
+    return run

@@ -15,19 +15,11 @@ rate together; here the global batch is kept fixed).
 the process group, wraps the model in :class:`torch.nn.parallel.DistributedDataParallel`, draws the
 same seeded permutation on every rank and gives each rank its share of every global batch.
 
-Commands (see :func:`commands`)::
-
-    # one machine, 2 CPU processes (gloo) or 2 GPUs (nccl): the fine-tuning chapter runs this
-    torchrun --standalone --nproc_per_node=2 -m course_lib.distributed --epochs 1 --out result.json
-    # one machine with 8 GPUs
-    torchrun --standalone --nproc_per_node=8 -m course_lib.distributed --epochs 3 --out result.json
-    # two machines with 8 GPUs each: run on both, --node_rank=0 on HOST and --node_rank=1 on the other
-    torchrun --nnodes=2 --nproc_per_node=8 --node_rank=0 --rdzv_id=course --rdzv_backend=c10d \\
-        --rdzv_endpoint=HOST:29500 -m course_lib.distributed --epochs 3 --out result.json
-
-From Python (a notebook cannot be ``torchrun`` itself): :func:`launch` runs the command above as a
-subprocess and returns rank 0's JSON; :func:`compare_single_vs_ddp` trains the same model in this
-process and under ``torchrun`` and reports the largest weight difference.
+This module holds the primitives only (the process group, :func:`shard`, :func:`loss_weight`,
+reductions) and the four functions ``fit`` calls in its DDP branches (:func:`check_train_data`,
+:func:`wrap`, :func:`shard_batch`, :func:`reduce_step`); it imports nothing else of ``course_lib``.
+The ``torchrun`` commands, a demo to run under them and a launcher for notebooks live in
+:mod:`course_lib.launch`.
 
 Caveats
 -------
@@ -55,26 +47,17 @@ References
 """
 from __future__ import annotations
 
-import argparse
 import datetime
 import hashlib
-import json
 import os
-import signal
-import socket
-import subprocess
-import sys
-import tempfile
-import time
-from pathlib import Path
 
 import torch
 import torch.distributed as dist
 
 __all__ = ["init_from_env", "is_distributed", "rank", "world_size", "local_rank", "is_main",
            "shard", "loss_weight", "all_reduce_sum", "broadcast", "barrier", "cleanup",
-           "uses_distributed_sampler", "commands", "free_port", "weights_checksum", "train_digits",
-           "launch", "compare_single_vs_ddp", "main"]
+           "uses_distributed_sampler", "weights_checksum", "check_train_data", "wrap", "shard_batch",
+           "reduce_step", "any_rank", "eval_share"]
 
 _ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 
@@ -301,269 +284,94 @@ def weights_checksum(model) -> str:
 
 
 # --------------------------------------------------------------------------------------------
-# Commands, demo, launcher
+# The four places where course_lib.train.fit branches on DDP
 # --------------------------------------------------------------------------------------------
-def commands(script: str = "-m course_lib.distributed --epochs 3 --out result.json",
-             gpus_per_node: int = 8, nodes: int = 2, host: str = "HOST", port: int = 29500) -> str:
-    """The ``torchrun`` command lines for one machine (CPU or GPUs) and for several machines.
+def _is_tensor_pair(data) -> bool:
+    return isinstance(data, (tuple, list)) and len(data) == 2 and all(torch.is_tensor(t) for t in data)
 
-    Parameters
-    ----------
-    script : str
-        What follows ``torchrun``'s own options: ``-m module ARGS`` or ``train.py ARGS``.
-    gpus_per_node, nodes : int
-    host, port : str, int
-        Address of the first machine (``--node_rank=0``), reachable from every machine.
+
+def check_train_data(train_data, device: torch.device) -> None:
+    """Refuse, with the fix in the message, training data and devices that DDP cannot split.
+
+    Tensors ``(x, y)`` are split by :func:`shard_batch`; a DataLoader needs a ``DistributedSampler``.
     """
-    return "\n".join([
-        "# one machine, 2 processes (gloo on CPU, nccl on 2 GPUs)",
-        f"torchrun --standalone --nproc_per_node=2 {script}",
-        f"# one machine, {gpus_per_node} GPUs",
-        f"torchrun --standalone --nproc_per_node={gpus_per_node} {script}",
-        f"# {nodes} machines x {gpus_per_node} GPUs: run on every machine, with --node_rank=0 on "
-        f"{host} and " + ("--node_rank=1 on the other" if nodes == 2 else f"--node_rank=1..{nodes - 1} on the others"),
-        f"torchrun --nnodes={nodes} --nproc_per_node={gpus_per_node} --node_rank=0 --rdzv_id=course "
-        f"--rdzv_backend=c10d --rdzv_endpoint={host}:{port} {script}",
-    ])
+    if not _is_tensor_pair(train_data) and not uses_distributed_sampler(train_data):
+        raise ValueError(
+            f"train_data is a {type(train_data).__name__} without a DistributedSampler, but this is a "
+            f"distributed run (world size {world_size()}): every rank would train on the "
+            "same batches, and the ranks could take different numbers of steps. Pass tensors "
+            "(x, y) — fit then splits each global batch across the ranks — or build the loader with "
+            "sampler=torch.utils.data.distributed.DistributedSampler(dataset) (its batch_size is "
+            "then per rank; fit calls sampler.set_epoch every epoch).")
+    if dist.get_backend() == "nccl" and torch.device(device).type != "cuda":
+        raise ValueError(f"device={str(device)!r} but the process group uses nccl, which needs CUDA "
+                         "tensors; use the GPU of this rank or init_from_env(backend='gloo').")
 
 
-def free_port() -> int:
-    """A TCP port that is free on this machine now (for ``MASTER_PORT``)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def wrap(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """``DistributedDataParallel(model)``; it copies rank 0's weights and buffers to every rank."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    device = torch.device(device)
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        return DistributedDataParallel(model, device_ids=[index])
+    return DistributedDataParallel(model)
 
 
-def _demo_model(name: str, seed: int) -> torch.nn.Module:
-    from torch import nn
+def shard_batch(xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """This rank's share of a global batch ``(B, ...)``, and its example count ``n``.
 
-    torch.manual_seed(seed)                      # same initial weights on every rank (DDP also
-    if name == "mlp":                            # copies rank 0's weights to the others)
-        return nn.Sequential(nn.Flatten(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10))
-    if name == "lenet":
-        from .cnn import LeNet, LeNetConfig      # 8x8 digits: (B, 1, 8, 8) -> (B, 16, 2, 2)
-        return LeNet(LeNetConfig(image_size=8, channels=(8, 16), kernel=3, hidden=32, dropout=0.0))
-    raise ValueError(f"model={name!r}; expected 'mlp' or 'lenet'.")
+    Every rank draws the same global batch and keeps its :func:`shard`. A rank whose share is empty
+    (a last batch smaller than the world size) gets one example of the batch with ``n = 0``: its
+    forward and backward pass still run, weighted by zero (:func:`reduce_step`), so that DDP's
+    gradient all-reduce, which every rank must join, does not wait for it forever.
+    """
+    xs, ys = shard(xb), shard(yb)                                # (B, ...) -> (B_rank, ...)
+    return (xs, ys, len(ys)) if len(ys) else (xb[:1], yb[:1], 0)
 
 
-def train_digits(epochs: int = 1, batch_size: int = 100, lr: float = 1e-2, optimizer: str = "adam",
-                 schedule: str = "constant", model: str = "mlp", seed: int = 0,
-                 progress: bool = False, device=None) -> tuple[torch.nn.Module, dict]:
-    """Train a small classifier on scikit-learn's real 8x8 digits with :func:`course_lib.train.fit`.
-
-    The same function runs in one process and under ``torchrun`` (the demo of ``python -m
-    course_lib.distributed``); it does not know which. 1,437 training images, 360 held out.
-
-    Parameters
-    ----------
-    epochs, batch_size, lr, optimizer, schedule, seed
-        As in :class:`course_lib.train.TrainConfig`; ``batch_size`` is the *global* batch.
-    model : {"mlp", "lenet"}
-        A 64-64-10 MLP, or a small LeNet for 8x8 images (no dropout, so runs stay comparable).
+def reduce_step(loss: torch.Tensor, n_local: int, correct: int | None):
+    """All-reduce one step's loss, example and correct counts; weight the loss for DDP's average.
 
     Returns
     -------
-    model : nn.Module
-        The trained, plain (unwrapped) model.
-    result : dict
-        ``world_size``, ``backend``, ``device``, ``train_loss``/``train_acc``/``val_loss``/``val_acc``
-        per epoch, ``test_accuracy``, ``steps``, ``seconds``, ``weights_sha256`` and
-        ``rank_checksums`` (the checksum on every rank: all equal).
+    loss : Tensor
+        This rank's loss times :func:`loss_weight`, to back-propagate.
+    mean_loss : float
+        The global mean loss of the step (the same on every rank).
+    n : int
+        Examples in the global batch.
+    correct : int or None
+        Correct predictions in the global batch; None unless every rank has class logits.
     """
-    import numpy as np
-
-    from . import train
-    from .data import load_digits
-    from .device import get_device
-
-    d = load_digits()
-    to_x = lambda a: torch.as_tensor((a / 16.0)[:, None].astype(np.float32))   # (N, 8, 8) -> (N, 1, 8, 8)
-    tr = (to_x(d.x_train), torch.as_tensor(d.y_train))
-    te = (to_x(d.x_test), torch.as_tensor(d.y_test))
-    net = _demo_model(model, seed)
-    cfg = train.TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
-                            schedule=schedule, seed=seed, progress=progress)
-    device = get_device(device)
-    t0 = time.perf_counter()
-    hist = train.fit(net, tr, te, config=cfg, device=device)
-    seconds = time.perf_counter() - t0
-    final = train.evaluate(net, te, device=device)
-    mine = weights_checksum(net)
-    sums = [mine]
-    if dist.is_available() and dist.is_initialized():
-        sums = [None] * world_size()
-        dist.all_gather_object(sums, mine)
-    result = {
-        "world_size": world_size(), "backend": dist.get_backend() if dist.is_initialized() else None,
-        "device": str(device), "torch": torch.__version__, "data": d.protocol, "model": model,
-        "epochs": epochs, "batch_size": batch_size, "lr": lr, "optimizer": optimizer,
-        "schedule": schedule, "seed": seed, "n_train": len(tr[0]), "n_test": len(te[0]),
-        "steps": len(hist.step_loss), "train_loss": hist.train_loss, "train_acc": hist.train_acc,
-        "val_loss": hist.val_loss, "val_acc": hist.val_acc, "final_train_loss": hist.train_loss[-1],
-        "test_loss": final["loss"], "test_accuracy": final["accuracy"], "seconds": seconds,
-        "weights_sha256": mine, "rank_checksums": sums,
-    }
-    return net, result
+    local_sum = loss.item() * n_local if n_local else 0.0       # a zero-weighted stand-in adds nothing
+    stats = torch.tensor([local_sum, n_local, (correct or 0) if n_local else 0, float(correct is None)],
+                         dtype=torch.float64)
+    loss_sum, n, total_correct, no_acc = all_reduce_sum(stats).tolist()
+    n = int(n)
+    return (loss * loss_weight(n_local, n, world_size()), loss_sum / n, n,
+            None if no_acc else int(total_correct))
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m course_lib.distributed",
-                                description="Train a small classifier on real 8x8 digits with "
-                                            "course_lib.train.fit, in one or many processes.",
-                                epilog=commands(), formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--epochs", type=int, default=1)
-    p.add_argument("--batch-size", type=int, default=100, help="global batch (all ranks together)")
-    p.add_argument("--lr", type=float, default=1e-2)
-    p.add_argument("--optimizer", default="adam", choices=("adam", "adamw", "sgd"))
-    p.add_argument("--schedule", default="constant", choices=("constant", "onecycle", "cosine"))
-    p.add_argument("--model", default="mlp", choices=("mlp", "lenet"))
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--backend", default=None, choices=("nccl", "gloo"))
-    p.add_argument("--device", default=None, help="default: cuda (this rank's GPU) if available, else cpu")
-    p.add_argument("--out", default=None, help="JSON file written by rank 0")
-    p.add_argument("--weights", default=None, help="file for rank 0's trained state dict (torch.save)")
-    return p
+def any_rank(flag: bool) -> bool:
+    """True on every rank when ``flag`` is True on any rank (all stop together, or none does)."""
+    return all_reduce_sum(torch.tensor([float(flag)])).item() > 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``[torchrun ...] python -m course_lib.distributed [--epochs N] ... --out result.json``."""
-    args = _parser().parse_args(argv)
-    init_from_env(args.backend or ("gloo" if args.device == "cpu" else None))
-    try:
-        device = args.device
-        if device is None and torch.cuda.is_available() and is_distributed():
-            device = f"cuda:{torch.cuda.current_device()}"
-        net, result = train_digits(args.epochs, args.batch_size, args.lr, args.optimizer, args.schedule,
-                                   args.model, args.seed, progress=is_main(), device=device)
-        if is_main():
-            if args.weights:
-                torch.save({k: v.cpu() for k, v in net.state_dict().items()}, args.weights)
-            text = json.dumps(result, indent=2)
-            if args.out:
-                Path(args.out).write_text(text)
-            print(f"world_size={result['world_size']} train_loss={result['final_train_loss']:.4f} "
-                  f"test_accuracy={result['test_accuracy']:.4f} seconds={result['seconds']:.1f} "
-                  f"weights_sha256={result['weights_sha256'][:12]}", flush=True)
-    finally:
-        cleanup()
-    return 0
+def eval_share(data):
+    """This rank's part of an evaluation set, and how to combine the ranks' sums.
 
-
-def _stop(proc: subprocess.Popen) -> None:
-    """End ``proc`` and the processes it started (it leads its own session)."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=5)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-
-
-def launch(nproc: int = 2, args: list[str] | tuple = (), timeout: float = 300.0,
-           weights: str | Path | None = None) -> dict:
-    """Run ``python -m course_lib.distributed ARGS`` under ``torchrun`` and return rank 0's JSON.
-
-    Runs ``sys.executable -m torch.distributed.run --standalone --nproc_per_node=NPROC -m
-    course_lib.distributed ARGS --out TMP.json`` in a subprocess — how a notebook, which cannot be
-    started by ``torchrun`` itself, runs several processes. On a machine without GPUs the
-    processes use the CPU and the gloo backend, one thread each.
-
-    Parameters
-    ----------
-    nproc : int, default=2
-        Processes on this machine (``--nproc_per_node``).
-    args : list of str
-        Options of the demo, e.g. ``["--epochs", "2", "--optimizer", "sgd"]``.
-    timeout : float, default=300
-        Seconds before the run is stopped (all its processes) and TimeoutError raised.
-    weights : path, optional
-        Where rank 0 saves the trained state dict.
-
-    Returns
-    -------
-    dict
-        The JSON written by rank 0 (see :func:`train_digits`), plus ``"command"`` (the argument list)
-        and ``"wall_seconds"`` (including process start-up).
-
-    Raises
-    ------
-    ValueError
-        If ``nproc`` is not a positive integer.
-    RuntimeError
-        If the run fails; the message ends with the last lines of its output.
-    TimeoutError
-        If it runs longer than ``timeout``.
+    A tensor pair is split across the ranks (:func:`shard`) and the sums are added
+    (:func:`all_reduce_sum`), as are the batches of a loader with a ``DistributedSampler`` (which
+    pads the last rank's share with repeated examples); any other iterable is evaluated whole on
+    every rank and rank 0's numbers are kept (:func:`broadcast`).
     """
-    if not isinstance(nproc, int) or isinstance(nproc, bool) or nproc < 1:
-        raise ValueError(f"nproc={nproc!r} must be a positive integer.")
-    with tempfile.TemporaryDirectory(prefix="course_ddp_") as tmp:
-        out = Path(tmp) / "result.json"
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-               "-m", "course_lib.distributed", *map(str, args), "--out", str(out)]
-        if weights is not None:
-            cmd += ["--weights", str(weights)]
-        env = dict(os.environ)
-        env.setdefault("OMP_NUM_THREADS", "1")       # torchrun's own default with nproc > 1
-        src = str(Path(__file__).resolve().parents[1])  # this course_lib, also when not installed
-        env["PYTHONPATH"] = os.pathsep.join([src] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                env=env, start_new_session=True)
-        try:
-            log, _ = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            _stop(proc)
-            raise TimeoutError(f"torchrun with nproc={nproc} ran past timeout={timeout} s and was "
-                               "stopped; raise timeout or train for fewer epochs.") from None
-        wall = time.perf_counter() - t0
-        if proc.returncode != 0 or not out.exists():
-            tail = "\n".join(log.strip().splitlines()[-25:])
-            raise RuntimeError(f"torchrun exited with status {proc.returncode}:\n{tail}")
-        result = json.loads(out.read_text())
-    result["command"] = ["torchrun", *cmd[3:-2]]
-    result["wall_seconds"] = wall
-    return result
-
-
-def compare_single_vs_ddp(nproc: int = 2, args: list[str] | tuple = ("--epochs", "1"),
-                          timeout: float = 300.0) -> dict:
-    """Train the demo once in this process and once with ``nproc`` processes; compare the weights.
-
-    Both runs use the CPU (the ``torchrun`` one with the gloo backend), so the comparison means
-    the same on any machine: the difference is floating-point rounding only (about 1e-8).
-
-    Parameters
-    ----------
-    nproc : int, default=2
-    args : list of str
-        Demo options shared by both runs (see ``python -m course_lib.distributed --help``).
-    timeout : float
-        For the ``torchrun`` run, as in :func:`launch`.
-
-    Returns
-    -------
-    dict
-        ``single`` and ``ddp`` (each run's result dict), ``max_abs_weight_diff`` (largest
-        ``|w_single - w_ddp|`` over all weights), ``max_abs_train_loss_diff`` (over the epochs),
-        ``same_test_accuracy`` (bool) and ``ranks_identical`` (every rank held the same weights).
-    """
-    ns = _parser().parse_args([str(a) for a in args])   # the same options, for the in-process run
-    with tempfile.TemporaryDirectory(prefix="course_ddp_") as tmp:
-        path = Path(tmp) / "ddp.pt"
-        ddp = launch(nproc, list(args) + ["--device", "cpu"], timeout=timeout, weights=path)
-        ddp_state = torch.load(path)
-    single_model, single = train_digits(ns.epochs, ns.batch_size, ns.lr, ns.optimizer, ns.schedule,
-                                        ns.model, ns.seed, device="cpu")
-    diff = max((single_model.state_dict()[k].cpu() - v).abs().max().item() for k, v in ddp_state.items())
-    return {"single": single, "ddp": ddp, "max_abs_weight_diff": diff,
-            "max_abs_train_loss_diff": max(abs(a - b) for a, b in zip(single["train_loss"], ddp["train_loss"])),
-            "same_test_accuracy": single["test_accuracy"] == ddp["test_accuracy"],
-            "ranks_identical": len(set(ddp["rank_checksums"])) == 1}
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    if _is_tensor_pair(data):
+        x, y = data
+        if len(x) != len(y):
+            raise ValueError(f"inputs and targets differ in length: {len(x)} != {len(y)}.")
+        if len(x) == 0:
+            raise ValueError("empty dataset: got 0 examples.")
+        return (shard(x), shard(y)), all_reduce_sum
+    return data, (all_reduce_sum if uses_distributed_sampler(data) else broadcast)

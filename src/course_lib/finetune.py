@@ -17,8 +17,16 @@ The fine-tuning chapter compares four ways to reuse a pre-trained backbone on a 
 ``query.lora_A`` / ``query.lora_B``. Initialisation follows the paper and the ``peft`` package:
 ``A`` Kaiming-uniform, ``B`` zero, so training starts exactly at the pre-trained model.
 
-The functions know two course models by their parts — :class:`course_lib.cnn.LeNet` and
-:class:`course_lib.bert.SequenceClassifier` — and accept ``blocks=`` / ``head=`` for any other.
+The functions read a model's parts from the model itself, so a new model family plugs in without
+editing this module. A fine-tunable model offers
+
+* ``blocks()``: the backbone's blocks, from the input to the top;
+* ``get_head()`` / ``set_head(module)``: its head;
+* ``reset_head(n_classes, seed)``: a new, freshly initialised head (returns the old one);
+* ``lora_targets`` (optional): the names of the linear layers LoRA adapts by default.
+
+:class:`course_lib.cnn.LeNet` and :class:`course_lib.bert.SequenceClassifier` do; for any other
+model, pass ``blocks=`` / ``head=``.
 
 References
 ----------
@@ -38,7 +46,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import dataclasses
 import math
 from typing import Iterable, Sequence
 
@@ -231,30 +238,26 @@ def lora_state_dict(model: nn.Module) -> dict:
 
 
 # --------------------------------------------------------------------------- parts of a model
-def _lenet_head_index(model) -> int:
-    """Position of LeNet's last linear layer (its head) in ``model.classifier``."""
-    return max(i for i, m in enumerate(model.classifier) if isinstance(m, nn.Linear))
+PARTS = ("blocks", "get_head", "set_head", "reset_head")
+
+
+def _require_parts(model: nn.Module, what: str) -> None:
+    missing = [m for m in PARTS if not callable(getattr(model, m, None))]
+    if missing:
+        raise TypeError(f"{what} needs a model that names its parts; {type(model).__name__} lacks "
+                        f"{', '.join(m + '()' for m in missing)}. Add them to the model (see "
+                        "course_lib.finetune's docstring), or pass blocks=[...] and head=... explicitly.")
 
 
 def parts(model: nn.Module) -> tuple[list[nn.Module], nn.Module]:
-    """The backbone's blocks, from the input to the top, and the head.
+    """The backbone's blocks, from the input to the top, and the head: ``model.blocks()`` and
+    ``model.get_head()``.
 
     LeNet: ``[conv1, conv2, fc1]`` and the last linear layer; SequenceClassifier:
     ``[embeddings, layer.0, ..., layer.L-1, pooler]`` and ``classifier``.
     """
-    from .bert import SequenceClassifier
-    from .cnn import LeNet
-
-    if isinstance(model, LeNet):
-        convs = [m for m in model.features if isinstance(m, nn.Conv2d)]
-        dense = [m for m in model.classifier if isinstance(m, nn.Linear)]
-        return convs + dense[:-1], dense[-1]
-    if isinstance(model, SequenceClassifier):
-        b = model.bert
-        blocks = [b.embeddings, *b.encoder.layer] + ([b.pooler] if b.pooler is not None else [])
-        return blocks, model.classifier
-    raise TypeError(f"parts() knows LeNet and SequenceClassifier, not {type(model).__name__}; "
-                    "pass blocks=[...] and head=... explicitly.")
+    _require_parts(model, "parts()")
+    return list(model.blocks()), model.get_head()
 
 
 def _parts(model, blocks, head):
@@ -264,50 +267,26 @@ def _parts(model, blocks, head):
     return list(blocks), head
 
 
-def replace_head(model: nn.Module, n_classes: int, seed: int = 0) -> nn.Linear:
-    """Give ``model`` a new, randomly initialised linear head with ``n_classes`` outputs.
+def replace_head(model: nn.Module, n_classes: int, seed: int = 0) -> nn.Module:
+    """Give ``model`` a new, randomly initialised head with ``n_classes`` outputs
+    (``model.reset_head``: each model initialises its head its own way).
 
     Returns the old head (keep it to measure forgetting on the original task).
     """
-    from .bert import SequenceClassifier, _init_weights
-    from .cnn import LeNet
-
-    if not isinstance(n_classes, int) or n_classes < 2:
+    if not isinstance(n_classes, int) or isinstance(n_classes, bool) or n_classes < 2:
         raise ValueError(f"n_classes={n_classes!r} must be an integer >= 2.")
-    _, old = parts(model)
-    g = torch.Generator().manual_seed(seed)
-    new = nn.Linear(old.in_features, n_classes, device=old.weight.device, dtype=old.weight.dtype)
-    with torch.no_grad():                                   # nn.Linear's default init, seeded
-        bound = 1 / math.sqrt(old.in_features)
-        new.weight.copy_(torch.empty_like(new.weight, device="cpu").uniform_(-bound, bound, generator=g))
-        new.bias.copy_(torch.empty_like(new.bias, device="cpu").uniform_(-bound, bound, generator=g))
-    if isinstance(model, LeNet):
-        model.classifier[_lenet_head_index(model)] = new
-        model.config = dataclasses.replace(model.config, n_classes=n_classes)
-    elif isinstance(model, SequenceClassifier):
-        torch.manual_seed(seed)
-        _init_weights(new, model.bert.config.initializer_range)
-        model.classifier = new
-    return old
+    _require_parts(model, "replace_head()")
+    return model.reset_head(n_classes, seed)
 
 
 def swap_head(model: nn.Module, head: nn.Module) -> nn.Module:
     """A view of ``model``'s current backbone with another head (weights shared, not copied):
     evaluate a fine-tuned backbone on the original task with the original head to measure
     forgetting. ``model`` itself is not changed."""
-    from .bert import SequenceClassifier
-    from .cnn import LeNet
-
+    _require_parts(model, "swap_head()")
     view = copy.copy(model)                                 # new object, same submodules
-    view._modules = dict(model._modules)
-    if isinstance(model, LeNet):
-        layers = list(model.classifier)
-        layers[_lenet_head_index(model)] = head
-        view.classifier = nn.Sequential(*layers)
-    elif isinstance(model, SequenceClassifier):
-        view.classifier = head
-    else:
-        parts(model)                                        # raises the explanatory TypeError
+    view._modules = dict(model._modules)                    # its own table of children
+    view.set_head(head)
     return view
 
 
@@ -323,8 +302,9 @@ def set_strategy(model: nn.Module, strategy: str, *, n_unfrozen: int = 1, lora_r
     n_unfrozen : int
         ``"partial"``: how many top blocks of the backbone train with the head.
     lora_r, lora_alpha, lora_targets :
-        ``"lora"``: adapters on the linear layers named by ``lora_targets`` (default: BERT's
-        query and value projections, or LeNet's first dense layer).
+        ``"lora"``: adapters on the linear layers named by ``lora_targets`` (default: the model's
+        ``lora_targets`` — BERT's query and value projections, LeNet's first dense layer — else
+        ``("query", "value")``).
     blocks, head : optional
         For models :func:`parts` does not know.
     """
@@ -342,8 +322,7 @@ def set_strategy(model: nn.Module, strategy: str, *, n_unfrozen: int = 1, lora_r
                 p.requires_grad_(True)
     if strategy == "lora":
         if lora_targets is None:
-            from .cnn import LeNet
-            lora_targets = ("classifier.1",) if isinstance(model, LeNet) else ("query", "value")
+            lora_targets = getattr(model, "lora_targets", ("query", "value"))
         if not any(isinstance(m, LoRALinear) for m in model.modules()):
             add_lora(model, lora_targets, r=lora_r, alpha=lora_alpha)
         for m in model.modules():
@@ -457,14 +436,15 @@ def finetune(model: nn.Module, train_data, val_data=None, *, strategy: str = "fu
              lr: float = 1e-4, head_lr: float | None = None, layer_decay: float = 1.0,
              config: train.TrainConfig | None = None, device=None, n_unfrozen: int = 1,
              lora_r: int = 8, lora_alpha: float = 16.0, lora_targets: Sequence[str] | None = None,
+             blocks: Sequence[nn.Module] | None = None, head: nn.Module | None = None,
              transform=None, callbacks: Iterable = ()) -> train.History:
     """Apply ``strategy``, build optimizer groups (head at ``head_lr``, backbone blocks at ``lr``
     with ``layer_decay``; the optimizer named by ``config``, AdamW by default) and train with
     :func:`course_lib.train.fit`.
 
-    The schedule comes from ``config`` and scales every group's own rate: use
-    ``schedule="cosine"`` with ``warmup>0`` for warm-up ("onecycle" would impose one peak rate
-    on every group, so it is refused here).
+    The schedule comes from ``config`` and scales every group's own rate
+    (:func:`course_lib.train.build_scheduler`: "cosine" with ``warmup>0`` warms up, "onecycle"
+    peaks at each group's rate).
 
     Returns
     -------
@@ -472,15 +452,13 @@ def finetune(model: nn.Module, train_data, val_data=None, *, strategy: str = "fu
         With ``history.params`` = :func:`count_parameters` after the strategy was applied.
     """
     cfg = config or train.TrainConfig(schedule="cosine", warmup=0.1, optimizer="adamw")
-    if cfg.schedule == "onecycle":
-        raise ValueError("schedule='onecycle' overrides per-group learning rates; use 'cosine' "
-                         "(with warmup) or 'constant'.")
     counts = set_strategy(model, strategy, n_unfrozen=n_unfrozen, lora_r=lora_r,
-                          lora_alpha=lora_alpha, lora_targets=lora_targets)
+                          lora_alpha=lora_alpha, lora_targets=lora_targets, blocks=blocks, head=head)
     device = get_device(device)
     model.to(device)                                        # adapters too, before the optimizer
-    groups = layerwise_param_groups(model, lr, head_lr, layer_decay)
-    opt = train._make_optimizer(model, cfg, groups)         # each group keeps its own lr
+    groups = layerwise_param_groups(model, lr, head_lr, layer_decay, blocks=blocks, head=head)
+    opt = train.build_optimizer(model, cfg, groups)         # each group keeps its own lr; no decay
+                                                            # on biases and normalisation weights
     hist = train.fit(model, train_data, val_data, config=cfg, device=device, optimizer=opt,
                      transform=transform, callbacks=callbacks)
     hist.params = counts

@@ -9,14 +9,22 @@ Data may be given as a pair of tensors ``(x, y)`` — then the whole set is move
 and shuffled there with a seeded generator (fast, reproducible) — or as any iterable of
 ``(inputs, targets)`` batches such as a :class:`torch.utils.data.DataLoader`.
 
+The optimiser and its learning-rate schedule are built by :func:`build_optimizer` and
+:func:`build_scheduler` (every chapter, ``finetune`` and the benchmarks use them). Weight decay
+follows the usual rule: matrices and embeddings decay; biases and the weights of normalisation
+layers (LayerNorm, BatchNorm, GroupNorm, RMSNorm, ...) do not (:func:`decay_names`).
+
 The same loop runs unchanged in several processes started by ``torchrun`` (data parallelism, see
-:mod:`course_lib.distributed`): when a process group of more than one process exists, :func:`fit`
-gives each process its share of every global batch and averages the gradients with
-:class:`~torch.nn.parallel.DistributedDataParallel`, and the result equals the one-process run.
+:mod:`course_lib.distributed`): in four explicit branches (``if ddp:``), :func:`fit` checks the
+data, wraps the model in :class:`~torch.nn.parallel.DistributedDataParallel`, gives each process
+its share of every global batch and reduces the step's numbers across processes; the result
+equals the one-process run.
 
 References
 ----------
 - Karpathy, minGPT ``trainer.py``: https://github.com/karpathy/minGPT
+- Karpathy, nanoGPT ``configure_optimizers`` (decay 2-D weights only): https://github.com/karpathy/nanoGPT
+- Loshchilov, Hutter, "Decoupled Weight Decay Regularization" (AdamW), ICLR 2019. arXiv:1711.05101
 - Prechelt, "Early Stopping — But When?", in Neural Networks: Tricks of the Trade, 1998.
 - Pascanu, Mikolov, Bengio, "On the difficulty of training recurrent neural networks" (gradient
   clipping), ICML 2013. arXiv:1211.5063
@@ -36,7 +44,13 @@ from tqdm.auto import tqdm
 from . import distributed
 from .device import autocast, get_device
 
-__all__ = ["TrainConfig", "History", "fit", "evaluate", "predict", "batches"]
+__all__ = ["TrainConfig", "History", "fit", "evaluate", "predict", "embed", "batches", "decay_names",
+           "param_groups", "build_optimizer", "build_scheduler", "NO_DECAY_MODULES"]
+
+#: Layers whose weights are scales, not features: never weight-decayed (nor are any biases).
+NO_DECAY_MODULES = (nn.LayerNorm, nn.GroupNorm, nn.LocalResponseNorm, nn.BatchNorm1d, nn.BatchNorm2d,
+                    nn.BatchNorm3d, nn.SyncBatchNorm, nn.InstanceNorm1d, nn.InstanceNorm2d,
+                    nn.InstanceNorm3d) + ((nn.RMSNorm,) if hasattr(nn, "RMSNorm") else ())
 
 
 @dataclass
@@ -47,7 +61,7 @@ class TrainConfig:
     optimizer: str = "adam"      # "adam", "adamw" or "sgd" (momentum 0.9)
     schedule: str = "constant"   # "constant", "onecycle" (warm up then anneal) or "cosine"
     warmup: float = 0.0          # fraction of steps with linear warm-up ("cosine" only)
-    weight_decay: float = 0.0    # L2 penalty (decoupled for adamw)
+    weight_decay: float = 0.0    # L2 penalty (decoupled for adamw); see decay_names for which tensors
     grad_clip: float | None = None  # clip the global gradient norm to this value
     amp: bool = False            # mixed precision on CUDA (no-op on CPU)
     patience: int | None = None  # early stopping: epochs without val-loss improvement
@@ -67,6 +81,8 @@ class TrainConfig:
             raise ValueError(f"schedule={self.schedule!r}; expected 'constant', 'onecycle' or 'cosine'.")
         if not 0.0 <= self.warmup < 1.0:
             raise ValueError(f"warmup={self.warmup!r} must be a fraction in [0, 1).")
+        if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
+            raise ValueError(f"weight_decay={self.weight_decay!r} must be a non-negative number.")
 
 
 @dataclass
@@ -85,30 +101,108 @@ class History:
         return asdict(self)
 
 
-def batches(data, batch_size: int, device, shuffle: bool = False, generator=None) -> Iterable:
-    """Yield ``(inputs, targets)`` batches on ``device`` from a tensor pair or an iterable."""
-    if isinstance(data, (tuple, list)) and len(data) == 2 and all(torch.is_tensor(t) for t in data):
-        x, y = data
-        if len(x) != len(y):
-            raise ValueError(f"inputs and targets differ in length: {len(x)} != {len(y)}.")
-        if len(x) == 0:
-            raise ValueError("empty dataset: got 0 examples.")
-        x, y = x.to(device), y.to(device)            # once per call, not per batch
-        order = (torch.randperm(len(x), generator=generator).to(device) if shuffle
-                 else torch.arange(len(x), device=device))
-        for start in range(0, len(x), batch_size):
-            idx = order[start:start + batch_size]
-            yield x[idx], y[idx]
-    else:
-        for xb, yb in data:
-            yield xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
+# --------------------------------------------------------------------------- optimiser, schedule
+def decay_names(model: nn.Module) -> set[str]:
+    """Qualified names of the parameters that weight decay applies to.
+
+    Every weight decays except biases and the weights of :data:`NO_DECAY_MODULES` (normalisation
+    layers, among them the LayerNorm of BERT's embeddings); embedding tables and the matrices of
+    linear and convolutional layers decay. A tensor shared by several modules is named once.
+    """
+    exempt = set()
+    for module in model.modules():
+        for name, p in module.named_parameters(recurse=False):
+            if name == "bias" or isinstance(module, NO_DECAY_MODULES):
+                exempt.add(id(p))
+    return {n for n, p in model.named_parameters() if id(p) not in exempt}
 
 
+def param_groups(model: nn.Module, weight_decay: float, groups: list[dict] | None = None) -> list[dict]:
+    """Split parameter groups (default: one group of the trainable parameters) into a decayed and
+    a non-decayed part (:func:`decay_names`); every other key of a group (``lr``, ``name``) is kept.
+    Frozen parameters and empty parts are left out."""
+    groups = [{"params": model.parameters()}] if groups is None else groups
+    names = decay_names(model)
+    decayed = {id(p) for n, p in model.named_parameters() if n in names}
+    out = []
+    for g in groups:
+        params = [p for p in g["params"] if p.requires_grad]
+        rest = {k: v for k, v in g.items() if k != "params"}
+        for decays in (True, False):
+            part = [p for p in params if (id(p) in decayed) == decays]
+            if part:
+                out.append({**rest, "params": part, "weight_decay": weight_decay if decays else 0.0})
+    if not out:
+        raise ValueError("the model has no trainable parameters (all requires_grad=False).")
+    return out
+
+
+def build_optimizer(model: nn.Module, cfg: TrainConfig, groups: list[dict] | None = None):
+    """The optimizer named by ``cfg.optimizer`` at ``cfg.lr``, with ``cfg.weight_decay`` on the
+    tensors of :func:`decay_names` only.
+
+    Parameters
+    ----------
+    groups : list of dict, optional
+        Parameter groups, each with its own ``lr`` (e.g. ``finetune.layerwise_param_groups``);
+        default: every trainable parameter at ``cfg.lr``.
+    """
+    params = param_groups(model, cfg.weight_decay, groups)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9)
+    return (torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam)(params, lr=cfg.lr)
+
+
+def build_scheduler(optimizer, cfg: TrainConfig, steps_per_epoch: int):
+    """Per-step learning-rate schedule from ``cfg.schedule`` (None for "constant").
+
+    "onecycle" peaks at each group's own ``lr``; "cosine" warms up linearly over ``cfg.warmup`` of
+    the steps, then anneals every group's rate to zero.
+    """
+    if cfg.schedule == "constant":
+        return None
+    total = steps_per_epoch * cfg.epochs
+    if cfg.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=[g["lr"] for g in optimizer.param_groups], total_steps=total)
+    warm = int(cfg.warmup * total)
+
+    def factor(step):                                 # linear warm-up, then cosine to zero
+        if step < warm:
+            return (step + 1) / warm
+        return 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+# --------------------------------------------------------------------------- data, evaluation
 def _is_tensor_pair(data) -> bool:
     return isinstance(data, (tuple, list)) and len(data) == 2 and all(torch.is_tensor(t) for t in data)
 
 
-def _accuracy_terms(out, y):
+def _steps_per_epoch(data, batch_size: int) -> int:
+    return math.ceil(len(data[0]) / batch_size) if _is_tensor_pair(data) else len(data)
+
+
+def batches(data, batch_size: int, device, shuffle: bool = False, generator=None) -> Iterable:
+    """Yield ``(inputs, targets)`` batches on ``device`` from a tensor pair or an iterable."""
+    if not _is_tensor_pair(data):
+        for xb, yb in data:
+            yield xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
+        return
+    x, y = data
+    if len(x) != len(y):
+        raise ValueError(f"inputs and targets differ in length: {len(x)} != {len(y)}.")
+    if len(x) == 0:
+        raise ValueError("empty dataset: got 0 examples.")
+    x, y = x.to(device), y.to(device)                # once per call, not per batch
+    order = (torch.randperm(len(x), generator=generator).to(device) if shuffle
+             else torch.arange(len(x), device=device))
+    for start in range(0, len(x), batch_size):
+        idx = order[start:start + batch_size]
+        yield x[idx], y[idx]
+
+
+def _correct(out, y):
     """Correct count for class logits ``(B, C)`` against integer targets ``(B,)``, else None."""
     if torch.is_tensor(out) and out.ndim == 2 and y.ndim == 1 and not y.is_floating_point():
         return (out.argmax(dim=1) == y).sum().item()
@@ -117,62 +211,31 @@ def _accuracy_terms(out, y):
 
 @torch.no_grad()
 def evaluate(model: nn.Module, data, loss_fn: Callable | None = None, device=None,
-             batch_size: int = 1024, amp: bool = False) -> dict:
+             batch_size: int = 1024, amp: bool = False, *, ddp: bool = False) -> dict:
     """Mean loss (and accuracy for classifiers) of ``model`` on ``data``, in eval mode.
 
-    No communication between processes: under ``torchrun`` each rank that calls it evaluates all
-    of ``data`` (so rank 0 may call it alone); :func:`fit` splits its validation across the ranks.
+    ``ddp=False``: no communication, each rank that calls it evaluates all of ``data`` (so rank 0
+    may call it alone). ``ddp=True`` (what :func:`fit` uses under ``torchrun``): the ranks split
+    ``data`` (:func:`course_lib.distributed.eval_share`) and every rank gets the same numbers.
     """
     device = get_device(device)
     loss_fn = loss_fn or nn.functional.cross_entropy
+    data, reduce = distributed.eval_share(data) if ddp else (data, None)
     was_training = model.training
     model.eval()                                     # dropout off, batch-norm running stats
-    loss_sum, total, correct, has_acc = _evaluate_sums(model, data, loss_fn, device, batch_size, amp)
+    total, loss_sum, correct, no_acc = 0, 0.0, 0, 0.0
+    if not (_is_tensor_pair(data) and ddp and len(data[0]) == 0):    # a rank with no rows adds 0
+        for xb, yb in batches(data, batch_size, device):
+            with autocast(device, amp):
+                out = model(xb)
+                loss = loss_fn(out, yb)
+            c = _correct(out, yb)
+            total, loss_sum = total + len(yb), loss_sum + loss.item() * len(yb)
+            correct, no_acc = correct + (c or 0), max(no_acc, float(c is None))
     model.train(was_training)
-    return {"loss": loss_sum / total, "accuracy": correct / total if has_acc else None}
-
-
-def _evaluate_sums(model, data, loss_fn, device, batch_size, amp):
-    """``(loss summed over examples, examples, correct, has_acc)`` of an eval-mode ``model``."""
-    total, loss_sum, correct, has_acc = 0, 0.0, 0, True
-    for xb, yb in batches(data, batch_size, device):
-        with autocast(device, amp):
-            out = model(xb)
-            loss = loss_fn(out, yb)
-        n = len(yb)
-        total, loss_sum = total + n, loss_sum + loss.item() * n
-        c = _accuracy_terms(out, yb)
-        has_acc = has_acc and c is not None
-        correct += c or 0
-    return loss_sum, total, correct, has_acc
-
-
-@torch.no_grad()
-def _evaluate_ddp(model, data, loss_fn, device, batch_size: int = 1024, amp: bool = False) -> dict:
-    """:func:`evaluate` inside :func:`fit` under DDP: the same numbers on every rank.
-
-    A tensor pair is split across the ranks and the sums are all-reduced, as is a loader with a
-    ``DistributedSampler`` (which pads the last rank's share with repeated examples); any other
-    iterable is evaluated whole on every rank and rank 0's numbers are kept.
-    """
-    was_training = model.training
-    model.eval()
-    if _is_tensor_pair(data):
-        x, y = data
-        if len(x) != len(y):
-            raise ValueError(f"inputs and targets differ in length: {len(x)} != {len(y)}.")
-        if len(x) == 0:
-            raise ValueError("empty dataset: got 0 examples.")
-        part = (distributed.shard(x), distributed.shard(y))           # this rank's rows
-        sums = (_evaluate_sums(model, part, loss_fn, device, batch_size, amp) if len(part[0])
-                else (0.0, 0, 0, True))
-        reduce = distributed.all_reduce_sum
-    else:
-        sums = _evaluate_sums(model, data, loss_fn, device, batch_size, amp)
-        reduce = distributed.all_reduce_sum if distributed.uses_distributed_sampler(data) else distributed.broadcast
-    model.train(was_training)
-    stats = torch.tensor([*sums[:3], float(not sums[3])], dtype=torch.float64)  # loss sum, n, correct, no acc
-    loss_sum, total, correct, no_acc = reduce(stats).tolist()
+    if ddp:
+        stats = reduce(torch.tensor([loss_sum, total, correct, no_acc], dtype=torch.float64))
+        loss_sum, total, correct, no_acc = stats.tolist()
     return {"loss": loss_sum / total, "accuracy": correct / total if no_acc == 0 else None}
 
 
@@ -187,95 +250,28 @@ def predict(model: nn.Module, x: torch.Tensor, device=None, batch_size: int = 10
     return torch.cat(outs)
 
 
-def _make_optimizer(model, cfg: TrainConfig, params=None):
-    """The optimizer named by ``cfg.optimizer`` over ``params`` (default: the trainable parameters;
-    or parameter groups, each with its own ``lr``, as ``course_lib.finetune`` builds them)."""
-    params = [p for p in model.parameters() if p.requires_grad] if params is None else params
-    if not params:
-        raise ValueError("the model has no trainable parameters (all requires_grad=False).")
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
-    opt = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
-    return opt(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+@torch.no_grad()
+def embed(model, x: torch.Tensor, device=None, batch_size: int = 1024) -> torch.Tensor:
+    """Frozen representations of ``x`` ``(N, ...)`` -> ``(N, D)`` on the CPU, in eval mode.
 
-
-def _make_scheduler(optimizer, cfg: TrainConfig, train_data):
-    """Per-step learning-rate schedule from ``cfg.schedule`` (None for "constant")."""
-    if cfg.schedule == "constant":
-        return None
-    if isinstance(train_data, (tuple, list)) and len(train_data) == 2:
-        per_epoch = math.ceil(len(train_data[0]) / cfg.batch_size)
-    else:
-        per_epoch = len(train_data)                  # a DataLoader knows its length
-    total = per_epoch * cfg.epochs
-    if cfg.schedule == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=total)
-    warm = int(cfg.warmup * total)
-
-    def factor(step):                                 # linear warm-up, then cosine to zero
-        if step < warm:
-            return (step + 1) / warm
-        return 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
-def _epoch_batches(data, batch_size: int, device, generator, ddp: bool):
-    """``(inputs, targets, n)`` for every step of an epoch; ``n`` counts this rank's examples.
-
-    Under DDP every rank draws the same permutation from the same seeded ``generator``, builds the
-    same global batch and keeps its :func:`~course_lib.distributed.shard`. A rank whose share is
-    empty (a last batch smaller than the world size) gets one example of the batch with ``n = 0``:
-    its forward and backward pass still run, weighted by zero, so that DDP's gradient all-reduce,
-    which every rank must join, does not wait for it forever.
+    Uses ``model.embed`` — every course model names its representation so: LeNet's penultimate
+    features, SimCLR's ``h``, an autoencoder's code — and calls ``model`` itself when it has no
+    ``embed`` (a bare encoder module, or any callable). :func:`predict` gives the outputs instead.
     """
-    tensors = _is_tensor_pair(data)
-    for xb, yb in batches(data, batch_size, device, shuffle=True, generator=generator):
-        if not (ddp and tensors):                    # one process, or a DistributedSampler's batch
-            yield xb, yb, len(yb)
-            continue
-        xs, ys = distributed.shard(xb), distributed.shard(yb)          # (B, ...) -> (B_rank, ...)
-        yield (xs, ys, len(ys)) if len(ys) else (xb[:1], yb[:1], 0)
+    device = get_device(device)
+    fn = getattr(model, "embed", model)
+    module = model if isinstance(model, nn.Module) else None
+    was_training = module.training if module is not None else False
+    if module is not None:
+        module.to(device).eval()
+    feats = [fn(x[i:i + batch_size].to(device)).float().flatten(1).cpu()      # (b, ...) -> (b, D)
+             for i in range(0, len(x), batch_size)]
+    if module is not None:
+        module.train(was_training)
+    return torch.cat(feats)
 
 
-def _ddp_step_terms(loss, n_local: int, c, world: int):
-    """All-reduce one step's loss, example and correct counts; weight the loss for DDP's average.
-
-    Returns the weighted loss to back-propagate, and the global mean loss, example count and
-    correct count (None unless every rank has class logits), which are the same on every rank.
-    """
-    local_sum = loss.item() * n_local if n_local else 0.0   # a zero-weighted stand-in adds nothing
-    stats = torch.tensor([local_sum, n_local, (c or 0) if n_local else 0, float(c is None)],
-                         dtype=torch.float64)
-    loss_sum, n, correct, no_acc = distributed.all_reduce_sum(stats).tolist()
-    n = int(n)
-    return (loss * distributed.loss_weight(n_local, n, world), loss_sum / n, n,
-            None if no_acc else int(correct))
-
-
-def _check_ddp(train_data, device):
-    if not _is_tensor_pair(train_data) and not distributed.uses_distributed_sampler(train_data):
-        raise ValueError(
-            f"train_data is a {type(train_data).__name__} without a DistributedSampler, but this is a "
-            f"distributed run (world size {distributed.world_size()}): every rank would train on the "
-            "same batches, and the ranks could take different numbers of steps. Pass tensors "
-            "(x, y) — fit then splits each global batch across the ranks — or build the loader with "
-            "sampler=torch.utils.data.distributed.DistributedSampler(dataset) (its batch_size is "
-            "then per rank; fit calls sampler.set_epoch every epoch).")
-    if torch.distributed.get_backend() == "nccl" and device.type != "cuda":
-        raise ValueError(f"device={str(device)!r} but the process group uses nccl, which needs CUDA "
-                         "tensors; use the GPU of this rank or init_from_env(backend='gloo').")
-
-
-def _wrap_ddp(model: nn.Module, device) -> nn.Module:
-    """``DistributedDataParallel(model)``; it copies rank 0's weights and buffers to every rank."""
-    from torch.nn.parallel import DistributedDataParallel
-
-    if device.type == "cuda":
-        index = device.index if device.index is not None else torch.cuda.current_device()
-        return DistributedDataParallel(model, device_ids=[index])
-    return DistributedDataParallel(model)
-
-
+# --------------------------------------------------------------------------- the loop
 def fit(model: nn.Module, train_data, val_data=None, *, loss_fn: Callable | None = None,
         config: TrainConfig | None = None, device=None, optimizer=None, scheduler=None,
         transform: Callable | None = None, callbacks: Iterable[Callable] = ()) -> History:
@@ -290,30 +286,23 @@ def fit(model: nn.Module, train_data, val_data=None, *, loss_fn: Callable | None
         ``loss_fn(output, targets) -> scalar tensor``.
     config : TrainConfig
     optimizer : torch.optim.Optimizer, optional
-        Overrides the one built from ``config`` (e.g. per-layer learning rates).
+        Overrides :func:`build_optimizer` (e.g. per-layer learning rates).
     scheduler : optional learning-rate scheduler, stepped after every optimisation step;
-        by default built from ``config.schedule``.
+        by default :func:`build_scheduler`.
     transform : callable, optional
         Applied to each input batch on the device before the forward pass (augmentation).
     callbacks : callables ``f(epoch, history, model)``; one returning True stops training.
 
     Distributed data parallelism
     ----------------------------
-    Under ``torchrun``, after :func:`course_lib.distributed.init_from_env`, ``fit`` wraps ``model``
-    in :class:`~torch.nn.parallel.DistributedDataParallel` (which first copies rank 0's weights
-    to every rank). Every rank draws the same seeded permutation; each global batch of
-    ``config.batch_size`` examples is split across the ranks, and each rank's mean loss is weighted
-    by ``local_n * world / global_n`` so that DDP's averaged gradient is the mean over the global
-    batch, the last uneven batch included. The weights, the History (``train_loss``, ``train_acc``,
-    ``step_loss``, ``val_*``: global values) and early-stopping decisions are therefore the same on
-    every rank and equal, up to floating-point rounding, to a one-process run with the same global
-    batch — for a loss that is a mean over examples. The model you passed is trained in place and
-    stays a plain module. Progress bars show on rank 0 only; callbacks run on every rank (save
-    files only when ``distributed.is_main()``), and training stops when any rank's callback asks.
-    ``train_data`` given as a DataLoader needs a ``DistributedSampler``. Not reproduced exactly:
-    ``nn.BatchNorm*`` statistics (per rank; use ``nn.SyncBatchNorm.convert_sync_batchnorm``),
-    dropout and ``transform`` randomness (each rank's own generator), and losses that couple the
-    examples of a batch. Every parameter that requires a gradient must receive one in each step.
+    Under ``torchrun``, after :func:`course_lib.distributed.init_from_env`, every rank draws the
+    same seeded permutation, keeps its share of each global batch of ``config.batch_size`` and
+    weights its loss by its share, so the weights and the History (global values) are the same on
+    every rank and equal, up to rounding, to a one-process run (for a loss that is a mean over
+    examples; not for batch-norm statistics, dropout or ``transform`` randomness). ``model`` is
+    trained in place and stays a plain module; progress shows on rank 0; callbacks run on every
+    rank and training stops when any asks. A DataLoader needs a ``DistributedSampler``. Details
+    and caveats: :mod:`course_lib.distributed`.
     """
     cfg = config or TrainConfig()
     device = get_device(device)
@@ -321,30 +310,32 @@ def fit(model: nn.Module, train_data, val_data=None, *, loss_fn: Callable | None
     model.to(device)
     ddp = distributed.is_distributed()
     if ddp:
-        _check_ddp(train_data, device)
-    optimizer = optimizer or _make_optimizer(model, cfg)
-    scheduler = scheduler or _make_scheduler(optimizer, cfg, train_data)
+        distributed.check_train_data(train_data, device)
+    optimizer = optimizer or build_optimizer(model, cfg)
+    scheduler = scheduler or build_scheduler(optimizer, cfg, _steps_per_epoch(train_data, cfg.batch_size))
     scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp and device.type == "cuda"
                                   and not torch.cuda.is_bf16_supported())
-    net = _wrap_ddp(model, device) if ddp else model   # ``model`` stays the plain module
+    net = distributed.wrap(model, device) if ddp else model   # ``model`` stays the plain module
     gen = torch.Generator().manual_seed(cfg.seed)      # same seed, same permutation on every rank
+    split = ddp and _is_tensor_pair(train_data)        # else a DistributedSampler splits the data
     hist, best, best_state, bad_epochs = History(), float("inf"), None, 0
-    bar = tqdm(range(1, cfg.epochs + 1), desc="epochs", disable=not cfg.progress or not distributed.is_main(),
-               leave=False)
+    bar = tqdm(range(1, cfg.epochs + 1), desc="epochs", leave=False,
+               disable=not cfg.progress or not distributed.is_main())
     for epoch in bar:
         t0, seen, loss_sum, correct, has_acc = time.perf_counter(), 0, 0.0, 0, True
         net.train()
         if ddp and hasattr(getattr(train_data, "sampler", None), "set_epoch"):
             train_data.sampler.set_epoch(epoch)            # a new DistributedSampler shuffle per epoch
-        for xb, yb, n in _epoch_batches(train_data, cfg.batch_size, device, gen, ddp):
+        for xb, yb in batches(train_data, cfg.batch_size, device, shuffle=True, generator=gen):
+            xb, yb, n = distributed.shard_batch(xb, yb) if split else (xb, yb, len(yb))
             if transform is not None:
                 xb = transform(xb)
             with autocast(device, cfg.amp):
                 out = net(xb)
                 loss = loss_fn(out, yb)
-            c = _accuracy_terms(out, yb)
+            c = _correct(out, yb)
             if ddp:                                    # global values, identical on every rank
-                loss, batch_loss, n, c = _ddp_step_terms(loss, n, c, distributed.world_size())
+                loss, batch_loss, n, c = distributed.reduce_step(loss, n, c)
             else:
                 batch_loss = loss.item()
             if not math.isfinite(batch_loss):
@@ -361,14 +352,12 @@ def fit(model: nn.Module, train_data, val_data=None, *, loss_fn: Callable | None
                 scheduler.step()
             seen, loss_sum = seen + n, loss_sum + batch_loss * n
             hist.step_loss.append(batch_loss)
-            has_acc = has_acc and c is not None
-            correct += c or 0
+            has_acc, correct = has_acc and c is not None, correct + (c or 0)
         hist.epoch.append(epoch)
         hist.train_loss.append(loss_sum / seen)
         hist.train_acc.append(correct / seen if has_acc else None)
         if val_data is not None:
-            ev = (_evaluate_ddp(model, val_data, loss_fn, device, amp=cfg.amp) if ddp
-                  else evaluate(model, val_data, loss_fn, device, amp=cfg.amp))
+            ev = evaluate(model, val_data, loss_fn, device, amp=cfg.amp, ddp=ddp)
             hist.val_loss.append(ev["loss"])
             hist.val_acc.append(ev["accuracy"])
         hist.seconds.append(time.perf_counter() - t0)
@@ -384,7 +373,7 @@ def fit(model: nn.Module, train_data, val_data=None, *, loss_fn: Callable | None
         stop = any(cb(epoch, hist, model) for cb in callbacks)
         stop = stop or (cfg.patience is not None and bad_epochs > cfg.patience)
         if ddp:                                        # all ranks stop together, or none does
-            stop = distributed.all_reduce_sum(torch.tensor([float(stop)])).item() > 0
+            stop = distributed.any_rank(stop)
         if stop:
             break
     if best_state is not None:                      # early stopping keeps the best weights

@@ -44,7 +44,7 @@ from tqdm.auto import tqdm
 
 from .device import get_device
 
-__all__ = ["tokenize", "Vocab", "keep_probability", "subsample", "negative_distribution",
+__all__ = ["tokenize", "first_tokens", "Vocab", "keep_probability", "subsample", "negative_distribution",
            "sample_negatives", "skipgram_pairs", "sgns_loss", "sgns_gradients", "SGNSConfig",
            "SGNS", "SGNSHistory", "train_sgns", "most_similar", "to_keyed_vectors",
            "evaluate_embeddings", "save_word2vec_format", "load_word2vec_format",
@@ -121,6 +121,28 @@ class Vocab:
 
 
 # --------------------------------------------------------------------------- subsampling
+def first_tokens(documents: Sequence[Sequence[str]], n: int | None) -> list:
+    """The first ``n`` tokens of a tokenised corpus, as documents (the last one cut): a prefix of
+    the corpus for short runs. ``n=None`` keeps everything.
+
+    Examples
+    --------
+    >>> first_tokens([["a", "b"], ["c", "d"], ["e"]], 3)
+    [['a', 'b'], ['c']]
+    """
+    if n is None:
+        return list(documents)
+    if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
+        raise ValueError(f"n={n!r} must be a positive integer (or None for every token).")
+    kept, total = [], 0
+    for doc in documents:
+        if total >= n:
+            break
+        kept.append(doc[:n - total])
+        total += len(kept[-1])
+    return kept
+
+
 def keep_probability(counts: np.ndarray, sample: float = 1e-3) -> np.ndarray:
     """Probability of keeping each occurrence of a word (frequent-word subsampling).
 
