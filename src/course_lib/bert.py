@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 import torch
@@ -399,14 +399,19 @@ class BertModel(nn.Module):
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike | None = None, device=None,
-                        add_pooling_layer: bool = True) -> "BertModel":
+                        add_pooling_layer: bool = True,
+                        attn_implementation: str | None = None) -> "BertModel":
         """Build the model from a checkpoint's ``config.json`` and load its weights.
 
         ``name_or_path``: a folder, a hub name such as ``"bert-base-uncased"`` (online only), or None
-        for the offline package (see :func:`locate_checkpoint`).
+        for the offline package (see :func:`locate_checkpoint`). ``attn_implementation``: "sdpa"
+        (default) or "eager", as transformers' argument of the same name.
         """
         folder = locate_checkpoint(name_or_path)
-        model = cls(BertConfig.from_json(folder), add_pooling_layer=add_pooling_layer)
+        config = BertConfig.from_json(folder)
+        if attn_implementation is not None:
+            config = replace(config, attn_implementation=attn_implementation)
+        model = cls(config, add_pooling_layer=add_pooling_layer)
         _load_into(model, load_state(folder), prefix="")
         return model.to(get_device(device)).eval()
 
