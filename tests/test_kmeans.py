@@ -316,3 +316,22 @@ def test_relocation_of_several_empty_clusters():
     km._relocate_empty(x, labels, sq, sums, counts)
     assert counts.tolist() == [2.0, 1.0, 1.0, 1.0]
     assert sums[:, 0].tolist() == [12.0, 20.0, 0.0, 1.0]            # farthest: 20, then 0, then 1
+
+
+def test_threads_over_chunks_give_the_single_thread_result(digits):
+    # with several torch threads, fit splits the chunks between worker threads (own partial sums,
+    # added in a fixed order): same labels and iterations as one thread, centres to round-off
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = KMeans(10, n_init=2, random_state=3, batch_size=64, device="cpu").fit(digits)
+        torch.set_num_threads(2)
+        two = KMeans(10, n_init=2, random_state=3, batch_size=64, device="cpu").fit(digits)
+        again = KMeans(10, n_init=2, random_state=3, batch_size=64, device="cpu").fit(digits)
+    finally:
+        torch.set_num_threads(threads)
+    assert (one.labels_ == two.labels_).all() and one.n_iter_ == two.n_iter_
+    assert np.allclose(one.cluster_centers_, two.cluster_centers_, atol=1e-10)
+    assert two.inertia_ == pytest.approx(one.inertia_, rel=1e-12)
+    assert np.array_equal(two.cluster_centers_, again.cluster_centers_)   # deterministic per thread count
+    assert torch.get_num_threads() == threads

@@ -119,17 +119,17 @@ def _cache_bytes(level: int = 2, default: int = 2 ** 20) -> int:
 def lloyd_batch_size(n_features: int, n_clusters: int, element_size: int = 4, device=None) -> int:
     """Rows per chunk of the Lloyd loop.
 
-    On a CPU, a chunk of ``X`` and its ``(chunk, k)`` distance block should stay in the cores' L2
-    caches between the matrix product, the argmin and the centre sums that read them (one pass over
-    memory per iteration); split over the threads, half of each core's L2 holds its share. At least
-    1,024 rows, so that each operation's fixed cost (and its thread start-up) stays small. On a GPU
+    On a CPU, a chunk of ``X`` and its ``(chunk, k)`` distance block should stay in the core's L2
+    cache between the matrix product, the argmin and the centre sums that read them (one pass over
+    memory per iteration); each thread works on its own chunks, so half of one core's L2 holds one.
+    At least 1,024 rows, so that each operation's fixed cost stays small. On a GPU
     the chunk is bounded by memory only (:func:`auto_batch_size`).
     """
     device = torch.device(device) if device is not None else torch.device("cpu")
     if device.type != "cpu":
         return auto_batch_size(n_clusters, element_size)
     per_row = element_size * (n_features + n_clusters)
-    return max(1024, _cache_bytes(2) * torch.get_num_threads() // (2 * per_row))
+    return max(1024, _cache_bytes(2) // (2 * per_row))
 
 
 # --------------------------------------------------------------------------- distances
@@ -156,7 +156,7 @@ def squared_distances(x: torch.Tensor, centers: torch.Tensor) -> torch.Tensor:
     return (d + x_sq).clamp_(min=0)
 
 
-def _e_step(x, centers, batch_size, labels, partial, sums=None, inertia=False):
+def _e_step(x, centers, batch_size, labels, partial, sums=None, inertia=False, pool=None):
     """The chunked E-step, the one loop over the data that every pass of k-means makes.
 
     For each chunk of ``batch_size`` rows: one matrix product gives ``||c_j||^2 - 2 x.c_j`` (the
@@ -164,6 +164,10 @@ def _e_step(x, centers, batch_size, labels, partial, sums=None, inertia=False):
     labels, and, while the chunk is still in cache, optionally the centre sums of the M-step
     (``index_add_``: a sum per cluster, no Python-level work) and the exact inertia
     ``sum ||x - c_label||^2`` (explicit differences, as scikit-learn's, accumulated in float64).
+
+    With a thread ``pool`` (CPU), chunk ``i`` goes to worker ``i % workers``, each with its own
+    distance block and partial sums, added in a fixed order at the end (scikit-learn's scheme:
+    threads over chunks, one synchronisation per pass, deterministic for a given thread count).
 
     Parameters
     ----------
@@ -175,23 +179,53 @@ def _e_step(x, centers, batch_size, labels, partial, sums=None, inertia=False):
     sums : Tensor of shape (K, D), optional, accumulated into: the sum of each cluster's members
     inertia : bool
         Also return the inertia, a 0-d float64 tensor on ``x``'s device (no host transfer).
+    pool : _ChunkPool, optional
     """
     c_sq = (centers * centers).sum(1)[None, :]                    # (1, K)
     c_t = centers.T                                               # (D, K), a view
-    d = torch.empty(min(batch_size, len(x)), len(centers), dtype=x.dtype, device=x.device)  # (b, K)
-    total = torch.zeros((), dtype=torch.float64, device=x.device)
-    for s in range(0, len(x), batch_size):
-        xb = x[s:s + batch_size]                                  # (b, D), a view
-        e = s + len(xb)
-        db = d[:len(xb)]
-        torch.addmm(c_sq, xb, c_t, alpha=-2.0, out=db)            # (b, D) @ (D, K) -> (b, K)
-        torch.min(db, 1, out=(partial[s:e], labels[s:e]))         # (b,), (b,)
-        if sums is not None:
-            sums.index_add_(0, labels[s:e], xb)                   # (K, D) += members of the chunk
-        if inertia:
-            diff = xb - centers[labels[s:e]]                      # (b, D)
-            total += (diff * diff).sum(dtype=torch.float64)
-    return total
+    starts = range(0, len(x), batch_size)
+
+    def run(chunk_starts, own_sums):
+        d = torch.empty(min(batch_size, len(x)), len(centers), dtype=x.dtype, device=x.device)  # (b, K)
+        total = torch.zeros((), dtype=torch.float64, device=x.device)
+        for s in chunk_starts:
+            xb = x[s:s + batch_size]                              # (b, D), a view
+            e = s + len(xb)
+            db = d[:len(xb)]
+            torch.addmm(c_sq, xb, c_t, alpha=-2.0, out=db)        # (b, D) @ (D, K) -> (b, K)
+            torch.min(db, 1, out=(partial[s:e], labels[s:e]))     # (b,), (b,)
+            if own_sums is not None:
+                own_sums.index_add_(0, labels[s:e], xb)           # (K, D) += members of the chunk
+            if inertia:
+                diff = xb - centers[labels[s:e]]                  # (b, D)
+                total += (diff * diff).sum(dtype=torch.float64)
+        return total
+
+    if pool is None or len(starts) < 2:
+        return run(starts, sums)
+    w = pool.workers
+    parts = [None if sums is None else torch.zeros_like(sums) for _ in range(w)]
+    totals = pool.map(lambda i: run(starts[i::w], parts[i]), range(w))
+    if sums is not None:
+        for part in parts:                                        # fixed order: deterministic
+            sums += part
+    return sum(totals)
+
+
+class _ChunkPool:
+    """``workers`` CPU threads for :func:`_e_step`, each running torch on one thread (the ops
+    release the GIL, so the threads compute at once)."""
+
+    def __init__(self, workers: int):
+        from concurrent.futures import ThreadPoolExecutor
+        self.workers = workers
+        self._pool = ThreadPoolExecutor(workers, initializer=torch.set_num_threads, initargs=(1,))
+
+    def map(self, fn, items):
+        return list(self._pool.map(fn, items))
+
+    def close(self):
+        self._pool.shutdown()
 
 
 def assign(x: torch.Tensor, centers: torch.Tensor, batch_size: int | None = None):
@@ -238,7 +272,7 @@ def _relocate_empty(x, labels, sq_dist, sums, counts):
     counts.copy_(torch.where(empty, torch.ones_like(counts), counts))
 
 
-def _lloyd(x, centers, max_iter, tol_abs, batch_size, x_sq, sync_every=1):
+def _lloyd(x, centers, max_iter, tol_abs, batch_size, x_sq, sync_every=1, pool=None):
     """Lloyd's iterations from ``centers``; mirrors scikit-learn's ``_kmeans_single_lloyd``.
 
     Stops when no label changes (strict convergence) or when the squared centre shift, summed, is
@@ -262,7 +296,7 @@ def _lloyd(x, centers, max_iter, tol_abs, batch_size, x_sq, sync_every=1):
     on_cpu = x.device.type == "cpu"
     for it in range(1, max_iter + 1):
         sums.zero_()
-        _e_step(x, centers, batch_size, labels, partial, sums=sums)         # E-step + sums
+        _e_step(x, centers, batch_size, labels, partial, sums=sums, pool=pool)   # E-step + sums
         counts = torch.bincount(labels, minlength=k).to(x.dtype)            # (K,)
         if not on_cpu or not bool(counts.all()):
             _relocate_empty(x, labels, (partial + x_sq).clamp_(min=0), sums, counts)
@@ -276,7 +310,7 @@ def _lloyd(x, centers, max_iter, tol_abs, batch_size, x_sq, sync_every=1):
         if it % sync_every == 0 and bool(frozen):
             break
         labels, labels_old = labels_old, labels                             # swap the buffers
-    inertia = _e_step(x, centers, batch_size, labels, partial, inertia=True)  # labels of the final centres
+    inertia = _e_step(x, centers, batch_size, labels, partial, inertia=True, pool=pool)  # final labels
     return centers, labels, float(inertia), int(n_iter)
 
 
@@ -566,17 +600,25 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         x_sq = (x * x).sum(1)                                     # (N,) for the empty-cluster rule
         sync_every = 1 if x.device.type == "cpu" else 10
         gen = torch.Generator().manual_seed(_seed(self.random_state))
+        # on a CPU, torch's threads split the chunks between them (one pool for the whole fit)
+        threads = torch.get_num_threads()
+        pool = (_ChunkPool(threads) if x.device.type == "cpu" and threads > 1
+                and len(x) >= 2 * batch_size else None)
         best = None
-        for _ in tqdm(range(n_init), desc="k-means restarts", disable=not self.progress, leave=False):
-            if not isinstance(init, str):
-                c0 = init.clone()
-            elif init == "k-means++":
-                c0, _ = _kmeans_plusplus(x, k, gen, batch_size=auto_batch_size(k, x.element_size()))
-            else:
-                c0 = x[torch.randperm(len(x), generator=gen)[:k].to(x.device)].clone()
-            run = _lloyd(x, c0, self.max_iter, tol_abs, batch_size, x_sq, sync_every)
-            if best is None or run[2] < best[2]:
-                best = run
+        try:
+            for _ in tqdm(range(n_init), desc="k-means restarts", disable=not self.progress, leave=False):
+                if not isinstance(init, str):
+                    c0 = init.clone()
+                elif init == "k-means++":
+                    c0, _ = _kmeans_plusplus(x, k, gen, batch_size=auto_batch_size(k, x.element_size()))
+                else:
+                    c0 = x[torch.randperm(len(x), generator=gen)[:k].to(x.device)].clone()
+                run = _lloyd(x, c0, self.max_iter, tol_abs, batch_size, x_sq, sync_every, pool)
+                if best is None or run[2] < best[2]:
+                    best = run
+        finally:
+            if pool is not None:
+                pool.close()
         centers, labels, inertia, n_iter = best
         self._dtype = x.dtype
         self._dtype_np = np.float64 if x.dtype == torch.float64 else np.float32
