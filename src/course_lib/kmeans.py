@@ -12,13 +12,18 @@ its mean (that is the k-medians problem), see :func:`objective` and :func:`geome
 
 What the notebook imports from here:
 
-- :class:`KMeans` — scikit-learn-like estimator (``fit``/``predict``/``fit_predict``/``transform``,
-  fitted attributes ``cluster_centers_``, ``labels_``, ``inertia_``, ``n_iter_``), computed on any
-  ``device`` in chunks of ``batch_size`` rows so that the ``(chunk, k)`` distance block fits a
-  memory budget; float32 and float64;
+- :class:`KMeans` — a scikit-learn estimator (``BaseEstimator``, ``ClusterMixin``,
+  ``TransformerMixin``; ``fit``/``predict``/``fit_predict``/``transform``/``fit_transform``, fitted
+  attributes ``cluster_centers_``, ``labels_``, ``inertia_``, ``n_iter_``; it passes scikit-learn's
+  ``check_estimator``), computed on any ``device``; float32 and float64. Its Lloyd loop makes one
+  pass over the data per iteration (:func:`_e_step`): per chunk of rows, one matrix product for the
+  distances, the argmin, and the centre sums by ``index_add_`` while the chunk is in cache; on a
+  CPU the chunk fits the L2 cache (:func:`lloyd_batch_size`) and threads split the chunks; on a
+  GPU the stopping test stays on the device (no host round trip per iteration);
 - :func:`kmeans_plusplus` — greedy k-means++ seeding (as scikit-learn: ``2 + floor(ln k)`` candidate
   draws per centre, keep the one that lowers the potential most);
-- :func:`squared_distances`, :func:`assign` — the chunked ``||x||^2 - 2 x.c + ||c||^2`` computation;
+- :func:`squared_distances`, :func:`assign` — the chunked ``||x||^2 - 2 x.c + ||c||^2`` computation
+  (``assign`` runs the same E-step as the estimator);
 - :func:`objective` — the k-means objective (``squared=True``) or the k-medians one;
 - :func:`geometric_median` — Weiszfeld's algorithm, the minimiser of the unsquared objective;
 - :func:`silhouette_samples`, :func:`silhouette_score` — ``s(i) = (b_i - a_i) / max(a_i, b_i)``;

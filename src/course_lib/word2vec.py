@@ -10,8 +10,11 @@ What the chapter teaches, as code the notebook imports:
 - :func:`skipgram_pairs` — (center, context) pairs inside a randomly shrunk window;
 - :func:`sgns_loss` and :func:`sgns_gradients` — the objective
   ``-log σ(u_o·v_c) - Σ_k log σ(-u_k·v_c)`` and its gradient, derived by hand;
-- :class:`SGNS` and :func:`train_sgns` — batched SGNS in PyTorch (analytic SGD updates with
-  ``index_add_``, linearly decayed learning rate as in word2vec), GPU-ready through ``device``;
+- :class:`SGNS` and :func:`train_sgns` — batched SGNS in PyTorch: a chunk's negatives drawn in one
+  go, steps of many (center, context) pairs that gather the touched rows, apply the analytic
+  gradients and scatter them back (``index_put_(accumulate=True)``, no dense gradient), a linearly
+  decayed learning rate as in word2vec, ``workers`` Hogwild threads on a CPU as gensim's, and
+  GPU-ready through ``device``;
 - :func:`most_similar`, :func:`to_keyed_vectors`, :func:`evaluate_embeddings`,
   :func:`save_word2vec_format` / :func:`load_word2vec_format` — neighbours, analogies (3CosAdd),
   gensim's evaluation protocol, and the standard word2vec file format.
