@@ -7,7 +7,9 @@ The chapter's ``full`` configuration (notebooks/06_kmeans.py):
 - speed: MNIST training digits shifted at random by up to 2 pixels (``cnn.random_shift``) to make
   N = 10,000 / 100,000 / 1,000,000 real images, projected on their first 64 principal components;
   k = 16, both started from the same centres, 20 Lloyd iterations (``tol=0``), timed in the same
-  run. The CPU record is at the largest N; the GPU record is scikit-learn (CPU) over ours (GPU).
+  run at the same number of threads (torch's count, scikit-learn's pools limited to it with
+  threadpoolctl; best of 2 interleaved runs; at the largest N also at 1 thread, in the note). The CPU
+  record is at the largest N; the GPU record is scikit-learn (CPU) over ours (GPU).
 """
 from __future__ import annotations
 
@@ -32,8 +34,35 @@ GOALS = common.goals(
          "scikit-learn on the CPU over our k-means on the GPU, 1,000,000 x 64, k = 16, 20 iterations",
          cpu=False),
 )
-FULL = dict(n_init=10, seeds=5, sizes=[10_000, 100_000, 1_000_000], k_bench=16, iters=20)
-TINY = dict(n_init=2, seeds=1, sizes=[2_000], k_bench=16, iters=5)
+FULL = dict(n_init=10, seeds=5, sizes=[10_000, 100_000, 1_000_000], k_bench=16, iters=20, reps=2)
+TINY = dict(n_init=2, seeds=1, sizes=[2_000], k_bench=16, iters=5, reps=1)
+
+
+def _timed_pair(X, start, k, iters, threads, reps):
+    """Seconds of scikit-learn's and our Lloyd loop at the same number of threads (scikit-learn's
+    OpenMP/BLAS pools through threadpoolctl, torch's through set_num_threads), best of ``reps``
+    interleaved runs (the best is the least disturbed by other jobs on a shared machine)."""
+    import torch
+    from sklearn.cluster import KMeans as SKKMeans
+    from threadpoolctl import threadpool_limits
+
+    from course_lib.kmeans import KMeans
+
+    before = torch.get_num_threads()
+    sk, ours = [], []
+    try:
+        torch.set_num_threads(threads)
+        with threadpool_limits(threads):
+            for _ in range(reps):
+                with common.Timer() as tb:
+                    SKKMeans(k, init=start, n_init=1, max_iter=iters, tol=0).fit(X)
+                with common.Timer() as ta:
+                    KMeans(k, init=start, max_iter=iters, tol=0, device="cpu").fit(X)
+                sk.append(tb.seconds)
+                ours.append(ta.seconds)
+    finally:
+        torch.set_num_threads(before)
+    return min(sk), min(ours)
 
 
 def records(tiny: bool = False, cpu_only: bool = False) -> list[dict]:
@@ -76,17 +105,17 @@ def records(tiny: bool = False, cpu_only: bool = False) -> list[dict]:
     V64 = torch.as_tensor(np.linalg.svd(flat_train - mu, full_matrices=False)[2][:64].T, dtype=torch.float32)
     mu_t = torch.as_tensor(mu, dtype=torch.float32)
     k, iters = cfg["k_bench"], cfg["iters"]
+    threads = torch.get_num_threads()                       # the same count on both sides
     rows, Xbig = [], None
     for n in cfg["sizes"]:
         reps = -(-n // len(pool))
         # as the notebook, one shifted copy of the pool after another, projected copy by copy
         Xb = torch.cat([(cnn.random_shift(pool, 2, gen).flatten(1) - mu_t) @ V64 for _ in range(reps)])[:n].numpy()
         start = Xb[:k].copy()
-        with common.Timer() as tb:
-            SKKMeans(k, init=start, n_init=1, max_iter=iters, tol=0).fit(Xb)
-        with common.Timer() as ta:
-            KMeans(k, init=start, max_iter=iters, tol=0, device="cpu").fit(Xb)
-        row = {"n": n, "sklearn": tb.seconds, "ours_cpu": ta.seconds}
+        row = {"n": n}
+        for nt in ([threads, 1] if n == cfg["sizes"][-1] and threads > 1 else [threads]):
+            sk, ours = _timed_pair(Xb, start, k, iters, nt, reps=cfg["reps"])
+            row.update({"sklearn": sk, "ours_cpu": ours} if nt == threads else {"sklearn_1": sk, "ours_cpu_1": ours})
         if device.type == "cuda":
             KMeans(k, init=start, max_iter=2, tol=0, device=device).fit(Xb)    # warm-up
             torch.cuda.synchronize()
@@ -98,6 +127,10 @@ def records(tiny: bool = False, cpu_only: bool = False) -> list[dict]:
     last = rows[-1]
     table = "; ".join(f"N={r['n']:,}: ours {r['ours_cpu']:.2f} s, sklearn {r['sklearn']:.2f} s"
                       + (f", ours GPU {r['ours_gpu']:.3f} s" if "ours_gpu" in r else "") for r in rows)
+    table = f"{threads} threads for both (torch; scikit-learn via threadpoolctl), best of {cfg['reps']}: " + table
+    if "ours_cpu_1" in last:
+        table += (f"; 1 thread for both at N={last['n']:,}: ours {last['ours_cpu_1']:.2f} s, sklearn "
+                  f"{last['sklearn_1']:.2f} s (ratio {last['ours_cpu_1'] / last['sklearn_1']:.2f})")
     speed_data = (f"{tag}{last['n']:,} MNIST digits randomly shifted, PCA-64 ({mnist.protocol.split(';')[0]}), "
                   f"k = {k}, {iters} iterations")
     out.append(common.record(GOALS["kmeans_seconds_over_sklearn"], last["ours_cpu"] / last["sklearn"],

@@ -4,12 +4,16 @@ The chapter's ``full`` configuration (notebooks/04_word2vec.py): ``load_text_cor
 reachable, else the Wikipedia extract packaged in gensim), ``tokenize``, ``Vocab.build(min_count=5)``,
 ``SGNSConfig(dim=100, window=5, negative=5, ns_exponent=0.75, sample=1e-3, epochs=5 on text8 / 20 on
 the extract, lr=0.025, min_lr=1e-4, batch_size=4096 on a GPU / 1024 on a CPU, seed=0)``; gensim
-``Word2Vec`` with the same hyper-parameters (sg=1, hs=0, workers=2), on the same tokens cut into
-pieces of 10,000. Both are evaluated by ``word2vec.evaluate_embeddings`` (gensim's own evaluation
+``Word2Vec`` with the same hyper-parameters (sg=1, hs=0), on the same tokens cut into pieces of
+10,000. Throughput at the same thread count on both sides: our ``workers`` (Hogwild threads, one
+torch thread each) against gensim's ``workers``, at 1 and at the machine's torch thread count (the
+record); the WordSim-353 gap is the one-worker run's (deterministic by seed). Both are evaluated by ``word2vec.evaluate_embeddings`` (gensim's own evaluation
 functions) on WordSim-353. Throughput is words of the corpus (in vocabulary) x epochs / seconds,
 both timed in the same run.
 """
 from __future__ import annotations
+
+import dataclasses
 
 import math
 import sys
@@ -67,21 +71,37 @@ def records(tiny: bool = False, cpu_only: bool = False) -> list[dict]:
         lr=0.025, min_lr=1e-4,
         batch_size=FULL_GPU_BATCH if device.type == "cuda" else FULL_CPU_BATCH, seed=0)
 
-    t0 = time.perf_counter()
-    model, _history = w2v.train_sgns(docs, vocab, cfg, device=device, progress=False)
-    scratch_seconds = time.perf_counter() - t0
+    # the same number of threads on both sides: our workers (one torch thread each) against
+    # gensim's workers, at 1 and at the machine's torch thread count
+    import torch
+    counts = sorted({1, max(1, torch.get_num_threads())}) if device.type == "cpu" else [1]
+    seconds, models = {}, {}
+    for nt in counts:
+        run_cfg = dataclasses.replace(cfg, workers=nt, cpu_threads=1)
+        t0 = time.perf_counter()
+        models[nt], _history = w2v.train_sgns(docs, vocab, run_cfg, device=device, progress=False)
+        seconds[("ours", nt)] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        gensim_sg = Word2Vec(_gensim_sentences(tokens), vector_size=cfg.dim, window=cfg.window,
+                             negative=cfg.negative, ns_exponent=cfg.ns_exponent, sample=cfg.sample,
+                             min_count=min_count, alpha=cfg.lr, min_alpha=cfg.min_lr, epochs=cfg.epochs,
+                             sg=1, hs=0, workers=nt, seed=cfg.seed)
+        seconds[("gensim", nt)] = time.perf_counter() - t0
+    top = counts[-1]                                        # the record: the most threads, both sides
+    model = models[1]                                       # one worker: deterministic by seed
+    scratch_seconds, gensim_seconds = seconds[("ours", top)], seconds[("gensim", top)]
     scratch_kv = w2v.to_keyed_vectors(vocab.words, model.vectors())
-
-    t0 = time.perf_counter()
-    gensim_sg = Word2Vec(_gensim_sentences(tokens), vector_size=cfg.dim, window=cfg.window,
-                         negative=cfg.negative, ns_exponent=cfg.ns_exponent, sample=cfg.sample,
-                         min_count=min_count, alpha=cfg.lr, min_alpha=cfg.min_lr, epochs=cfg.epochs,
-                         sg=1, hs=0, workers=2, seed=cfg.seed)
-    gensim_seconds = time.perf_counter() - t0
-
     ours, theirs = w2v.evaluate_embeddings(scratch_kv), w2v.evaluate_embeddings(gensim_sg.wv)
     words = n_train_words * cfg.epochs
     wps_ours, wps_gensim = words / scratch_seconds, words / gensim_seconds
+    per_threads = "; ".join(
+        f"{nt} thread{'s' if nt > 1 else ''} each: ours {words / seconds[('ours', nt)]:,.0f} words/s "
+        f"({seconds[('ours', nt)]:.1f} s), gensim {words / seconds[('gensim', nt)]:,.0f} words/s "
+        f"({seconds[('gensim', nt)]:.1f} s), ratio {seconds[('gensim', nt)] / seconds[('ours', nt)]:.3f}"
+        for nt in counts)
+    if top > 1:
+        hog = w2v.evaluate_embeddings(w2v.to_keyed_vectors(vocab.words, models[top].vectors()))
+        per_threads += f"; WordSim-353 of our {top}-worker run {hog['wordsim353']:.3f}"
     gap = 100 * (theirs["wordsim353"] - ours["wordsim353"])
     settings = (f"dim {cfg.dim}, {cfg.epochs} epochs, vocabulary {len(vocab):,}, "
                 f"{n_train_words:,} words per epoch")
@@ -97,9 +117,9 @@ def records(tiny: bool = False, cpu_only: bool = False) -> list[dict]:
         common.record(GOALS["sgns_words_per_s_over_gensim"], wps_ours / wps_gensim, dataset=dataset,
                       seconds=scratch_seconds + gensim_seconds, tiny=tiny,
                       note=common.join_notes(
-                          f"ours {wps_ours:,.0f} words/s ({scratch_seconds:.1f} s, {device.type}, "
-                          f"{'1 torch thread' if device.type == 'cpu' else 'GPU'}), gensim "
-                          f"{wps_gensim:,.0f} words/s ({gensim_seconds:.1f} s, 2 worker threads)", load)),
+                          f"{device.type}, same threads on both sides (our workers with one torch "
+                          f"thread each, gensim's workers); record at {top} thread{'s' if top > 1 else ''}; "
+                          + per_threads, load)),
     ]
     if device.type == "cuda":
         out.append(common.record(GOALS["sgns_words_per_s_gpu"], wps_ours, dataset=dataset,

@@ -71,7 +71,8 @@ def test_multi_head_equals_heads_side_by_side():
     cfg = tiny_config(attention_probs_dropout_prob=0.0)
     att = bert.BertSelfAttention(cfg).eval()
     x = torch.randn(2, 6, 32, generator=torch.Generator().manual_seed(1))
-    y, w = att(x, None)
+    y, w = att(x, None, output_attentions=True)                  # weights asked: written out
+    fused, no_w = att(x, None)                                    # default: the fused kernel
     hs = 32 // 4
     heads = []
     for h in range(4):
@@ -81,6 +82,7 @@ def test_multi_head_equals_heads_side_by_side():
         v = x @ att.value.weight[sl].T + att.value.bias[sl]
         heads.append(torch.softmax(q @ k.transpose(1, 2) / math.sqrt(hs), -1) @ v)
     assert torch.allclose(y, torch.cat(heads, -1), atol=1e-5)
+    assert torch.allclose(fused, torch.cat(heads, -1), atol=1e-5) and no_w is None
     assert w.shape == (2, 4, 6, 6)
 
 
@@ -334,3 +336,44 @@ def test_accuracy_interval():
     assert lo == pytest.approx(0.0, abs=1e-12) and 0 < hi < 0.35
     with pytest.raises(ValueError, match="correct=11, n=10"):
         bert.accuracy_interval(11, 10)
+
+
+# ----------------------------------------------------------------------------- fused attention, encoder
+@pytest.mark.parametrize("impl", ["sdpa", "eager"])
+def test_fused_and_written_out_attention_agree_with_hf_same_implementation(impl):
+    from transformers import BertConfig as HFConfig, BertModel as HFBertModel
+    cfg = tiny_config(attn_implementation=impl)
+    torch.manual_seed(0)
+    ours = bert.BertModel(cfg).eval()
+    ref = HFBertModel(HFConfig(**vars(cfg))).eval()
+    assert ref.config._attn_implementation == impl                   # the same kernel on both sides
+    ref.load_state_dict(ours.state_dict(), strict=True)
+    ids = torch.tensor([[2, 17, 33, 4, 9, 3, 0, 0], [2, 50, 60, 70, 80, 90, 100, 3]])
+    am = (ids != 0).long()
+    eager = bert.BertModel(tiny_config(attn_implementation="eager")).eval()
+    eager.load_state_dict(ours.state_dict())
+    with torch.no_grad():
+        a = ours(ids, am).last_hidden_state
+        b = ref(input_ids=ids, attention_mask=am).last_hidden_state
+        c = eager(ids, am).last_hidden_state
+        weights = ours(ids, am, output_attentions=True).attentions   # asked for: the eager path
+    real = am.bool()
+    assert (a - b)[real].abs().max() <= 1e-5
+    assert (a - c)[real].abs().max() <= 1e-5                         # the fused kernel: same math
+    assert len(weights) == 2 and weights[0].shape == (2, 4, 8, 8)
+    assert ours.encoder.layer[0].attention.self.fused == (impl == "sdpa")
+
+
+def test_encoder_forward_and_one_activation_per_layer():
+    cfg = tiny_config()
+    model = bert.BertModel(cfg).eval()
+    acts = [layer.intermediate.intermediate_act_fn for layer in model.encoder.layer]
+    assert len({id(a) for a in acts}) == len(acts) and all(isinstance(a, torch.nn.GELU) for a in acts)
+    ids = torch.tensor([[2, 10, 11, 3, 0]])
+    with torch.no_grad():
+        x = model.embeddings(ids, torch.zeros_like(ids))
+        y, hidden, att = model.encoder(x, bert.additive_mask((ids != 0).long()), True, True)
+        out = model(ids, output_attentions=True, output_hidden_states=True)
+    assert torch.equal(y, out.last_hidden_state) and len(hidden) == 3 and len(att) == 2
+    with pytest.raises(ValueError, match="attn_implementation='flash'"):
+        tiny_config(attn_implementation="flash")

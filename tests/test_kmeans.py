@@ -266,3 +266,72 @@ def test_cuda_matches_cpu(digits):
     pp_cpu = km.kmeans_plusplus(digits, 10, random_state=0, device="cpu")[1]
     pp_gpu = km.kmeans_plusplus(digits, 10, random_state=0, device="cuda")[1]
     assert torch.equal(pp_cpu, pp_gpu)
+
+
+# ------------------------------------------------------------------ scikit-learn's estimator contract
+from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
+
+
+@parametrize_with_checks([KMeans(device="cpu")])
+def test_sklearn_estimator_checks(estimator, check):
+    # every check of scikit-learn's check_estimator; the only one that does not apply
+    # (check_array_api_input: array-API namespaces, needs SCIPY_ARRAY_API) skips itself
+    check(estimator)
+
+
+def test_clone_pipeline_and_fit_transform(digits):
+    from sklearn.base import clone
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    model = KMeans(10, random_state=0, device="cpu")
+    twin = clone(model)
+    assert twin.get_params() == model.get_params() and not hasattr(twin, "labels_")
+    d = model.fit_transform(digits)                                # (N, k) distances
+    assert d.shape == (len(digits), 10) and (d.argmin(1) == model.labels_).all()
+    assert np.allclose(d, model.transform(digits))
+    pipe = make_pipeline(StandardScaler(), KMeans(10, random_state=0, device="cpu")).fit(digits)
+    assert (pipe.predict(digits) == pipe[-1].labels_).all()
+    assert list(model.get_feature_names_out()) == [f"kmeans{i}" for i in range(10)]
+
+
+def test_device_side_stopping_test_matches_the_host_loop(digits):
+    # the GPU loop reads the stopping flag every few iterations and freezes the centres once it
+    # holds; run that path on the CPU: the same iterations, centres and labels
+    x = torch.tensor(digits) - torch.tensor(digits).mean(0)
+    c0 = x[:10].clone()
+    x_sq = (x * x).sum(1)
+    a = km._lloyd(x, c0, 300, 0.0, 128, x_sq, sync_every=1)
+    b = km._lloyd(x, c0, 300, 0.0, 128, x_sq, sync_every=7)
+    assert a[3] == b[3] and torch.equal(a[1], b[1]) and torch.equal(a[0], b[0]) and a[2] == b[2]
+
+
+def test_relocation_of_several_empty_clusters():
+    # three far-away centres get no point: the farthest points, in order, start them
+    x = torch.tensor([[0.0], [1.0], [2.0], [10.0], [20.0]], dtype=torch.float64)
+    labels = torch.zeros(5, dtype=torch.long)
+    sums = torch.zeros(4, 1, dtype=torch.float64)
+    sums[0] = x.sum()
+    counts = torch.tensor([5.0, 0, 0, 0], dtype=torch.float64)
+    sq = (x[:, 0] - 6.6) ** 2                                       # distance to the one centre
+    km._relocate_empty(x, labels, sq, sums, counts)
+    assert counts.tolist() == [2.0, 1.0, 1.0, 1.0]
+    assert sums[:, 0].tolist() == [12.0, 20.0, 0.0, 1.0]            # farthest: 20, then 0, then 1
+
+
+def test_threads_over_chunks_give_the_single_thread_result(digits):
+    # with several torch threads, fit splits the chunks between worker threads (own partial sums,
+    # added in a fixed order): same labels and iterations as one thread, centres to round-off
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = KMeans(10, n_init=2, random_state=3, batch_size=64, device="cpu").fit(digits)
+        torch.set_num_threads(2)
+        two = KMeans(10, n_init=2, random_state=3, batch_size=64, device="cpu").fit(digits)
+        again = KMeans(10, n_init=2, random_state=3, batch_size=64, device="cpu").fit(digits)
+    finally:
+        torch.set_num_threads(threads)
+    assert (one.labels_ == two.labels_).all() and one.n_iter_ == two.n_iter_
+    assert np.allclose(one.cluster_centers_, two.cluster_centers_, atol=1e-10)
+    assert two.inertia_ == pytest.approx(one.inertia_, rel=1e-12)
+    assert np.array_equal(two.cluster_centers_, again.cluster_centers_)   # deterministic per thread count
+    assert torch.get_num_threads() == threads

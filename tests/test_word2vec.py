@@ -234,13 +234,52 @@ def test_sgd_step_is_sgd_on_the_summed_loss_with_repeated_rows():
     torch.testing.assert_close(model.out_vectors.weight, ref.out_vectors.weight)
 
 
+def test_training_step_applies_the_formula_gradients_to_touched_rows_only():
+    # the hot loop's step (gather, analytic gradients, index_add_) against sgns_gradients:
+    # every touched row moves by -lr times the sum of its formula gradients, no other row moves
+    gen = torch.Generator().manual_seed(0)
+    W_in = torch.randn(12, 5, generator=gen, dtype=torch.float64)
+    W_out = torch.randn(12, 5, generator=gen, dtype=torch.float64)
+    center = torch.tensor([0, 3, 3, 7])
+    targets = torch.tensor([[1, 2, 4], [5, 1, 1], [6, 2, 9], [3, 0, 5]])   # context, 2 negatives
+    mask = torch.ones(4, 3, dtype=torch.float64)
+    mask[1, 1:] = 0                                                       # negatives equal to the context
+    gv, gp, gn, loss = w2v.sgns_gradients(W_in[center], W_out[targets[:, 0]], W_out[targets[:, 1:]],
+                                          mask[:, 1:])
+    want_in, want_out = W_in.clone(), W_out.clone()
+    for i in range(4):
+        want_in[center[i]] -= 0.05 * gv[i]
+        want_out[targets[i, 0]] -= 0.05 * gp[i]
+        for k in range(2):
+            want_out[targets[i, 1 + k]] -= 0.05 * gn[i, k]
+    got = w2v._sgns_step(W_in, W_out, center, targets, mask, 0.05)
+    torch.testing.assert_close(got, loss)
+    torch.testing.assert_close(W_in, want_in)
+    torch.testing.assert_close(W_out, want_out)
+    untouched = [w for w in range(12) if w not in {0, 3, 7}]
+    assert torch.equal(W_in[untouched], torch.randn(12, 5, generator=torch.Generator().manual_seed(0),
+                                                    dtype=torch.float64)[untouched])
+
+
+def test_hogwild_workers_train_as_well(small):
+    # two workers stepping at once on the shared tables (as gensim's workers): not bitwise
+    # reproducible, but the same objective: the loss ends within a few percent of one worker's
+    _, vocab, docs = small
+    part = _first_words(docs, 40_000)
+    one = w2v.train_sgns(part, vocab, w2v.SGNSConfig(dim=16, epochs=2, seed=3), device="cpu", progress=False)[1]
+    two = w2v.train_sgns(part, vocab, w2v.SGNSConfig(dim=16, epochs=2, seed=3, workers=2), device="cpu",
+                         progress=False)[1]
+    assert two.pairs == one.pairs and two.loss[-1] < two.loss[0]
+    assert abs(two.loss[-1] - one.loss[-1]) < 0.05 * one.loss[-1], (one.loss, two.loss)
+
+
 def test_model_init_and_config_errors():
     model = w2v.SGNS(50, 8, seed=0)
     assert model.in_vectors.weight.abs().max() <= 0.5 / 8
     assert model.out_vectors.weight.abs().max() == 0
     assert model.vectors().shape == (50, 8) and model.vectors().dtype == np.float32
     for bad in [dict(dim=0), dict(window=-1), dict(lr=0.0), dict(lr=0.01, min_lr=0.1),
-                dict(sample=1.0), dict(batch_size=2.5), dict(cpu_threads=0)]:
+                dict(sample=1.0), dict(batch_size=2.5), dict(cpu_threads=0), dict(workers=0)]:
         with pytest.raises(ValueError, match=next(iter(bad))):
             w2v.SGNSConfig(**bad)
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 import torch
@@ -63,6 +63,9 @@ class BertConfig:
     layer_norm_eps: float = 1e-12      # BERT's (TensorFlow) LayerNorm epsilon
     pad_token_id: int = 0              # [PAD] in the uncased vocabulary
     initializer_range: float = 0.02    # std of the truncated-normal-like weight init
+    attn_implementation: str = "sdpa"  # "sdpa": torch's fused scaled_dot_product_attention (same
+    #                                    math, one kernel); "eager": the formula written out below.
+    #                                    Weights are returned by the eager path only (HF's rule)
 
     def __post_init__(self):
         for key in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
@@ -76,6 +79,9 @@ class BertConfig:
                              "divide the width (e.g. 64-wide heads).")
         if self.hidden_act not in _ACTIVATIONS:
             raise ValueError(f"hidden_act={self.hidden_act!r}; expected one of {sorted(_ACTIVATIONS)}.")
+        if self.attn_implementation not in ("sdpa", "eager"):
+            raise ValueError(f"attn_implementation={self.attn_implementation!r}; expected 'sdpa' "
+                             "(fused) or 'eager' (written out), as in transformers.")
         for key in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
             if not 0.0 <= getattr(self, key) < 1.0:
                 raise ValueError(f"{key}={getattr(self, key)!r} must be in [0, 1).")
@@ -99,7 +105,8 @@ class BertConfig:
         return cls(**{k: v for k, v in raw.items() if k in names})
 
 
-_ACTIVATIONS = {"gelu": nn.GELU(), "gelu_new": nn.GELU(approximate="tanh"), "relu": nn.ReLU()}
+# name -> module factory: every layer builds its own activation module (as HF's ACT2FN does)
+_ACTIVATIONS = {"gelu": nn.GELU, "gelu_new": lambda: nn.GELU(approximate="tanh"), "relu": nn.ReLU}
 
 
 # --------------------------------------------------------------------------- attention
@@ -176,14 +183,22 @@ class BertSelfAttention(nn.Module):
         self.key = nn.Linear(config.hidden_size, config.hidden_size)
         self.value = nn.Linear(config.hidden_size, config.hidden_size)
         self.dropout = nn.Dropout(config.attention_probs_dropout_prob)
+        self.fused = config.attn_implementation == "sdpa"
 
-    def forward(self, x, mask):
+    def forward(self, x, mask, output_attentions: bool = False):
+        """``x`` (B, T, d), additive ``mask`` (B, 1, 1, T) -> (B, T, d) and the weights
+        (B, nh, T, T), or None when the fused kernel ran (it does not form them)."""
         B, T, C = x.shape                                             # batch, length, width d
         nh, hs = self.num_attention_heads, self.attention_head_size
         q = self.query(x).view(B, T, nh, hs).transpose(1, 2)          # (B, nh, T, hs)
         k = self.key(x).view(B, T, nh, hs).transpose(1, 2)            # (B, nh, T, hs)
         v = self.value(x).view(B, T, nh, hs).transpose(1, 2)          # (B, nh, T, hs)
-        y, weights = scaled_dot_product_attention(q, k, v, mask, self.dropout)  # (B, nh, T, hs), (B, nh, T, T)
+        if self.fused and not output_attentions:                      # same formula, one kernel
+            y = nn.functional.scaled_dot_product_attention(
+                q, k, v, attn_mask=mask, dropout_p=self.dropout.p if self.training else 0.0)
+            weights = None                                            # (B, nh, T, hs)
+        else:
+            y, weights = scaled_dot_product_attention(q, k, v, mask, self.dropout)  # (B, nh, T, hs), (B, nh, T, T)
         y = y.transpose(1, 2).reshape(B, T, C)                        # (B, T, nh*hs): heads side by side
         return y, weights
 
@@ -207,8 +222,8 @@ class BertAttention(nn.Module):
         self.self = BertSelfAttention(config)
         self.output = BertSelfOutput(config)
 
-    def forward(self, x, mask):
-        h, weights = self.self(x, mask)
+    def forward(self, x, mask, output_attentions: bool = False):
+        h, weights = self.self(x, mask, output_attentions)
         return self.output(h, x), weights
 
 
@@ -218,7 +233,7 @@ class BertIntermediate(nn.Module):
     def __init__(self, config: BertConfig):
         super().__init__()
         self.dense = nn.Linear(config.hidden_size, config.intermediate_size)
-        self.intermediate_act_fn = _ACTIVATIONS[config.hidden_act]
+        self.intermediate_act_fn = _ACTIVATIONS[config.hidden_act]()
 
     def forward(self, x):
         return self.intermediate_act_fn(self.dense(x))               # (B, T, 4d)
@@ -246,15 +261,46 @@ class BertLayer(nn.Module):
         self.intermediate = BertIntermediate(config)
         self.output = BertOutput(config)
 
-    def forward(self, x, mask):
-        x, weights = self.attention(x, mask)
+    def forward(self, x, mask, output_attentions: bool = False):
+        x, weights = self.attention(x, mask, output_attentions)
         return self.output(self.intermediate(x), x), weights
 
 
 class BertEncoder(nn.Module):
+    """The stack of ``num_hidden_layers`` blocks, and the loop over them (as HF's)."""
+
     def __init__(self, config: BertConfig):
         super().__init__()
         self.layer = nn.ModuleList([BertLayer(config) for _ in range(config.num_hidden_layers)])
+
+    def forward(self, x, mask, output_attentions: bool = False, output_hidden_states: bool = False):
+        """Run every block.
+
+        Parameters
+        ----------
+        x : Tensor of shape (B, T, d)
+            The embeddings.
+        mask : Tensor of shape (B, 1, 1, T)
+            Additive padding mask (:func:`additive_mask`).
+
+        Returns
+        -------
+        x : Tensor of shape (B, T, d)
+        hidden_states : list of (B, T, d)
+            The input and each block's output, if asked (else empty).
+        attentions : list of (B, nh, T, T)
+            Each block's attention weights, if asked (else empty).
+        """
+        hidden_states, attentions = [], []
+        for layer in self.layer:
+            if output_hidden_states:
+                hidden_states.append(x)
+            x, weights = layer(x, mask, output_attentions)            # (B, T, d), (B, nh, T, T)
+            if output_attentions:
+                attentions.append(weights)
+        if output_hidden_states:
+            hidden_states.append(x)
+        return x, hidden_states, attentions
 
 
 class BertPooler(nn.Module):
@@ -348,29 +394,25 @@ class BertModel(nn.Module):
                              "(max_length=..., truncation=True).")
         x = self.embeddings(ids, tt)                                  # (B, T, d)
         mask = additive_mask(am, x.dtype)                             # (B, 1, 1, T)
-        out = BertModelOutput(x)
-        for layer in self.encoder.layer:
-            if output_hidden_states:
-                out.hidden_states.append(x)
-            x, weights = layer(x, mask)                               # (B, T, d), (B, nh, T, T)
-            if output_attentions:
-                out.attentions.append(weights)
-        if output_hidden_states:
-            out.hidden_states.append(x)
-        out.last_hidden_state = x
-        out.pooler_output = self.pooler(x) if self.pooler is not None else None
-        return out
+        x, hidden_states, attentions = self.encoder(x, mask, output_attentions, output_hidden_states)
+        return BertModelOutput(x, self.pooler(x) if self.pooler is not None else None,
+                               hidden_states, attentions)
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike | None = None, device=None,
-                        add_pooling_layer: bool = True) -> "BertModel":
+                        add_pooling_layer: bool = True,
+                        attn_implementation: str | None = None) -> "BertModel":
         """Build the model from a checkpoint's ``config.json`` and load its weights.
 
         ``name_or_path``: a folder, a hub name such as ``"bert-base-uncased"`` (online only), or None
-        for the offline package (see :func:`locate_checkpoint`).
+        for the offline package (see :func:`locate_checkpoint`). ``attn_implementation``: "sdpa"
+        (default) or "eager", as transformers' argument of the same name.
         """
         folder = locate_checkpoint(name_or_path)
-        model = cls(BertConfig.from_json(folder), add_pooling_layer=add_pooling_layer)
+        config = BertConfig.from_json(folder)
+        if attn_implementation is not None:
+            config = replace(config, attn_implementation=attn_implementation)
+        model = cls(config, add_pooling_layer=add_pooling_layer)
         _load_into(model, load_state(folder), prefix="")
         return model.to(get_device(device)).eval()
 
@@ -394,7 +436,7 @@ class BertPredictionHeadTransform(nn.Module):
     def __init__(self, config: BertConfig):
         super().__init__()
         self.dense = nn.Linear(config.hidden_size, config.hidden_size)
-        self.transform_act_fn = _ACTIVATIONS[config.hidden_act]
+        self.transform_act_fn = _ACTIVATIONS[config.hidden_act]()
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
 
     def forward(self, x):

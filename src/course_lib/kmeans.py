@@ -12,13 +12,18 @@ its mean (that is the k-medians problem), see :func:`objective` and :func:`geome
 
 What the notebook imports from here:
 
-- :class:`KMeans` — scikit-learn-like estimator (``fit``/``predict``/``fit_predict``/``transform``,
-  fitted attributes ``cluster_centers_``, ``labels_``, ``inertia_``, ``n_iter_``), computed on any
-  ``device`` in chunks of ``batch_size`` rows so that the ``(chunk, k)`` distance block fits a
-  memory budget; float32 and float64;
+- :class:`KMeans` — a scikit-learn estimator (``BaseEstimator``, ``ClusterMixin``,
+  ``TransformerMixin``; ``fit``/``predict``/``fit_predict``/``transform``/``fit_transform``, fitted
+  attributes ``cluster_centers_``, ``labels_``, ``inertia_``, ``n_iter_``; it passes scikit-learn's
+  ``check_estimator``), computed on any ``device``; float32 and float64. Its Lloyd loop makes one
+  pass over the data per iteration (:func:`_e_step`): per chunk of rows, one matrix product for the
+  distances, the argmin, and the centre sums by ``index_add_`` while the chunk is in cache; on a
+  CPU the chunk fits the L2 cache (:func:`lloyd_batch_size`) and threads split the chunks; on a
+  GPU the stopping test stays on the device (no host round trip per iteration);
 - :func:`kmeans_plusplus` — greedy k-means++ seeding (as scikit-learn: ``2 + floor(ln k)`` candidate
   draws per centre, keep the one that lowers the potential most);
-- :func:`squared_distances`, :func:`assign` — the chunked ``||x||^2 - 2 x.c + ||c||^2`` computation;
+- :func:`squared_distances`, :func:`assign` — the chunked ``||x||^2 - 2 x.c + ||c||^2`` computation
+  (``assign`` runs the same E-step as the estimator);
 - :func:`objective` — the k-means objective (``squared=True``) or the k-medians one;
 - :func:`geometric_median` — Weiszfeld's algorithm, the minimiser of the unsquared objective;
 - :func:`silhouette_samples`, :func:`silhouette_score` — ``s(i) = (b_i - a_i) / max(a_i, b_i)``;
@@ -44,13 +49,17 @@ import numbers
 
 import numpy as np
 import torch
+from sklearn.base import (BaseEstimator, ClassNamePrefixFeaturesOutMixin, ClusterMixin,
+                          TransformerMixin, _fit_context)
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted, validate_data
 from tqdm.auto import tqdm
 
 from .device import get_device
 
 __all__ = ["KMeans", "kmeans_plusplus", "squared_distances", "assign", "objective",
            "geometric_median", "silhouette_samples", "silhouette_score", "match_labels",
-           "auto_batch_size", "MEMORY_BUDGET"]
+           "auto_batch_size", "lloyd_batch_size", "MEMORY_BUDGET"]
 
 # Bytes allowed for one (chunk, k) block of distances (plus its temporaries): 256 MiB.
 MEMORY_BUDGET = 2 ** 28
@@ -76,7 +85,9 @@ def _as_tensor(x, name: str = "X", device=None, dtype=None) -> torch.Tensor:
     if dtype is None:
         dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
     x = x.to(device=device, dtype=dtype)
-    if not bool(torch.isfinite(x).all()):
+    # one sum first (finite sum: all finite, as scikit-learn's fast path); the element-wise test
+    # only when it is not
+    if not bool(torch.isfinite(x.sum())) and not bool(torch.isfinite(x).all()):
         bad = "NaN" if bool(torch.isnan(x).any()) else "infinity"
         raise ValueError(f"Input {name} contains {bad}; KMeans needs finite values.")
     return x
@@ -91,8 +102,39 @@ def _check_int(name: str, value, low: int) -> int:
 
 def auto_batch_size(n_clusters: int, element_size: int = 4, budget: int = MEMORY_BUDGET) -> int:
     """Rows per chunk so that a ``(chunk, n_clusters)`` distance block and its temporaries
-    (about three such blocks) stay within ``budget`` bytes."""
+    (about three such blocks) stay within ``budget`` bytes (the GPU's chunk: memory, not cache)."""
     return max(1, budget // (3 * max(1, n_clusters) * element_size))
+
+
+def _cache_bytes(level: int = 2, default: int = 2 ** 20) -> int:
+    """Size of one CPU cache of ``level`` (per core for L2), read from Linux's sysfs; ``default``
+    elsewhere."""
+    from pathlib import Path
+    units = {"K": 2 ** 10, "M": 2 ** 20, "G": 2 ** 30}
+    for d in sorted(Path("/sys/devices/system/cpu/cpu0/cache").glob("index*")):
+        try:
+            if int((d / "level").read_text()) == level and (d / "type").read_text().strip() != "Instruction":
+                size = (d / "size").read_text().strip()
+                return int(size[:-1]) * units[size[-1]] if size[-1] in units else int(size)
+        except (OSError, ValueError):
+            continue
+    return default
+
+
+def lloyd_batch_size(n_features: int, n_clusters: int, element_size: int = 4, device=None) -> int:
+    """Rows per chunk of the Lloyd loop.
+
+    On a CPU, a chunk of ``X`` and its ``(chunk, k)`` distance block should stay in the core's L2
+    cache between the matrix product, the argmin and the centre sums that read them (one pass over
+    memory per iteration); each thread works on its own chunks, so half of one core's L2 holds one.
+    At least 1,024 rows, so that each operation's fixed cost stays small. On a GPU
+    the chunk is bounded by memory only (:func:`auto_batch_size`).
+    """
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    if device.type != "cpu":
+        return auto_batch_size(n_clusters, element_size)
+    per_row = element_size * (n_features + n_clusters)
+    return max(1024, _cache_bytes(2) // (2 * per_row))
 
 
 # --------------------------------------------------------------------------- distances
@@ -119,6 +161,78 @@ def squared_distances(x: torch.Tensor, centers: torch.Tensor) -> torch.Tensor:
     return (d + x_sq).clamp_(min=0)
 
 
+def _e_step(x, centers, batch_size, labels, partial, sums=None, inertia=False, pool=None):
+    """The chunked E-step, the one loop over the data that every pass of k-means makes.
+
+    For each chunk of ``batch_size`` rows: one matrix product gives ``||c_j||^2 - 2 x.c_j`` (the
+    squared distance minus ``||x||^2``, which does not change the argmin), its row minimum gives the
+    labels, and, while the chunk is still in cache, optionally the centre sums of the M-step
+    (``index_add_``: a sum per cluster, no Python-level work) and the exact inertia
+    ``sum ||x - c_label||^2`` (explicit differences, as scikit-learn's, accumulated in float64).
+
+    With a thread ``pool`` (CPU), chunk ``i`` goes to worker ``i % workers``, each with its own
+    distance block and partial sums, added in a fixed order at the end (scikit-learn's scheme:
+    threads over chunks, one synchronisation per pass, deterministic for a given thread count).
+
+    Parameters
+    ----------
+    x : Tensor of shape (N, D)
+    centers : Tensor of shape (K, D)
+    batch_size : int
+    labels : Tensor of shape (N,), int64, written
+    partial : Tensor of shape (N,), written: ``min_j ||c_j||^2 - 2 x.c_j``
+    sums : Tensor of shape (K, D), optional, accumulated into: the sum of each cluster's members
+    inertia : bool
+        Also return the inertia, a 0-d float64 tensor on ``x``'s device (no host transfer).
+    pool : _ChunkPool, optional
+    """
+    c_sq = (centers * centers).sum(1)[None, :]                    # (1, K)
+    c_t = centers.T                                               # (D, K), a view
+    starts = range(0, len(x), batch_size)
+
+    def run(chunk_starts, own_sums):
+        d = torch.empty(min(batch_size, len(x)), len(centers), dtype=x.dtype, device=x.device)  # (b, K)
+        total = torch.zeros((), dtype=torch.float64, device=x.device)
+        for s in chunk_starts:
+            xb = x[s:s + batch_size]                              # (b, D), a view
+            e = s + len(xb)
+            db = d[:len(xb)]
+            torch.addmm(c_sq, xb, c_t, alpha=-2.0, out=db)        # (b, D) @ (D, K) -> (b, K)
+            torch.min(db, 1, out=(partial[s:e], labels[s:e]))     # (b,), (b,)
+            if own_sums is not None:
+                own_sums.index_add_(0, labels[s:e], xb)           # (K, D) += members of the chunk
+            if inertia:
+                diff = xb - centers[labels[s:e]]                  # (b, D)
+                total += (diff * diff).sum(dtype=torch.float64)
+        return total
+
+    if pool is None or len(starts) < 2:
+        return run(starts, sums)
+    w = pool.workers
+    parts = [None if sums is None else torch.zeros_like(sums) for _ in range(w)]
+    totals = pool.map(lambda i: run(starts[i::w], parts[i]), range(w))
+    if sums is not None:
+        for part in parts:                                        # fixed order: deterministic
+            sums += part
+    return sum(totals)
+
+
+class _ChunkPool:
+    """``workers`` CPU threads for :func:`_e_step`, each running torch on one thread (the ops
+    release the GIL, so the threads compute at once)."""
+
+    def __init__(self, workers: int):
+        from concurrent.futures import ThreadPoolExecutor
+        self.workers = workers
+        self._pool = ThreadPoolExecutor(workers, initializer=torch.set_num_threads, initargs=(1,))
+
+    def map(self, fn, items):
+        return list(self._pool.map(fn, items))
+
+    def close(self):
+        self._pool.shutdown()
+
+
 def assign(x: torch.Tensor, centers: torch.Tensor, batch_size: int | None = None):
     """Nearest centre of every point, computed ``batch_size`` rows at a time.
 
@@ -127,7 +241,7 @@ def assign(x: torch.Tensor, centers: torch.Tensor, batch_size: int | None = None
     x : Tensor of shape (N, D)
     centers : Tensor of shape (K, D), same device and dtype as ``x``
     batch_size : int, optional
-        Rows per chunk; default from :func:`auto_batch_size`.
+        Rows per chunk; default from :func:`lloyd_batch_size`.
 
     Returns
     -------
@@ -135,64 +249,74 @@ def assign(x: torch.Tensor, centers: torch.Tensor, batch_size: int | None = None
     min_sq_dist : Tensor of shape (N,)
         ``||x_i - c_{labels_i}||^2``.
     """
-    batch_size = batch_size or auto_batch_size(len(centers), x.element_size())
-    c_sq = (centers * centers).sum(1)                             # (K,)
+    batch_size = batch_size or lloyd_batch_size(x.shape[1], len(centers), x.element_size(), x.device)
     labels = torch.empty(len(x), dtype=torch.long, device=x.device)
-    dmin = torch.empty(len(x), dtype=x.dtype, device=x.device)
-    for s in range(0, len(x), batch_size):
-        xb = x[s:s + batch_size]                                  # (b, D), a view
-        d = torch.addmm(c_sq[None, :], xb, centers.T, alpha=-2.0)  # (b, D) @ (D, K) -> (b, K)
-        val, idx = d.min(1)                                       # (b,), (b,)
-        labels[s:s + batch_size] = idx
-        dmin[s:s + batch_size] = (val + (xb * xb).sum(1)).clamp_(min=0)
-    return labels, dmin
+    partial = torch.empty(len(x), dtype=x.dtype, device=x.device)
+    _e_step(x, centers, batch_size, labels, partial)
+    return labels, (partial + (x * x).sum(1)).clamp_(min=0)
 
 
-def _lloyd_step(x, centers, batch_size):
-    """One E-step and the sums of the M-step, chunked. Returns labels, min sq. dist, sums, counts."""
-    k, dim = centers.shape
-    c_sq = (centers * centers).sum(1)                             # (K,)
-    labels = torch.empty(len(x), dtype=torch.long, device=x.device)
-    dmin = torch.empty(len(x), dtype=x.dtype, device=x.device)
-    sums = torch.zeros(k, dim, dtype=x.dtype, device=x.device)   # (K, D) sum of members
-    counts = torch.zeros(k, dtype=x.dtype, device=x.device)      # (K,)
-    for s in range(0, len(x), batch_size):
-        xb = x[s:s + batch_size]                                  # (b, D)
-        d = torch.addmm(c_sq[None, :], xb, centers.T, alpha=-2.0)  # (b, D) @ (D, K) -> (b, K)
-        val, idx = d.min(1)
-        labels[s:s + batch_size] = idx
-        dmin[s:s + batch_size] = (val + (xb * xb).sum(1)).clamp_(min=0)
-        onehot = torch.nn.functional.one_hot(idx, k).to(x.dtype)   # (b, K)
-        sums += onehot.T @ xb                                     # (K, b) @ (b, D) -> (K, D)
-        counts += onehot.sum(0)                                   # (K,)
-    return labels, dmin, sums, counts
+def _relocate_empty(x, labels, sq_dist, sums, counts):
+    """Give every empty cluster one of the points farthest from their centres (scikit-learn's rule).
 
-
-def _relocate_empty(x, labels, dmin, sums, counts):
-    """Give every empty cluster the point farthest from its centre (scikit-learn's rule).
-
-    That point leaves its old cluster's sum and count (its label is updated by the next E-step).
+    The ``j``-th empty cluster (in index order) takes the ``j``-th farthest point, which leaves its
+    old cluster's sum and count (its label is updated by the next E-step). Written without a host
+    transfer (masks instead of a loop over the empty clusters), so that a GPU never waits.
+    ``sums`` (K, D) and ``counts`` (K,) are updated in place.
     """
-    empty = torch.nonzero(counts == 0).flatten()
-    if len(empty) == 0:
-        return 0
-    far = torch.topk(dmin, len(empty)).indices                    # (n_empty,) farthest points
-    for new_id, i in zip(empty.tolist(), far.tolist()):
-        old_id = int(labels[i])
-        sums[old_id] -= x[i]
-        counts[old_id] -= 1
-        sums[new_id] = x[i]
-        counts[new_id] = 1
-    return len(empty)
+    k = len(counts)
+    empty = counts == 0                                           # (K,)
+    far = torch.topk(sq_dist, min(k, len(sq_dist))).indices       # (K,) farthest points first
+    rank = (torch.cumsum(empty, 0) - 1).clamp_(0, len(far) - 1)   # (K,) rank among the empty
+    pts = far[rank]                                               # (K,) the point of each empty one
+    w = empty.to(x.dtype)                                         # (K,) 1 where empty
+    old = labels[pts]                                             # (K,) their clusters until now
+    sums.index_add_(0, old, -(x[pts] * w[:, None]))               # leave the old cluster
+    counts.index_add_(0, old, -w)
+    sums.copy_(torch.where(empty[:, None], x[pts], sums))         # start the empty one
+    counts.copy_(torch.where(empty, torch.ones_like(counts), counts))
 
 
-def _inertia(x, centers, labels, batch_size):
-    """``sum_i ||x_i - c_{labels_i}||^2`` by explicit differences (exact, chunked)."""
-    total = torch.zeros((), dtype=torch.float64, device=x.device)
-    for s in range(0, len(x), batch_size):
-        diff = x[s:s + batch_size] - centers[labels[s:s + batch_size]]   # (b, D)
-        total += (diff * diff).sum(dtype=torch.float64)
-    return float(total)
+def _lloyd(x, centers, max_iter, tol_abs, batch_size, x_sq, sync_every=1, pool=None):
+    """Lloyd's iterations from ``centers``; mirrors scikit-learn's ``_kmeans_single_lloyd``.
+
+    Stops when no label changes (strict convergence) or when the squared centre shift, summed, is
+    at most ``tol_abs``. The stopping test stays on the device: once it holds, later iterations
+    leave the centres and the count unchanged (``torch.where``), and the host reads the flag only
+    every ``sync_every`` iterations (1 on a CPU, where reading is free; more on a GPU, which then
+    never waits for the host inside the loop). A last pass assigns the final labels and computes the
+    exact inertia.
+
+    Returns
+    -------
+    centers : Tensor (K, D), labels : Tensor (N,), inertia : float, n_iter : int
+    """
+    n, k = len(x), len(centers)
+    labels = torch.empty(n, dtype=torch.long, device=x.device)
+    labels_old = torch.full((n,), -1, dtype=torch.long, device=x.device)
+    partial = torch.empty(n, dtype=x.dtype, device=x.device)
+    sums = torch.empty_like(centers)                              # (K, D)
+    frozen = torch.zeros((), dtype=torch.bool, device=x.device)  # converged at an earlier iteration
+    n_iter = torch.zeros((), dtype=torch.long, device=x.device)
+    on_cpu = x.device.type == "cpu"
+    for it in range(1, max_iter + 1):
+        sums.zero_()
+        _e_step(x, centers, batch_size, labels, partial, sums=sums, pool=pool)   # E-step + sums
+        counts = torch.bincount(labels, minlength=k).to(x.dtype)            # (K,)
+        if not on_cpu or not bool(counts.all()):
+            _relocate_empty(x, labels, (partial + x_sq).clamp_(min=0), sums, counts)
+        new = sums / counts.clamp(min=1)[:, None]                           # (K, D) M-step
+        shift = ((new - centers) ** 2).sum()
+        same = (torch.tensor(torch.equal(labels, labels_old)) if on_cpu
+                else (labels == labels_old).all())
+        centers = torch.where(frozen, centers, new)
+        n_iter += (~frozen).long()
+        frozen |= same | (shift <= tol_abs)
+        if it % sync_every == 0 and bool(frozen):
+            break
+        labels, labels_old = labels_old, labels                             # swap the buffers
+    inertia = _e_step(x, centers, batch_size, labels, partial, inertia=True, pool=pool)  # final labels
+    return centers, labels, float(inertia), int(n_iter)
 
 
 def objective(x, centers, labels=None, squared: bool = True, batch_size: int | None = None) -> float:
@@ -297,6 +421,8 @@ def kmeans_plusplus(x, n_clusters: int, random_state: int | None = None,
 def _seed(random_state) -> int:
     if random_state is None:
         return int(torch.randint(0, 2**31 - 1, (1,)))
+    if isinstance(random_state, np.random.RandomState):      # as scikit-learn accepts
+        return int(random_state.randint(0, 2**31 - 1))
     if not isinstance(random_state, numbers.Integral) or isinstance(random_state, bool) or random_state < 0:
         raise ValueError(f"random_state={random_state!r} must be None or a non-negative integer.")
     return int(random_state)
@@ -328,8 +454,13 @@ def _kmeans_plusplus(x, n_clusters, gen, n_local_trials=None, batch_size=None):
 
 
 # --------------------------------------------------------------------------- the estimator
-class KMeans:
-    """K-Means clustering (Lloyd's algorithm) in PyTorch, with a scikit-learn-like API.
+class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, BaseEstimator):
+    """K-Means clustering (Lloyd's algorithm) in PyTorch, a scikit-learn estimator.
+
+    It follows scikit-learn's estimator contract (``get_params``/``set_params``/``clone``,
+    parameters checked against ``_parameter_constraints`` when ``fit`` starts, fitted attributes
+    ending in ``_``), so it drops into a ``Pipeline`` or ``GridSearchCV``; ``tests/test_kmeans.py``
+    runs scikit-learn's own ``check_estimator`` checks on it.
 
     Parameters
     ----------
@@ -344,26 +475,29 @@ class KMeans:
         Stop when the squared shift of the centres, summed, is at most ``tol`` times the mean
         per-feature variance of ``X`` (scikit-learn's relative tolerance). Also stops when no label
         changes ("strict convergence").
-    random_state : int, optional
-        Seeds all restarts (a ``torch.Generator`` on the CPU: same seeds, same result on any device).
+    random_state : int, numpy RandomState or None, default=None
+        Seeds all restarts (a ``torch.Generator`` on the CPU: same seed, same result on any device).
     device : str or torch.device, optional
         Where to compute; default :func:`course_lib.device.get_device`.
     batch_size : int, optional
-        Rows per chunk of the distance computation; default keeps a ``(chunk, k)`` block within
-        :data:`MEMORY_BUDGET` bytes (:func:`auto_batch_size`).
+        Rows per chunk of the E-step; default :func:`lloyd_batch_size` (a chunk that stays in the
+        CPU's cache; on a GPU, a ``(chunk, k)`` block within :data:`MEMORY_BUDGET` bytes).
     progress : bool, default=False
         A progress bar over the restarts.
 
     Attributes
     ----------
     cluster_centers_ : ndarray of shape (n_clusters, D)
-        float64 for float64 input, else float32.
+        float64 for float64 input, else float32 (integers become float64, as in scikit-learn;
+        tensors other than float64 become float32).
     labels_ : ndarray of shape (N,), int64
     inertia_ : float
         ``sum_i ||x_i - cluster_centers_[labels_i]||^2``.
     n_iter_ : int
         Lloyd iterations of the kept run.
     n_features_in_ : int
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Only when ``X`` had string column names (a pandas DataFrame).
 
     Examples
     --------
@@ -374,8 +508,20 @@ class KMeans:
     [1.0, 10.0]
     """
 
+    _parameter_constraints: dict = {
+        "n_clusters": [Interval(numbers.Integral, 1, None, closed="left")],
+        "init": [StrOptions({"k-means++", "random"}), "array-like"],
+        "n_init": [StrOptions({"auto"}), Interval(numbers.Integral, 1, None, closed="left")],
+        "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
+        "tol": [Interval(numbers.Real, 0, None, closed="left")],
+        "random_state": ["random_state"],
+        "device": [None, str, torch.device],
+        "batch_size": [Interval(numbers.Integral, 1, None, closed="left"), None],
+        "progress": ["boolean"],
+    }
+
     def __init__(self, n_clusters: int = 8, *, init="k-means++", n_init="auto", max_iter: int = 300,
-                 tol: float = 1e-4, random_state: int | None = None, device=None,
+                 tol: float = 1e-4, random_state=None, device=None,
                  batch_size: int | None = None, progress: bool = False):
         self.n_clusters = n_clusters
         self.init = init
@@ -387,28 +533,46 @@ class KMeans:
         self.batch_size = batch_size
         self.progress = progress
 
-    def __repr__(self):
-        return (f"KMeans(n_clusters={self.n_clusters}, init={self.init if isinstance(self.init, str) else 'array'!r}, "
-                f"n_init={self.n_init!r}, max_iter={self.max_iter}, tol={self.tol}, "
-                f"random_state={self.random_state}, device={self.device!r})")
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags
+
+    @property
+    def _n_features_out(self):
+        """Number of output features of ``transform`` (one distance per centre)."""
+        return self.cluster_centers_.shape[0]
 
     # ---------------------------------------------------------------- checks
+    def _validate_X(self, X, reset: bool) -> torch.Tensor:
+        """``X`` as a floating tensor on the device; checks as scikit-learn's ``validate_data``
+        (tensors are checked here, without a copy to the host)."""
+        device = get_device(self.device)
+        if torch.is_tensor(X):
+            x = _as_tensor(X, "X", device=device, dtype=None if reset else self._dtype)
+            if reset:
+                self.n_features_in_ = x.shape[1]
+                if hasattr(self, "feature_names_in_"):
+                    del self.feature_names_in_
+            elif x.shape[1] != self.n_features_in_:
+                raise ValueError(f"X has {x.shape[1]} features, but KMeans is expecting "
+                                 f"{self.n_features_in_} features as input.")
+            return x
+        arr = validate_data(self, X, reset=reset, dtype=[np.float64, np.float32], order="C",
+                            accept_sparse=False)
+        if not reset:
+            arr = arr.astype(self._dtype_np, copy=False)
+        # a read-only array (a memory map) is copied: torch tensors must be writable
+        x = torch.from_numpy(arr) if arr.flags.writeable else torch.tensor(arr)
+        return x.to(device)
+
     def _check_params(self, x):
-        k = _check_int("n_clusters", self.n_clusters, 1)
-        _check_int("max_iter", self.max_iter, 1)
-        if not isinstance(self.tol, numbers.Real) or not self.tol >= 0 or not math.isfinite(self.tol):
-            raise ValueError(f"The 'tol' parameter of KMeans must be a float in the range [0, inf). "
-                             f"Got {self.tol!r} instead.")
-        if self.batch_size is not None:
-            _check_int("batch_size", self.batch_size, 1)
+        """What ``_parameter_constraints`` cannot say: relations between parameters and data."""
+        k = self.n_clusters
         if len(x) < k:
             raise ValueError(f"n_samples={len(x)} should be >= n_clusters={k}.")
         init = self.init
-        if isinstance(init, str):
-            if init not in ("k-means++", "random"):
-                raise ValueError(f"The 'init' parameter of KMeans must be 'k-means++', 'random' or an "
-                                 f"array of shape (n_clusters, n_features). Got {init!r} instead.")
-        else:
+        if not isinstance(init, str):
             init = _as_tensor(init, "init", device=x.device, dtype=x.dtype)
             if init.shape != (k, x.shape[1]):
                 raise ValueError(f"The shape of the initial centers {tuple(init.shape)} does not match "
@@ -417,96 +581,73 @@ class KMeans:
         if self.n_init == "auto":
             n_init = 10 if isinstance(init, str) and init == "random" else 1
         else:
-            n_init = _check_int("n_init", self.n_init, 1)
-            if not isinstance(init, str) and n_init != 1:
-                n_init = 1                   # given centres: every restart would be identical
+            n_init = self.n_init if isinstance(init, str) else 1   # given centres: one run
         return k, init, n_init
 
-    def _check_fitted(self):
-        if not hasattr(self, "cluster_centers_"):
-            from sklearn.exceptions import NotFittedError
-            raise NotFittedError("This KMeans instance is not fitted yet. Call 'fit' with "
-                                 "appropriate arguments before using this estimator.")
-
-    def _check_predict_input(self, X):
-        self._check_fitted()
-        x = _as_tensor(X, "X", device=get_device(self.device), dtype=self._dtype)
-        if x.shape[1] != self.n_features_in_:
-            raise ValueError(f"X has {x.shape[1]} features, but KMeans is expecting "
-                             f"{self.n_features_in_} features as input.")
-        return x
-
     # ---------------------------------------------------------------- fitting
-    def _single_run(self, x, centers, tol_abs, batch_size):
-        """Lloyd's iterations from ``centers``; mirrors scikit-learn's ``_kmeans_single_lloyd``."""
-        labels_old = None
-        strict = False
-        n_iter = 0
-        for n_iter in range(1, self.max_iter + 1):
-            labels, dmin, sums, counts = _lloyd_step(x, centers, batch_size)   # E-step + sums
-            _relocate_empty(x, labels, dmin, sums, counts)
-            new = sums / counts.clamp(min=1)[:, None]                          # (K, D) M-step
-            shift = float(((new - centers) ** 2).sum())
-            centers = new
-            if labels_old is not None and torch.equal(labels, labels_old):
-                strict = True
-                break
-            if shift <= tol_abs:
-                break
-            labels_old = labels
-        if not strict:                       # labels must match the final centres
-            labels, _ = assign(x, centers, batch_size)
-        return centers, labels, _inertia(x, centers, labels, batch_size), n_iter
-
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
-        """Compute the clustering of ``X`` (array-like or tensor of shape (N, D)); ``y`` is ignored."""
-        device = get_device(self.device)
-        x = _as_tensor(X, "X", device=device)
+        """Compute the clustering of ``X`` (array-like or tensor of shape (N, D)); ``y`` is ignored.
+
+        Returns
+        -------
+        self
+        """
+        x = self._validate_X(X, reset=True)
         k, init, n_init = self._check_params(x)
         # Centre the data (as scikit-learn does): ||x||^2 - 2 x.c + ||c||^2 then cancels less.
         x_mean = x.mean(0)                                        # (D,)
-        x = x - x_mean
+        x = x - x_mean                                            # a copy: X is never changed
         if not isinstance(init, str):
             init = init - x_mean
-        batch_size = self.batch_size or auto_batch_size(k, x.element_size())
+        batch_size = self.batch_size or lloyd_batch_size(x.shape[1], k, x.element_size(), x.device)
         tol_abs = float(x.var(0, unbiased=False).mean()) * self.tol if self.tol > 0 else 0.0
+        x_sq = (x * x).sum(1)                                     # (N,) for the empty-cluster rule
+        sync_every = 1 if x.device.type == "cpu" else 10
         gen = torch.Generator().manual_seed(_seed(self.random_state))
+        # on a CPU, torch's threads split the chunks between them (one pool for the whole fit)
+        threads = torch.get_num_threads()
+        pool = (_ChunkPool(threads) if x.device.type == "cpu" and threads > 1
+                and len(x) >= 2 * batch_size else None)
         best = None
-        for _ in tqdm(range(n_init), desc="k-means restarts", disable=not self.progress, leave=False):
-            if not isinstance(init, str):
-                c0 = init.clone()
-            elif init == "k-means++":
-                c0, _ = _kmeans_plusplus(x, k, gen, batch_size=batch_size)
-            else:
-                c0 = x[torch.randperm(len(x), generator=gen)[:k].to(device)].clone()
-            run = self._single_run(x, c0, tol_abs, batch_size)
-            if best is None or run[2] < best[2]:
-                best = run
+        try:
+            for _ in tqdm(range(n_init), desc="k-means restarts", disable=not self.progress, leave=False):
+                if not isinstance(init, str):
+                    c0 = init.clone()
+                elif init == "k-means++":
+                    c0, _ = _kmeans_plusplus(x, k, gen, batch_size=auto_batch_size(k, x.element_size()))
+                else:
+                    c0 = x[torch.randperm(len(x), generator=gen)[:k].to(x.device)].clone()
+                run = _lloyd(x, c0, self.max_iter, tol_abs, batch_size, x_sq, sync_every, pool)
+                if best is None or run[2] < best[2]:
+                    best = run
+        finally:
+            if pool is not None:
+                pool.close()
         centers, labels, inertia, n_iter = best
         self._dtype = x.dtype
-        self.n_features_in_ = x.shape[1]
-        self._mean = x_mean
+        self._dtype_np = np.float64 if x.dtype == torch.float64 else np.float32
+        self._mean = x_mean.cpu()
         self.cluster_centers_ = (centers + x_mean).cpu().numpy()
         self.labels_ = labels.cpu().numpy()
         self.inertia_ = inertia
         self.n_iter_ = n_iter
         return self
 
-    def fit_predict(self, X, y=None) -> np.ndarray:
-        """``fit(X).labels_``: the cluster of every row of ``X``, shape (N,)."""
-        return self.fit(X).labels_
-
     def predict(self, X) -> np.ndarray:
         """Nearest fitted centre of every row of ``X`` (N, D): int64 ndarray of shape (N,)."""
-        x = self._check_predict_input(X)
+        check_is_fitted(self)
+        x = self._validate_X(X, reset=False)
         mean = self._mean.to(x.device)
         centers = torch.as_tensor(self.cluster_centers_, device=x.device) - mean   # centred, as in fit
         labels, _ = assign(x - mean, centers, self.batch_size)
         return labels.cpu().numpy()
 
     def transform(self, X) -> np.ndarray:
-        """Euclidean distances to every centre: ndarray of shape (N, n_clusters)."""
-        x = self._check_predict_input(X)
+        """Euclidean distances to every centre: ndarray of shape (N, n_clusters), ``X``'s dtype
+        after fitting (float32 or float64)."""
+        check_is_fitted(self)
+        x = self._validate_X(X, reset=False)
         centers = torch.as_tensor(self.cluster_centers_, device=x.device)
         bs = self.batch_size or auto_batch_size(len(centers), x.element_size())
         return torch.cat([squared_distances(x[s:s + bs], centers).sqrt().cpu()
@@ -514,9 +655,10 @@ class KMeans:
 
     def score(self, X, y=None) -> float:
         """Opposite of the inertia of ``X`` under the fitted centres (higher is better)."""
-        x = self._check_predict_input(X)
-        return -objective(x, self.cluster_centers_.astype(np.float64 if x.dtype == torch.float64
-                                                          else np.float32))
+        check_is_fitted(self)
+        x = self._validate_X(X, reset=False)
+        return -objective(x, self.cluster_centers_)
+
 
 
 # --------------------------------------------------------------------------- evaluation

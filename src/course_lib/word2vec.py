@@ -10,8 +10,11 @@ What the chapter teaches, as code the notebook imports:
 - :func:`skipgram_pairs` — (center, context) pairs inside a randomly shrunk window;
 - :func:`sgns_loss` and :func:`sgns_gradients` — the objective
   ``-log σ(u_o·v_c) - Σ_k log σ(-u_k·v_c)`` and its gradient, derived by hand;
-- :class:`SGNS` and :func:`train_sgns` — batched SGNS in PyTorch (analytic SGD updates with
-  ``index_add_``, linearly decayed learning rate as in word2vec), GPU-ready through ``device``;
+- :class:`SGNS` and :func:`train_sgns` — batched SGNS in PyTorch: a chunk's negatives drawn in one
+  go, steps of many (center, context) pairs that gather the touched rows, apply the analytic
+  gradients and scatter them back (``index_put_(accumulate=True)``, no dense gradient), a linearly
+  decayed learning rate as in word2vec, ``workers`` Hogwild threads on a CPU as gensim's, and
+  GPU-ready through ``device``;
 - :func:`most_similar`, :func:`to_keyed_vectors`, :func:`evaluate_embeddings`,
   :func:`save_word2vec_format` / :func:`load_word2vec_format` — neighbours, analogies (3CosAdd),
   gensim's evaluation protocol, and the standard word2vec file format.
@@ -337,6 +340,50 @@ def _sgns_grads(v: torch.Tensor, u: torch.Tensor, mask: torch.Tensor | None):
     return grad_v, grad_u, terms.sum(1)
 
 
+def _sgns_step(W_in: torch.Tensor, W_out: torch.Tensor, center: torch.Tensor, targets: torch.Tensor,
+               mask: torch.Tensor, lr: float) -> torch.Tensor:
+    """One SGD step in place on the touched rows only: the hot loop of :func:`train_sgns`.
+
+    The same gradients as :func:`sgns_gradients` (a test checks it), computed and applied without
+    autograd and without a dense ``(V, D)`` gradient: the rows of the batch are gathered
+    (``index_select``), and their steps scattered back with ``index_put_(accumulate=True)`` (a row
+    present several times gets the sum of its gradients, as with ``index_add_``).
+
+    Parameters
+    ----------
+    W_in, W_out : Tensor of shape (V, D)
+        Input and output tables, updated in place.
+    center : Tensor of shape (B,), int64
+    targets : Tensor of shape (B, 1+K), int64
+        The context first, then the K negatives.
+    mask : Tensor of shape (B, 1+K)
+        1 for the terms that count, 0 for negatives to skip (equal to the context).
+    lr : float
+
+    Returns
+    -------
+    Tensor of shape (B,): the per-pair loss before the step.
+    """
+    B, K1 = targets.shape
+    flat = targets.reshape(-1)                                    # (B*(1+K),)
+    v = W_in.index_select(0, center)                              # (B, D)
+    u = W_out.index_select(0, flat).view(B, K1, -1)               # (B, 1+K, D)
+    scores = (u * v[:, None, :]).sum(-1)                          # (B, 1+K, D) -> (B, 1+K)
+    g = torch.sigmoid(scores)                                     # ∂ℓ/∂score = σ(s) - label:
+    g[:, 0] -= 1                                                  # label 1 for the context, 0 else
+    g *= mask
+    sign = torch.ones(K1, dtype=scores.dtype, device=scores.device)
+    sign[0] = -1                                                  # -log σ(s) = softplus(-s); -log σ(-s) = softplus(s)
+    loss = (nn.functional.softplus(scores * sign) * mask).sum(1)  # (B,)
+    grad_v = torch.bmm(g[:, None, :], u).squeeze(1)               # (B, 1, 1+K) @ (B, 1+K, D) -> (B, D)
+    g *= -lr                                                      # the step: -lr times the gradient
+    step_u = g[:, :, None] * v[:, None, :]                        # (B, 1+K, 1) * (B, 1, D) -> (B, 1+K, D)
+    # accumulate=True: a repeated row gets the sum (as index_add_, measured ~15% faster on CPU)
+    W_in.index_put_((center,), grad_v.mul_(-lr), accumulate=True)
+    W_out.index_put_((flat,), step_u.view(B * K1, -1), accumulate=True)
+    return loss
+
+
 # --------------------------------------------------------------------------- model
 @dataclass
 class SGNSConfig:
@@ -354,10 +401,14 @@ class SGNSConfig:
     cpu_threads: int | None = 1  # torch threads on CPU while training (None: leave as is). The
     #                              steps are small gathers/scatters that gain little from more
     #                              threads, and spinning threads collapse when the CPU is shared
+    workers: int = 1          # CPU threads taking SGD steps at once on the shared tables, without
+    #                           locks (Hogwild, as gensim's workers and word2vec's threads); each
+    #                           uses one torch thread. 1 is deterministic by seed; more are not
+    #                           (the order of the updates depends on the scheduler)
     seed: int = 0
 
     def __post_init__(self):
-        for key in ("dim", "window", "negative", "epochs", "batch_size", "chunk_words"):
+        for key in ("dim", "window", "negative", "epochs", "batch_size", "chunk_words", "workers"):
             value = getattr(self, key)
             if not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"{key}={value!r} must be a positive integer.")
@@ -407,15 +458,11 @@ class SGNS(nn.Module):
         (``index_add_``), as word2vec's asynchronous updates would apply them one after the other.
         Returns the per-pair loss ``(B,)`` before the step.
         """
-        W_in, W_out = self.in_vectors.weight, self.out_vectors.weight
-        B, K1, D = len(center), negatives.shape[1] + 1, W_in.shape[1]
         targets = torch.cat([context[:, None], negatives], dim=1)           # (B, 1+K) ids of u_o, u_k
-        v, u = W_in[center], W_out[targets]                                # (B, D), (B, 1+K, D)
-        mask = None if neg_mask is None else torch.cat([torch.ones_like(neg_mask[:, :1]), neg_mask], 1)
-        grad_v, grad_u, loss = _sgns_grads(v, u, mask)                     # same as sgns_gradients
-        W_in.index_add_(0, center, grad_v, alpha=-lr)
-        W_out.index_add_(0, targets.reshape(-1), grad_u.reshape(B * K1, D), alpha=-lr)  # (B*(1+K), D)
-        return loss
+        mask = torch.ones(targets.shape, dtype=self.in_vectors.weight.dtype, device=targets.device)
+        if neg_mask is not None:
+            mask[:, 1:] = neg_mask
+        return _sgns_step(self.in_vectors.weight, self.out_vectors.weight, center, targets, mask, lr)
 
     def vectors(self) -> np.ndarray:
         """The word vectors ``(V, D)`` float32 on the CPU (the input table, as word2vec saves)."""
@@ -511,8 +558,31 @@ def train_sgns(documents: Sequence[np.ndarray], vocab: Vocab, config: SGNSConfig
     return model, hist
 
 
+def _run_steps(W_in, W_out, centers, targets, mask, lrs, batch_size, steps):
+    """SGD steps ``steps`` (batch numbers) of a chunk; returns the summed loss (0-d tensor)."""
+    loss_sum = torch.zeros((), dtype=torch.float64, device=W_in.device)
+    for i in steps:
+        sl = slice(i * batch_size, (i + 1) * batch_size)
+        loss_sum += _sgns_step(W_in, W_out, centers[sl], targets[sl], mask[sl], float(lrs[i])).sum()
+    return loss_sum
+
+
+def _hogwild(W_in, W_out, centers, targets, mask, lrs, batch_size, workers):
+    """Batch ``i`` to worker ``i % workers``; the workers step at once on the shared tables."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def work(w):
+        torch.set_num_threads(1)                                  # each worker: one torch thread
+        return _run_steps(W_in, W_out, centers, targets, mask, lrs, batch_size,
+                          range(w, len(lrs), workers))
+    with ThreadPoolExecutor(workers) as pool:                     # ops release the GIL
+        return sum(pool.map(work, range(workers)))
+
+
 def _epochs(model, docs, keep, cum, rng, gen, cfg, device, n_words, hist, bar):
     total, done, lr = n_words * cfg.epochs, 0, cfg.lr
+    W_in, W_out = model.in_vectors.weight.data, model.out_vectors.weight.data
+    workers = cfg.workers if device.type == "cpu" else 1
     for epoch in range(1, cfg.epochs + 1):
         t0, loss_sum, n_pairs = time.perf_counter(), torch.zeros((), dtype=torch.float64, device=device), 0
         for group in _chunks(docs, cfg.chunk_words):
@@ -523,14 +593,21 @@ def _epochs(model, docs, keep, cum, rng, gen, cfg, device, n_words, hist, bar):
             centers = torch.from_numpy(centers[order]).to(device)
             contexts = torch.from_numpy(contexts[order]).to(device)
             P = len(centers)
-            for start in range(0, P, cfg.batch_size):
-                c = centers[start:start + cfg.batch_size]                   # (B,)
-                o = contexts[start:start + cfg.batch_size]                  # (B,)
-                neg = sample_negatives(cum, (len(c), cfg.negative), gen)   # (B, K)
-                mask = (neg != o[:, None]).to(model.in_vectors.weight.dtype)  # (B, K) skip neg == context
-                progress_frac = (done + words_here * start / max(P, 1)) / total
-                lr = max(cfg.min_lr, cfg.lr - (cfg.lr - cfg.min_lr) * progress_frac)
-                loss_sum += model.sgd_step(c, o, neg, lr, mask).sum()
+            # the whole chunk's negatives in one draw, and the targets and masks of all its steps
+            neg = sample_negatives(cum, (P, cfg.negative), gen)            # (P, K)
+            targets = torch.cat([contexts[:, None], neg], dim=1)           # (P, 1+K) context first
+            mask = (targets != contexts[:, None]).to(W_in.dtype)           # (P, 1+K) skip neg == context
+            mask[:, 0] = 1
+            starts = np.arange(0, P, cfg.batch_size)                       # learning rate of each step:
+            frac = (done + words_here * starts / max(P, 1)) / total       # linear decay in words
+            lrs = np.maximum(cfg.min_lr, cfg.lr - (cfg.lr - cfg.min_lr) * frac)
+            if workers == 1:
+                loss_sum += _run_steps(W_in, W_out, centers, targets, mask, lrs, cfg.batch_size,
+                                       range(len(lrs)))
+            else:
+                loss_sum += _hogwild(W_in, W_out, centers, targets, mask, lrs, cfg.batch_size, workers)
+            if len(lrs):
+                lr = float(lrs[-1])
             n_pairs += P
             done += words_here
             bar.update(words_here)
