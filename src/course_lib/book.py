@@ -152,3 +152,8 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+# Claims are code (course_lib.claims): a chapter's conclusions, checked on its own run.
+from course_lib.claims import (ClaimError, claim, checked_claims, mcnemar, paired_comparison,  # noqa: E402
+                               proportion_interval, sign_test, verdict)
