@@ -23,7 +23,7 @@ if importlib.util.find_spec("course_lib") is None:
 # %% [markdown]
 # # Autoencoders: pre-training by reconstruction
 #
-# The CNN of the previous chapter learned from 5,000 *labelled* digits. Labels are expensive;
+# The CNN of the previous chapter learned from thousands of *labelled* digits. Labels are expensive;
 # images are not. An **autoencoder** learns from images alone: an *encoder* squeezes each image
 # into a short code, a *decoder* rebuilds the image from that code, and both are trained so that
 # the rebuilt image matches the original. To rebuild well through a narrow code, the code has to

@@ -175,7 +175,7 @@ glue("full_params_fc1", fc1.weight.numel())
 #
 # ## Task 1: a CNN pre-trained on MNIST, reused on Fashion-MNIST and on other digits
 #
-# We pre-train a small LeNet on the 5,000 real MNIST training digits, then reuse it on two new
+# We pre-train a small LeNet on the real MNIST training digits of this run, then reuse it on two new
 # tasks: **Fashion-MNIST** {cite}`xiao2017fashion` (clothes: same image size, very different
 # content) and **scikit-learn's 8×8 digits** (a different scan of the same kind of content, resized
 # into MNIST's 28×28 layout with `cnn.to_mnist_frame`).
