@@ -193,3 +193,10 @@ def test_every_comparative_sentence_is_backed(path):
 def test_book_reexports_claims():
     for name in ("claim", "verdict", "paired_comparison", "proportion_interval", "mcnemar", "ClaimError"):
         assert getattr(book, name) is getattr(claims, name)
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "book").glob("*.md")), ids=lambda p: p.stem)
+def test_book_pages_cite_their_comparisons(path):
+    """The book's own pages run no code: a comparative sentence there must cite its source."""
+    bad = unbacked_sentences([("markdown", path.read_text())])
+    assert not bad, f"{path.name}: comparisons without a citation:\n- " + "\n- ".join(bad)
