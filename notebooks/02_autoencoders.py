@@ -507,6 +507,17 @@ verdict("shrink_verdict", [
      "no label count shows a gain from this pre-training in this run"),
     (True, "the gain does not shrink steadily with more labels in this run"),
 ])
+lpft_minus_one = curve["pre-trained, LP-FT"] - curve["pre-trained, one rate"]
+verdict("lpft_why", [
+    (lpft_minus_one.max() < -0.005,
+     "Here LP-FT is the weaker recipe at every label count. LP-FT protects the pre-trained features: "
+     "that pays when they already suit the new task, which is Kumar et al.'s setting. A reconstruction "
+     "code is not such a feature, and the small second-phase rate keeps the encoder close to it"),
+    (lpft_minus_one.min() > 0.005,
+     "Here LP-FT is the stronger recipe at every label count: the head is no longer random when the "
+     "encoder starts to move, so the encoder's features are not distorted by its first gradients"),
+    (True, "Here neither recipe is ahead at every label count"),
+])
 rise = {name: curve[name].diff().dropna().min() for name in methods}
 claim("every classifier's mean test accuracy rises with the number of labels (a learning curve)",
       min(rise.values()) > 0, margin=min(rise.values()), name="curve_claim")
@@ -522,7 +533,7 @@ claim("every classifier's mean test accuracy rises with the number of labels (a 
 # {glue:text}`many_k` labels per class (scratch {glue:text}`acc_scratch_many:.2%`, LP-FT
 # {glue:text}`acc_lpft_many:.2%`) the difference is {glue:text}`lpft_cmp_many`: it
 # {glue:text}`lpft_verdict_many`. Over the whole curve, {glue:text}`shrink_verdict`. (Checked:
-# {glue:text}`curve_claim`.)
+# {glue:text}`curve_claim`.) {glue:text}`lpft_why`.
 #
 # Why reconstruction can be a weak pre-training for classification: a code that must *redraw* every pixel spends
 # its 32 numbers on thickness, slant and position as much as on the digit's identity — the linear
