@@ -23,7 +23,7 @@ if importlib.util.find_spec("course_lib") is None:
 # %% [markdown]
 # # Autoencoders: pre-training by reconstruction
 #
-# The CNN of the previous chapter learned from 5,000 *labelled* digits. Labels are expensive;
+# The CNN of the previous chapter learned from thousands of *labelled* digits. Labels are expensive;
 # images are not. An **autoencoder** learns from images alone: an *encoder* squeezes each image
 # into a short code, a *decoder* rebuilds the image from that code, and both are trained so that
 # the rebuilt image matches the original. To rebuild well through a narrow code, the code has to
@@ -38,7 +38,8 @@ if importlib.util.find_spec("course_lib") is None:
 # - show that a linear autoencoder is PCA, and measure how much a convolutional one does better;
 # - train the same model in PyTorch and in Keras and get the same error;
 # - train a denoising autoencoder, look at its code space and interpolate between digits;
-# - pre-train an encoder on unlabelled images and fine-tune it with 100 labels.
+# - pre-train an encoder on unlabelled images, fine-tune it with few labels (LP-FT), and read a
+#   learning curve over the number of labels.
 # ```
 
 # %% [markdown]
@@ -178,7 +179,7 @@ glue("grad_mse", g_mse.item())
 # minima besides the global one, where $W'$ spans exactly the principal subspace (not the
 # components themselves: any basis of the subspace does as well).
 #
-# We check it on the digits with $k=32$. PCA (scikit-learn) gives the error to beat. The linear
+# We check it on the digits with $k=32$. PCA (scikit-learn) gives the reference error. The linear
 # autoencoder is trained to convergence with **alternating least squares** on its own objective:
 # with the encoder fixed, the best decoder is a linear regression of $x$ on the codes; with the
 # decoder fixed, the best code of $x$ is its least-squares coefficient on the decoder's columns.
@@ -291,7 +292,7 @@ glue("keras_over_torch", keras_mse / torch_mse)
 # initialisations (Glorot-uniform in Keras, a smaller uniform in PyTorch) the two differ more after
 # a short training: the initialisation matters as much as the framework.
 #
-# ## A convolutional autoencoder beats PCA
+# ## A convolutional autoencoder against PCA
 #
 # `ae.ConvAutoencoder` encodes with two stride-2 convolutions (28 → 14 → 7) and a dense layer to a
 # code of the same size $k=32$; the decoder mirrors it with transposed convolutions
@@ -309,6 +310,11 @@ print(f"test error, code size {K}:  PCA {pca_mse:.5f} | conv autoencoder {conv_m
       f"| ratio {conv_mse / pca_mse:.3f}")
 glue("conv_mse", conv_mse)
 glue("conv_over_pca", conv_mse / pca_mse)
+from course_lib.claims import claim, paired_comparison, verdict
+
+claim("the convolutional autoencoder reconstructs the test digits with a lower squared error than PCA "
+      "with the same code size", conv_mse < pca_mse, margin=1 - conv_mse / pca_mse,
+      values={"conv_mse": conv_mse, "pca_mse": pca_mse}, name="conv_claim")
 glue("conv_epochs", len(conv_history.epoch))
 glue("conv_seconds", sum(conv_history.seconds))
 
@@ -321,7 +327,8 @@ fig = viz.image_grid(np.concatenate([shown[:, 0].numpy(), pca_rec.clip(0, 1), co
 # %% [markdown]
 # In {glue:text}`conv_epochs` epochs ({glue:text}`conv_seconds:.0f` s here) the convolutional
 # autoencoder reaches a test error of {glue:text}`conv_mse:.5f`, **{glue:text}`conv_over_pca:.2f`
-# times** PCA's with the same 32 numbers per image. PCA's reconstructions (middle row) are blurred
+# times** PCA's with the same 32 numbers per image (checked: {glue:text}`conv_claim`). PCA's
+# reconstructions (middle row) are blurred
 # sums of global patterns; the convolutional decoder draws sharp local strokes.
 #
 # ## A denoising autoencoder
@@ -345,6 +352,11 @@ print(pd.Series(err, name="error vs the clean test images").round(5).to_string()
 glue("noisy_mse", err["noisy input"])
 glue("plain_on_noisy_mse", err["plain autoencoder"])
 glue("dae_mse", err["denoising autoencoder"])
+claim("on noisy test digits, the denoising autoencoder's output is closer to the clean digits than the "
+      "plain autoencoder's, and closer than the noisy input itself",
+      err["denoising autoencoder"] < min(err["plain autoencoder"], err["noisy input"]),
+      margin=min(err["plain autoencoder"], err["noisy input"]) - err["denoising autoencoder"],
+      values=err, name="dae_claim")
 rows = [x_test[:10], noisy_test[:10], train.predict(conv, noisy_test[:10]), train.predict(dae, noisy_test[:10])]
 fig = viz.image_grid(torch.cat(rows), ncols=10,
                      title="clean | noisy | plain autoencoder | denoising autoencoder")
@@ -352,7 +364,7 @@ fig = viz.image_grid(torch.cat(rows), ncols=10,
 # %% [markdown]
 # The noisy test images are {glue:text}`noisy_mse:.4f` away from the clean ones (error per pixel).
 # The plain autoencoder, which never saw noise, brings that to {glue:text}`plain_on_noisy_mse:.4f`;
-# the denoising one to {glue:text}`dae_mse:.4f`.
+# the denoising one to {glue:text}`dae_mse:.4f`: {glue:text}`dae_claim`.
 #
 # ## The code space
 #
@@ -368,6 +380,14 @@ fig, ax = plt.subplots(figsize=(5.5, 4.5))
 sc = ax.scatter(xy[:3000, 0], xy[:3000, 1], c=mnist.y_test[:3000], cmap="tab10", s=4)
 ax.legend(*sc.legend_elements(), fontsize=7, title="digit", loc="best", markerscale=0.8)
 ax.set(title="codes of test digits (first 2 principal components)", xticks=[], yticks=[])
+# what the picture suggests, measured: is a digit's nearest code (among the other test codes) a digit
+# of the same class? Chance is about 10%.
+from sklearn.neighbors import NearestNeighbors
+nn_idx = NearestNeighbors(n_neighbors=2).fit(codes[:3000].numpy()).kneighbors(codes[:3000].numpy())[1][:, 1]
+nn_same = float((mnist.y_test[:3000][nn_idx] == mnist.y_test[:3000]).mean())
+glue("nn_same", nn_same)
+claim("a test digit's nearest neighbour in code space is of the same class far more often than by "
+      "chance (above 50%, chance about 10%)", nn_same > 0.5, margin=nn_same - 0.5, name="nn_claim")
 
 a, b = [int(np.flatnonzero(mnist.y_test == d)[0]) for d in (4, 9)]
 in_code = ae.interpolate(conv, x_test[a:a + 1], x_test[b:b + 1], steps=9, device=device)  # (9, 1, 28, 28)
@@ -377,79 +397,150 @@ fig = viz.image_grid(torch.cat([in_code, in_pixels]), ncols=9,
                      title="from a 4 to a 9: in code space (top), in pixel space (bottom)")
 
 # %% [markdown]
-# The classes form clusters although no label was used: nearby codes are similar digits. The
+# The colours group although no label was used: for {glue:text}`nn_same:.1%` of the first 3,000
+# test digits, the nearest other code belongs to a digit of the same class (checked:
+# {glue:text}`nn_claim`). The
 # walk in code space passes through images that look like plausible strokes, where the pixel
 # average shows two faint digits on top of each other. (The code space of a plain autoencoder has
 # holes, though: not every point decodes to a digit. Variational autoencoders fix that.)
 #
-# ## Pre-training: an encoder for a classifier with 100 labels
+# ## Pre-training: an encoder for a classifier with few labels
 #
-# Now the labels come back, but only **100** of them — 10 per class, drawn at random from the
-# training images. We compare two classifiers with the *same* architecture, the convolutional
-# encoder followed by a linear layer to 10 logits (`ae.EncoderClassifier`):
+# Now the labels come back, but only a few per class, drawn at random from the training images. We
+# compare classifiers with the *same* architecture, the convolutional encoder followed by a linear
+# layer to 10 logits (`ae.EncoderClassifier`):
 #
-# - **from scratch**: the encoder starts from a random initialisation;
-# - **pre-trained**: the encoder starts from the autoencoder trained above on all
-#   {glue:text}`n_train:,` *unlabelled* images, and is fine-tuned with the head.
+# - **from scratch**: the encoder starts from a random initialisation, and everything trains at
+#   one Adam rate;
+# - **pre-trained, one rate**: the encoder starts from the autoencoder trained above on all
+#   {glue:text}`n_train:,` *unlabelled* images, and is fine-tuned together with its new, random head
+#   at that same rate — the recipe the fine-tuning chapter's pitfall warns about: the random head's
+#   first gradients are noise, and a large rate lets them rewrite the pre-trained encoder;
+# - **pre-trained, LP-FT** {cite}`kumar2022finetuning`: first a *linear probe* (the encoder frozen,
+#   only the head trains), then everything is fine-tuned at a rate ten times smaller;
+# - **linear probe** alone: the frozen pre-trained encoder and a trained head, which measures how
+#   linearly readable the class already is from the codes.
 #
-# A third line freezes the pre-trained encoder and fits only a linear classifier on its codes (a
-# *linear probe*, `probe.linear_probe`, the protocol of every chapter that probes), which measures
-# how linearly separable the codes already are. Each is repeated over several random
-# draws of the 100 labels (for a quick run; more draws give tighter means).
+# Every run takes the same number of optimisation steps, whatever the number of labels, and each is
+# repeated over several random draws of the labelled images — paired: for one draw, all methods
+# see the same images. The learning curve runs from very few labels to many.
 
 # %% tags=["otter_ignore"]
-per_class = 10
-n_draws = pick(ci=2, full=5)
-finetune_cfg = train.TrainConfig(epochs=pick(ci=30, full=60), batch_size=50, lr=2e-3, progress=False)
+label_counts = pick(ci=[10, 50, 200], full=[10, 50, 100, 500])     # labelled images per class
+n_draws = pick(ci=3, full=5)
+steps, batch, rate = pick(ci=120, full=400), 50, 2e-3
 y_test_t = torch.as_tensor(mnist.y_test)
+methods = ["from scratch", "pre-trained, one rate", "pre-trained, LP-FT", "linear probe"]
+
+
+def fit_steps(clf, labelled, lr, seed):
+    """Train ``clf`` for ``steps`` steps of ``batch`` images at Adam rate ``lr``."""
+    epochs = max(1, -(-steps * batch // len(labelled[1])))
+    train.fit(clf, labelled, config=train.TrainConfig(epochs=epochs, batch_size=batch, lr=lr,
+                                                      progress=False, seed=seed), device=device)
+
+
 results = []
-for draw in range(n_draws):
-    idx = data.per_class_subset(mnist.y_train, per_class, seed=draw)        # 10 per class
-    labelled = (x_train[idx], torch.as_tensor(mnist.y_train[idx]))
-    for name in ["from scratch", "pre-trained, fine-tuned", "pre-trained, frozen (linear probe)"]:
-        seed_everything(draw)
-        if "frozen" in name:                                           # the course's one probe protocol
-            acc = probe.linear_probe(train.embed(conv, labelled[0], device), labelled[1],
-                                     train.embed(conv, x_test, device), y_test_t, device=device)
-            results.append({"draw": draw, "classifier": name, "test accuracy": acc})
-            continue
-        if name == "from scratch":
-            encoder = ae.ConvAutoencoder(K, channels).encoder          # random initialisation
-        else:
-            encoder = copy.deepcopy(conv.encoder)
-        clf = ae.EncoderClassifier(encoder, K, 10)
-        train.fit(clf, labelled, config=finetune_cfg, device=device)
-        acc = train.evaluate(clf, (x_test, y_test_t), device=device)["accuracy"]
-        results.append({"draw": draw, "classifier": name, "test accuracy": acc})
+for per_class in label_counts:
+    for draw in range(n_draws):
+        idx = data.per_class_subset(mnist.y_train, per_class, seed=draw)
+        labelled = (x_train[idx], torch.as_tensor(mnist.y_train[idx]))
+        for name in methods:
+            seed_everything(draw)
+            encoder = (ae.ConvAutoencoder(K, channels).encoder if name == "from scratch"   # random init
+                       else copy.deepcopy(conv.encoder))
+            clf = ae.EncoderClassifier(encoder, K, 10, freeze=name in ("linear probe", "pre-trained, LP-FT"))
+            fit_steps(clf, labelled, rate, draw)
+            if name == "pre-trained, LP-FT":                  # then fine-tune everything, 10x smaller rate
+                for p in clf.encoder.parameters():
+                    p.requires_grad_(True)
+                fit_steps(clf, labelled, rate / 10, draw)
+            acc = train.evaluate(clf, (x_test, y_test_t), device=device)["accuracy"]
+            results.append({"per class": per_class, "draw": draw, "classifier": name, "test accuracy": acc})
 results = pd.DataFrame(results)
-summary = results.groupby("classifier", sort=False)["test accuracy"].agg(["mean", "std"])
-print(summary.round(4).to_string())
-glue("n_labels", per_class * 10)
-glue("n_draws", n_draws)
-glue("acc_scratch", summary.loc["from scratch", "mean"])
-glue("acc_finetuned", summary.loc["pre-trained, fine-tuned", "mean"])
-glue("acc_probe", summary.loc["pre-trained, frozen (linear probe)", "mean"])
-glue("finetune_gain", summary.loc["pre-trained, fine-tuned", "mean"] - summary.loc["from scratch", "mean"])
-gain = summary.loc["pre-trained, fine-tuned", "mean"] - summary.loc["from scratch", "mean"]
-glue("finetune_verdict", "beat" if gain > 0.01 else ("did no better than" if gain > -0.01 else "did worse than"))
+curve = results.pivot_table(index="per class", columns="classifier", values="test accuracy")[methods]
+print(f"mean test accuracy over {n_draws} draws of the labels")
+print(curve.round(4).to_string())
+
+fig, ax = plt.subplots(figsize=(6, 3.6))
+for name in methods:
+    ax.plot(curve.index, curve[name], "o-", label=name)
+ax.set_xscale("log"); ax.set_xticks(label_counts, [str(k) for k in label_counts]); ax.minorticks_off()
+ax.set_xlabel("labelled images per class"); ax.set_ylabel("test accuracy"); ax.grid(alpha=0.3)
+ax.set_title(f"learning curves, mean of {n_draws} draws"); ax.legend(fontsize=8)
+
+# %% tags=["otter_ignore"]
+from course_lib.claims import claim, paired_comparison, verdict
+
+
+def paired(per_class, a, b):
+    """Paired comparison of two methods over the draws at one label count (a - b, in accuracy)."""
+    part = results[results["per class"] == per_class].pivot(index="draw", columns="classifier",
+                                                            values="test accuracy")
+    return paired_comparison(part[a], part[b])
+
+
+few, many = min(label_counts), max(label_counts)
+glue("n_draws", n_draws); glue("ae_steps", steps)
+glue("few_k", few); glue("many_k", many)
+for k, key in [(few, "few"), (many, "many")]:
+    for name, short in [("from scratch", "scratch"), ("pre-trained, one rate", "onerate"),
+                        ("pre-trained, LP-FT", "lpft"), ("linear probe", "probe")]:
+        glue(f"acc_{short}_{key}", curve.loc[k, name])
+    lpft = paired(k, "pre-trained, LP-FT", "from scratch")
+    glue(f"lpft_cmp_{key}", lpft.describe(100, " points"))
+    verdict(f"lpft_verdict_{key}", [(lpft.a_higher(), "beats training from scratch"),
+                                    (lpft.b_higher(), "loses to training from scratch"),
+                                    (True, "cannot be told apart from training from scratch")])
+    one = paired(k, "pre-trained, LP-FT", "pre-trained, one rate")
+    verdict(f"lpft_vs_one_{key}", [(one.a_higher(), "above"), (one.b_higher(), "below"),
+                                   (True, "indistinguishable from")])
+gain = curve["pre-trained, LP-FT"] - curve["from scratch"]
+verdict("shrink_verdict", [
+    (gain[few] > 0.01 and gain[many] < gain[few] - 0.01,
+     "the gain from pre-training shrinks as labels grow, as expected: with many labels the encoder "
+     "learns from the labels what the autoencoder taught it"),
+    (gain[few] <= 0.01 and gain.max() <= 0.01,
+     "no label count shows a gain from this pre-training in this run"),
+    (True, "the gain does not shrink steadily with more labels in this run"),
+])
+lpft_minus_one = curve["pre-trained, LP-FT"] - curve["pre-trained, one rate"]
+verdict("lpft_why", [
+    (lpft_minus_one.max() < -0.005,
+     "Here LP-FT is the weaker recipe at every label count. LP-FT protects the pre-trained features: "
+     "that pays when they already suit the new task, which is Kumar et al.'s setting. A reconstruction "
+     "code is not such a feature, and the small second-phase rate keeps the encoder close to it"),
+    (lpft_minus_one.min() > 0.005,
+     "Here LP-FT is the stronger recipe at every label count: the head is no longer random when the "
+     "encoder starts to move, so the encoder's features are not distorted by its first gradients"),
+    (True, "Here neither recipe is ahead at every label count"),
+])
+rise = {name: curve[name].diff().dropna().min() for name in methods}
+claim("every classifier's mean test accuracy rises with the number of labels (a learning curve)",
+      min(rise.values()) > 0, margin=min(rise.values()), name="curve_claim")
 
 # %% [markdown]
-# With {glue:text}`n_labels` labels, averaged over {glue:text}`n_draws` draws, the classifier
-# trained from scratch reaches {glue:text}`acc_scratch:.2%` on the {glue:text}`n_test:,` test digits;
-# the same network starting from the pre-trained encoder reaches **{glue:text}`acc_finetuned:.2%`**
-# (a difference of {glue:text}`finetune_gain:+.1%` points), and the linear probe on the frozen codes
-# {glue:text}`acc_probe:.2%`. In this run, pre-training by reconstruction
-# **{glue:text}`finetune_verdict`** training from scratch.
+# Each point is a mean over {glue:text}`n_draws` draws of the labels, every run
+# {glue:text}`ae_steps` steps. With {glue:text}`few_k` labels per class, training from scratch
+# reaches {glue:text}`acc_scratch_few:.2%` on the {glue:text}`n_test:,` test digits, the pre-trained
+# encoder fine-tuned at one rate {glue:text}`acc_onerate_few:.2%`, with LP-FT
+# {glue:text}`acc_lpft_few:.2%`, and the linear probe on the frozen codes {glue:text}`acc_probe_few:.2%`.
+# Paired over the draws, LP-FT minus scratch is {glue:text}`lpft_cmp_few`: the pre-trained encoder
+# {glue:text}`lpft_verdict_few`, and LP-FT is {glue:text}`lpft_vs_one_few` the one-rate recipe. With
+# {glue:text}`many_k` labels per class (scratch {glue:text}`acc_scratch_many:.2%`, LP-FT
+# {glue:text}`acc_lpft_many:.2%`) the difference is {glue:text}`lpft_cmp_many`: it
+# {glue:text}`lpft_verdict_many`. Over the whole curve, {glue:text}`shrink_verdict`. (Checked:
+# {glue:text}`curve_claim`.) {glue:text}`lpft_why`.
 #
-# Do not take this as a general verdict either way. A code that must *redraw* every pixel spends
+# Why reconstruction can be a weak pre-training for classification: a code that must *redraw* every pixel spends
 # its 32 numbers on thickness, slant and position as much as on the digit's identity — the linear
-# probe shows how much of the class is linearly readable from it. Erhan et al.
+# probe shows how much of the class is linearly readable from it. And the baseline is strong: a
+# small convolutional network, Adam and a good initialisation learn digits from few labels, since
+# the convolutions already encode that nearby pixels belong together. Erhan et al.
 # {cite}`erhan2010why` found the benefit of unsupervised pre-training largest for deep networks
-# trained with plain SGD and few labels; with a shallow encoder, Adam and a good initialisation,
-# the gap shrinks or vanishes. Longer pre-training (`COURSE_PROFILE=full`), the denoising objective
-# and smaller learning rates for the pre-trained layers all move the comparison — the fine-tuning
-# chapter studies those choices, and the contrastive chapter asks whether a pre-training objective
-# aimed at *what stays the same* between two views of an image does better than reconstruction.
+# trained with plain SGD and few labels. The contrastive chapter asks whether a pre-training
+# objective aimed at *what stays the same* between two views of an image gives a more useful
+# encoder than reconstruction.
 #
 # ## Pitfall: binary cross-entropy without its parentheses
 #
@@ -551,7 +642,7 @@ glue("memo_ratio", err_test / err_train)
 #
 # The autoencoder trained on 300 digits reconstructs *them* with an error of
 # {glue:text}`memo_train:.4f`, but new test digits with {glue:text}`memo_test:.4f` —
-# {glue:text}`memo_ratio:.1f` times worse. Reconstruction error is a generalisation measure like any
+# {glue:text}`memo_ratio:.1f` times that error. Reconstruction error is a generalisation measure like any
 # other: report it on images the model did not train on, as every number of this chapter is.
 #
 # ## Exercises

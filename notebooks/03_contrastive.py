@@ -131,8 +131,9 @@ fig.suptitle("originals (top), first view, second view", fontsize=9)
 #
 # ### NT-Xent: the batched version
 #
-# SimCLR makes two views of each of $N$ images: $2N$ embeddings $u_1,\dots,u_{2N}$, views
-# $1..N$ first, then their partners. For view $i$ the positive is $p(i) = (i+N) \bmod 2N$, and the
+# SimCLR makes two views of each of $N$ images: $2N$ embeddings $u_0,\dots,u_{2N-1}$ (indexed from
+# 0, as in the code), views $0..N-1$ first, then their partners. For view $i$ the positive is
+# $p(i) = (i+N) \bmod 2N$ (with indices from 1 it would be $p(i) = ((i-1+N) \bmod 2N) + 1$), and the
 # other $2N-2$ views are the negatives — no memory bank needed. The **N**ormalised-**T**emperature
 # cross-entropy (NT-Xent) is the mean over all $2N$ anchors of
 #
@@ -189,7 +190,7 @@ glue("toy_loss", library.item())
 #
 # Wang and Isola {cite}`wang2020understanding` showed that, as the number of negatives grows, the
 # loss optimises two properties of the embedding on the unit sphere, and gave two metrics for them
-# (lower is better for both):
+# (for both, lower means more of the property):
 #
 # $$
 # \mathcal{L}_\text{align} = \mathbb{E}_{(x,x^+)}\,\big\lVert f(x) - f(x^+)\big\rVert_2^{2},
@@ -258,12 +259,13 @@ ax.legend()
 #
 # - a **linear probe**: a logistic regression on $h$ (`probe.linear_probe`, scikit-learn's
 #   objective minimised by L-BFGS in torch; a unit test checks it against scikit-learn);
-# - a **k-nearest-neighbour** vote by cosine similarity, $k=20$ (`contrastive.knn_accuracy`, as in
-#   {cite}`wu2018unsupervised`), which needs no training at all.
+# - a **k-nearest-neighbour** majority vote by cosine similarity, $k=20$ (`contrastive.knn_accuracy`),
+#   which needs no training at all. It is a simpler version of the monitor of
+#   {cite}`wu2018unsupervised`, who weight each of $k=200$ neighbours by $\exp(s/\tau)$.
 #
 # The baseline is the *same encoder with its random initial weights* — random convolutional
 # features are surprisingly good on MNIST, so this is a fair bar. We also vary how many labels the
-# probe may use: pre-training matters most when labels are few.
+# probe may use, since pre-training is expected to matter most when labels are few.
 
 # %% tags=["otter_ignore"]
 feats = {"SimCLR": (train.embed(model, x_train, device), train.embed(model, x_test, device)),
@@ -299,6 +301,42 @@ glue("few_random", few.loc["random init", "linear probe"])
 glue("few_gain_points", 100 * (few.loc["SimCLR", "linear probe"] - few.loc["random init", "linear probe"]))
 glue("gain_points", 100 * (full.loc["SimCLR", "linear probe"] - full.loc["random init", "linear probe"]))
 
+# Is the gap more than luck? With few labels, repeat the probe over several random draws of the
+# labelled images (paired: both encoders see the same draw); with all labels, a McNemar test on the
+# test digits that only one of the two kNN votes gets right.
+from course_lib.claims import claim, mcnemar, paired_comparison, verdict
+
+n_label_draws = pick(ci=5, full=10)
+draws = {name: [probe.linear_probe(ftr[idx], y_train[idx], fte, y_test, device=device)
+                for idx in (data.per_class_subset(y_train, 10, seed=s) for s in range(n_label_draws))]
+         for name, (ftr, fte) in feats.items()}
+few_cmp = paired_comparison(draws["SimCLR"], draws["random init"], name="few_cmp", scale=100, unit=" points")
+print("probe, 10 labels per class, SimCLR - random init:", few_cmp.describe(100, " points"))
+glue("n_label_draws", n_label_draws)
+claim("with 10 labels per class, the linear probe on SimCLR features beats the random encoder's on "
+      "average over the label draws (95% interval above zero)", few_cmp.a_higher(),
+      values={"mean_gain": few_cmp.mean, "low": few_cmp.low}, margin=few_cmp.low, name="few_claim")
+
+knn_right = {name: (contrastive.knn_predict(ftr, y_train, fte, k=20, device=device) == y_test).numpy()
+             for name, (ftr, fte) in feats.items()}
+only_simclr, only_random, knn_p = mcnemar(knn_right["SimCLR"], knn_right["random init"])
+glue("knn_only_simclr", only_simclr)
+glue("knn_only_random", only_random)
+glue("knn_p", knn_p)
+knn_gap = knn_right["SimCLR"].mean() - knn_right["random init"].mean()
+verdict("knn_verdict", [
+    (knn_p < 0.01 and knn_gap > 0.03, "the nearest neighbours of a test digit share its class clearly "
+                                       "more often with SimCLR features than with random ones"),
+    (knn_p < 0.01 and knn_gap > 0, "the nearest neighbours of a test digit share its class a little more "
+                                   "often with SimCLR features than with random ones — a real but small "
+                                   "difference: random convolutional features already put most digits "
+                                   "near digits of their own class"),
+    (knn_p >= 0.01, "the kNN vote cannot tell the two encoders apart: random convolutional features "
+                    "already put most digits near digits of their own class"),
+    (knn_gap < 0, "the random encoder's neighbourhoods are the purer ones: SimCLR's features separate the "
+                  "classes linearly, not by plain cosine distance"),
+], values={"gap": knn_gap, "p": knn_p})
+
 # %% tags=["otter_ignore"]
 fig, ax = plt.subplots(figsize=(5.5, 3.4))
 for (name, metric), part in results.melt(id_vars=["encoder", "labels"]).groupby(["encoder", "variable"]):
@@ -315,8 +353,15 @@ ax.legend(fontsize=8)
 # encoder ({glue:text}`gain_points:.1f` points), and the kNN vote {glue:text}`knn_simclr:.2%`
 # against {glue:text}`knn_random:.2%`. With only 10 labels per class the probe reaches
 # {glue:text}`few_simclr:.2%` against {glue:text}`few_random:.2%` ({glue:text}`few_gain_points:.1f`
-# points): the contrastive features put digits of one class close together, so a few labels
-# suffice to draw the boundaries.
+# points) on the first draw of labels; over {glue:text}`n_label_draws` draws the difference is
+# {glue:text}`few_cmp`. The run checks that {glue:text}`few_claim`.
+#
+# The kNN vote asks a different question — are the *nearest* digits of the same class? Of the test
+# digits, {glue:text}`knn_only_simclr:,` are classified right only with SimCLR features and
+# {glue:text}`knn_only_random:,` only with random ones (McNemar p = {glue:text}`knn_p:.2g`): in this
+# run {glue:text}`knn_verdict`. The two measures need not agree: the probe asks what a *linear*
+# readout trained on labels can get from the features, the kNN vote what plain cosine distance
+# gives without any training.
 #
 # ### Compared with the autoencoder's encoder
 #
@@ -335,7 +380,37 @@ ae_results = pd.DataFrame(evaluate_features("autoencoder", *ae_feats))
 both = pd.concat([results, ae_results])
 print(both.pivot(index="labels", columns="encoder", values=["linear probe", "kNN (k=20)"]).round(4))
 
+# read the table: which pre-training gives the better features, with how many labels?
+ae_full = ae_results.set_index("labels")
+for per_class, key in [(10, "few"), (None, "all")]:
+    n_lab = 10 * per_class if per_class else len(y_train)
+    sim = results[(results.encoder == "SimCLR") & (results["labels"] == n_lab)].iloc[0]
+    aer = ae_full.loc[n_lab]
+    glue(f"ae_probe_{key}", aer["linear probe"])
+    glue(f"ae_knn_{key}", aer["kNN (k=20)"])
+    gap = sim["linear probe"] - aer["linear probe"]
+    verdict(f"ae_vs_simclr_{key}", [(gap > 0.01, "higher for the SimCLR features"),
+                                    (gap < -0.01, "higher for the autoencoder's codes"),
+                                    (True, "within one point for the two")], values={"gap": gap})
+    knn_gap_ae = sim["kNN (k=20)"] - aer["kNN (k=20)"]
+    verdict(f"ae_vs_simclr_knn_{key}", [(knn_gap_ae > 0.01, "higher for the SimCLR features"),
+                                        (knn_gap_ae < -0.01, "higher for the autoencoder's codes"),
+                                        (True, "within one point for the two")], values={"gap": knn_gap_ae})
+
 # %% [markdown]
+# With 10 labels per class the probe accuracy is {glue:text}`ae_vs_simclr_few`
+# (autoencoder {glue:text}`ae_probe_few:.2%`, SimCLR {glue:text}`few_simclr:.2%`); with all labels
+# it is {glue:text}`ae_vs_simclr_all` (autoencoder {glue:text}`ae_probe_all:.2%`, SimCLR
+# {glue:text}`probe_simclr:.2%`). The kNN vote's accuracy is {glue:text}`ae_vs_simclr_knn_few` with
+# 10 labels per class (autoencoder {glue:text}`ae_knn_few:.2%`) and {glue:text}`ae_vs_simclr_knn_all`
+# with all of them (autoencoder {glue:text}`ae_knn_all:.2%`, SimCLR {glue:text}`knn_simclr:.2%`).
+# Why the two objectives can differ: the autoencoder's code keeps what is needed to *redraw* a
+# digit (thickness, slant, position), which a cosine distance weighs as much as the digit's
+# identity, while the contrastive objective was told to ignore exactly those variations (they are
+# its augmentations). These are
+# single runs on one draw of labels each (short pre-training in the `ci` profile); the KMeans
+# chapter compares the same encoders without any label at all.
+#
 # ## A picture of the embedding
 #
 # Principal component analysis projects the test digits' 128-dimensional representations onto the
@@ -519,16 +594,32 @@ glue("pit_probe", rows.loc[("same image, no augmentation", len(y_train)), "linea
 glue("pit_few", rows.loc[("same image, no augmentation", 100), "linear probe"])
 glue("pit_align", rows.loc[("same image, no augmentation", len(y_train)), "alignment"])
 glue("fix_align", rows.loc[("SimCLR", len(y_train)), "alignment"])
+loss_gap = history.train_loss[-1] - pit_hist.train_loss[-1]                 # > 0: identical views lower
+align_gap = (rows.loc[("same image, no augmentation", len(y_train)), "alignment"]
+             - rows.loc[("SimCLR", len(y_train)), "alignment"])                # > 0: views further apart
+print("alignment, identical views minus SimCLR:", round(align_gap, 4))
+claim("the identical-views version ends with a lower training loss, yet two augmented views of a test "
+      "digit land further apart (a higher alignment) than with SimCLR", loss_gap > 0 and align_gap > 0,
+      margin=min(loss_gap, align_gap), values={"pit_loss": pit_hist.train_loss[-1],
+                                               "simclr_loss": history.train_loss[-1], "align_gap": align_gap},
+      name="pit_claim")
+probe_gaps = [rows.loc[("SimCLR", n), "linear probe"] - rows.loc[("same image, no augmentation", n), "linear probe"]
+              for n in (len(y_train), 100)]
+verdict("pit_probe_verdict", [
+    (min(probe_gaps) > 0.01, "both below SimCLR's"),
+    (max(probe_gaps) < -0.01, "both above SimCLR's: with this short training, the probe does not show the damage"),
+    (True, "within a point of SimCLR's for at least one label budget: a short run does not show the damage on the probe"),
+])
 
 # %% [markdown]
 # With identical "views" the training loss ends lower, at {glue:text}`pit_loss:.3f` against
-# {glue:text}`final_loss:.3f` — the positives sit at similarity 1 for free — yet the linear probe
+# {glue:text}`final_loss:.3f` — the positives sit at similarity 1 for free — while the linear probe
 # reaches {glue:text}`pit_probe:.2%` against {glue:text}`probe_simclr:.2%` with all labels, and
-# {glue:text}`pit_few:.2%` against {glue:text}`few_simclr:.2%` with 10 labels per class. The
-# alignment column shows why: two augmented views of a test digit land far apart
-# ({glue:text}`pit_align:.3f` against {glue:text}`fix_align:.3f`). The network never learned that
-# a shifted, rotated 7 is still the same 7. A low contrastive loss is not a sign of a good
-# representation; it is often a sign that the task is too easy.
+# {glue:text}`pit_few:.2%` against {glue:text}`few_simclr:.2%` with 10 labels per class:
+# {glue:text}`pit_probe_verdict`. The alignment column shows what went wrong: two augmented views of
+# a test digit land far apart ({glue:text}`pit_align:.3f` against {glue:text}`fix_align:.3f`). The network never learned that
+# a shifted, rotated 7 is still the same 7 (checked: {glue:text}`pit_claim`). A low contrastive loss
+# is not a sign of a good representation; it is often a sign that the task is too easy.
 #
 # ```{admonition} The fix
 # :class: tip
