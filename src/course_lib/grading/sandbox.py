@@ -129,6 +129,8 @@ def command(cfg: SandboxConfig, slot: int, hide_dirs: dict[str, str]) -> list[st
         args += ["--ro-bind", str(_course_lib_dir()), "/opt/course/course_lib"]
     args += ["--ro-bind", str(WORKER), "/opt/grader/worker.py"]
     for target, stub in hide_dirs.items():
+        if target.startswith("/opt/course/") and not cfg.course_lib:
+            continue
         args += ["--ro-bind", stub, target]
     env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp/home", "TMPDIR": "/tmp",
            "PYTHONPATH": "/opt/course", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": "0",
@@ -163,6 +165,15 @@ def _hide_stubs(names: list[str], tmp: Path) -> dict[str, str]:
     for name in names:
         if name == "course_lib":
             continue                                   # simply not mounted
+        if name.startswith("course_lib."):             # one module of the course package
+            rel = name.split(".", 1)[1].replace(".", "/")
+            stub = tmp / f"hide-{name}.py"
+            stub.write_text(f"raise ImportError('{name} is not available in this question')\n")
+            os.chmod(stub, 0o644)
+            target = f"/opt/course/course_lib/{rel}.py"
+            if (_course_lib_dir() / f"{rel}.py").is_file():
+                out[target] = str(stub)
+            continue
         spec = importlib.util.find_spec(name)
         if spec is None or not spec.submodule_search_locations:
             continue
