@@ -28,22 +28,25 @@ book: $(STAMP)
 test: $(STAMP) system-packages
 	$(PY) -m pytest --nbval-lax --nbval-cell-timeout=600 -p no:cacheprovider notebooks tests
 
-# Debian packages the tests use: headless Chromium for the HTML check, Fashion-MNIST for chapters.
+# Debian packages the tests use: headless Chromium for the HTML check, Fashion-MNIST for chapters,
+# bubblewrap (+ util-linux's prlimit/setpriv) for the grading sandbox.
 SUDO = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 system-packages:
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null \
-	  && [ -d /usr/share/datasets/fashion-mnist ] \
+	  && [ -d /usr/share/datasets/fashion-mnist ] && command -v bwrap >/dev/null && command -v prlimit >/dev/null \
 	  || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
-	       chromium chromium-driver dataset-fashion-mnist >/dev/null; }
+	       chromium chromium-driver dataset-fashion-mnist bubblewrap util-linux >/dev/null; }
 
-# Instructors: student notebooks + autograders of every chapter with exercises, into dist/
-student: $(STAMP)
+# Instructors: student notebooks, autograders and answer keys of every chapter with exercises, into dist/
+student: $(STAMP) system-packages
 	$(PY) -m course_lib.grading assign
 
-# Instructors: grade one submission (report.json + report.txt beside it, in <name>-grade/)
-grade: $(STAMP)
-	@test -n "$(SUBMISSION)" || { echo "usage: make grade SUBMISSION=path/to/notebook.ipynb"; exit 2; }
-	@ls dist/*/autograder/*-autograder.zip >/dev/null 2>&1 || $(PY) -m course_lib.grading assign
+# Instructors: grade one notebook (reports in <name>-grade/) or a folder of submissions, in parallel
+# (a gradebook, <folder>-grade/gradebook.csv + .json). Each question runs in a bubblewrap sandbox.
+# Exit status 3: some question could not be graded (time limit, crash) or a file is not a notebook.
+grade: $(STAMP) system-packages
+	@test -n "$(SUBMISSION)" || { echo "usage: make grade SUBMISSION=path/to/notebook.ipynb|path/to/folder"; exit 2; }
+	@ls dist/*/autograder/*-key.json >/dev/null 2>&1 || $(PY) -m course_lib.grading assign
 	$(PY) -m course_lib.grading grade "$(SUBMISSION)"
 
 # Benchmarks (not part of `make test`): each chapter's full configuration through course_lib;

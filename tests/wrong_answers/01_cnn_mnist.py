@@ -36,7 +36,8 @@ WRONG = {
     },
     "q3": {
         "the too-small default": "lr_choice = 0.01",
-        "divergent": "lr_choice = 100.0",
+        "divergent": "lr_choice = 1000.0",
+        "a tenth of a good rate": "lr_choice = 0.1",
         "a string": "lr_choice = '3.0'",
     },
     "q4": {"a": "q4_answer = 'a'", "c": "q4_answer = 'c'", "d": "q4_answer = 'd'"},

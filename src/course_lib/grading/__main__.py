@@ -40,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--out", type=Path, help="output folder (default: <submission>-grade/)")
     g.add_argument("--questions", help="comma-separated question names to grade (default: all)")
     g.add_argument("--jobs", type=int, help="sandboxes at a time (default: the number of cores)")
+    g.add_argument("--max-timeout", type=float, help="lower every question's time limit to this many seconds")
     args = parser.parse_args(argv)
     if args.cmd == "assign":
         from ..book import notebooks, repo_root
@@ -69,10 +70,11 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or args.submission.with_name(args.submission.name.removesuffix(".ipynb") + "-grade")
     try:
         if folder:
-            reports = grade_many(files, keys, out_dir=out, questions=questions, jobs=args.jobs)
+            reports = grade_many(files, keys, out_dir=out, questions=questions, jobs=args.jobs,
+                                 max_timeout=args.max_timeout)
         else:
             reports = grade_many(files, keys, questions=questions, jobs=args.jobs, progress=False,
-                                 per_submission_dirs={files[0]: out})
+                                 per_submission_dirs={files[0]: out}, max_timeout=args.max_timeout)
     except ValueError as e:
         print(e, file=sys.stderr)
         return 2
