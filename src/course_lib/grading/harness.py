@@ -167,8 +167,10 @@ def _config_of(spec: dict, max_timeout: float | None = None) -> _sb.SandboxConfi
                              hide=[f for f in forbid if f != "course_lib"])
 
 
-def _job(spec: dict, shared: list[str], cells: list[str]) -> dict:
-    return {"shared": shared, "cells": cells, "probe_source": spec["source"], "probe": spec["probe"],
+def _job(spec: dict, shared: list[str], cells: list[str], earlier: list[str] = ()) -> dict:
+    """The worker's input: setup cells, earlier questions' cells (only their imports run), this question's."""
+    return {"shared": shared, "import_cells": list(earlier), "cells": cells,
+            "probe_source": spec["source"], "probe": spec["probe"],
             "args": spec["args"], "forbid_calls": list(spec.get("forbid_calls", []))}
 
 
@@ -194,7 +196,9 @@ def build_key(master: Path | str, out: Path | str | None = None, jobs: int | Non
 
     def reference(name):
         spec = specs[name]
-        res = _sb.run_job(_job(spec, shared, questions[name]["cells"]), _config_of(spec))
+        order = list(questions)
+        earlier = [c for q in order[:order.index(name)] for c in questions[q]["cells"]]
+        res = _sb.run_job(_job(spec, shared, questions[name]["cells"], earlier), _config_of(spec))
         if res.status != "ok":
             raise GradingError(f"{master.name} {name}: the solution does not grade ({res.status}): "
                                f"{json.dumps(res.result)[:2000]}\n{res.stderr_tail}")
@@ -430,7 +434,9 @@ def _read_notebook(path: Path):
 def _grade_question(key: dict, name: str, split: Split, max_timeout: float | None = None) -> dict:
     spec = key["questions"][name]
     cfg = _config_of(spec, max_timeout)
-    res = _sb.run_job(_job(spec, split.shared, split.cells[name]), cfg)
+    order = list(key["questions"])
+    earlier = [c for q in order[:order.index(name)] for c in split.cells[q]]
+    res = _sb.run_job(_job(spec, split.shared, split.cells[name], earlier), cfg)
     detail = {"seconds": round(res.elapsed, 2), "returncode": res.returncode,
               "output_tail": res.stderr_tail[-4000:], "limit_seconds": cfg.timeout}
     if res.status in ("timeout", "crashed", "malformed"):

@@ -12,7 +12,7 @@
   it to uid 65534 without capabilities;
 - **a read-only view of only what it needs**: ``/usr`` (system libraries, the Debian data sets),
   the Python installation (``sys.base_prefix``) and environment (``sys.prefix``), the course
-  package ``course_lib`` (at ``/opt/course``, left out for questions that forbid it), the data
+  package ``course_lib`` (at ``/opt/course``; for a question that forbids it, a stub whose import fails), the data
   mirror named by ``COURSE_DATA_MIRROR`` and the worker script; never the repository, ``dist/``,
   the answer key, the masters or the report folder, which stay outside the mount namespace;
 - **its own scratch**: a fresh tmpfs ``/tmp`` (``scratch_mb``), the working folder, destroyed
@@ -100,7 +100,8 @@ def _mkdirs(path: str, done: set, args: list) -> None:
 
 
 def command(cfg: SandboxConfig, slot: int, hide_dirs: dict[str, str]) -> list[str]:
-    """The bwrap + prlimit (+ setpriv) command line for one job."""
+    """The bwrap + prlimit (+ setpriv) command line for one job (``hide_dirs``: target -> stub)."""
+    hide_dirs = dict(hide_dirs)
     args = ["bwrap", "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts",
             "--unshare-cgroup-try", "--die-with-parent", "--new-session", "--clearenv",
             "--ro-bind", "/usr", "/usr"]
@@ -127,6 +128,8 @@ def command(cfg: SandboxConfig, slot: int, hide_dirs: dict[str, str]) -> list[st
     _mkdirs("/opt/grader/x", done, args)
     if cfg.course_lib:
         args += ["--ro-bind", str(_course_lib_dir()), "/opt/course/course_lib"]
+    else:                                              # a stub whose import fails (no pip install attempt)
+        args += ["--ro-bind", hide_dirs.pop("course_lib"), "/opt/course/course_lib"]
     args += ["--ro-bind", str(WORKER), "/opt/grader/worker.py"]
     for target, stub in hide_dirs.items():
         if target.startswith("/opt/course/") and not cfg.course_lib:
@@ -163,8 +166,14 @@ def _hide_stubs(names: list[str], tmp: Path) -> dict[str, str]:
 
     out = {}
     for name in names:
-        if name == "course_lib":
-            continue                                   # simply not mounted
+        if name == "course_lib":                       # a stub package whose import fails
+            stub = tmp / "hide-course_lib"
+            stub.mkdir(exist_ok=True)
+            (stub / "__init__.py").write_text("raise ImportError('course_lib is not available in this question')\n")
+            os.chmod(stub, 0o755)
+            os.chmod(stub / "__init__.py", 0o644)
+            out["course_lib"] = str(stub)
+            continue
         if name.startswith("course_lib."):             # one module of the course package
             rel = name.split(".", 1)[1].replace(".", "/")
             stub = tmp / f"hide-{name}.py"
@@ -204,7 +213,7 @@ def run_job(job: dict, cfg: SandboxConfig) -> JobResult:
     slot = _SLOTS.get()
     tmp = Path(tempfile.mkdtemp(prefix="course-grade-"))
     try:
-        hide = _hide_stubs(list(cfg.hide), tmp)
+        hide = _hide_stubs(list(cfg.hide) + ([] if cfg.course_lib else ["course_lib"]), tmp)
         os.chmod(tmp, 0o755)
         cmd = command(cfg, slot, hide)
         out_path, err_path = tmp / "stdout", tmp / "stderr"

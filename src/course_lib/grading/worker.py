@@ -120,6 +120,18 @@ def main() -> None:
                 exec(compile(ast.Module([stmt], []), f"<shared {i}>", "exec"), ns)
             except BaseException as e:                 # noqa: BLE001 - SystemExit included
                 cell_errors.append(f"shared cell {i}, line {stmt.lineno}: {_short(e)}")
+    # The import statements of the questions above this one (a notebook runs them before it).
+    for i, src in enumerate(job.get("import_cells", [])):
+        try:
+            tree = ast.parse(_transform(src))
+        except SyntaxError:
+            continue
+        for stmt in tree.body:
+            if isinstance(stmt, (ast.Import, ast.ImportFrom)):
+                try:
+                    exec(compile(ast.Module([stmt], []), f"<imports {i}>", "exec"), ns)
+                except BaseException as e:             # noqa: BLE001
+                    cell_errors.append(f"imports of an earlier question, line {stmt.lineno}: {_short(e)}")
     # The question's cells: whole cells, as a notebook runs them; an error ends that cell only.
     for i, src in enumerate(job.get("cells", [])):
         try:
