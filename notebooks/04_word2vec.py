@@ -813,9 +813,11 @@ def test_q2_hidden(pair_loss):
             v, u, n = rng.normal(size=8) * scale, rng.normal(size=8), rng.normal(size=(4, 8))
             out.append(pair_loss(v, u, n))
         out.append(pair_loss(np.array([1.0, 0.0]), np.array([2.0, 0.0]), np.array([[0.0, 1.0], [-1.0, 0.0]])))
+        # dot products of +-1000: a naive log(sigmoid) overflows
+        out.append(pair_loss(np.array([1000.0, 0.0]), np.array([-1.0, 0.0]), np.array([[1.0, 0.0], [-1.0, 0.0]])))
         return out
 
-    assert len(probe_q2(pair_loss)) == 4
+    assert len(probe_q2(pair_loss)) == 5
     from course_lib.grading import time_limit
     with time_limit(20):   # bounds every call into submitted code
         import math as _math

@@ -925,9 +925,11 @@ def test_q3_hidden(freeze_backbone):
             n = freeze_backbone(net)
             flags = [p.requires_grad for p in net.parameters()]
             before = [p.detach().clone() for p in net.parameters()]
-            opt = torch.optim.SGD([p for p in net.parameters() if p.requires_grad], lr=0.1)
-            torch.nn.functional.cross_entropy(net(x), y % cfg.n_classes).backward()
-            opt.step()
+            trainable = [p for p in net.parameters() if p.requires_grad]
+            if trainable:                                              # one SGD step: what moves?
+                opt = torch.optim.SGD(trainable, lr=0.1)
+                torch.nn.functional.cross_entropy(net(x), y % cfg.n_classes).backward()
+                opt.step()
             out.append([n, flags, [not torch.equal(a, b) for a, b in zip(before, net.parameters())]])
         return out
 

@@ -1,14 +1,14 @@
 """Plausible wrong answers to the k-means chapter's exercises: each must score 0 on its question."""
 WRONG = {
     "q1": {
-        "the unsquared objective": "def inertia(x, centers, labels):\n"
+        "the unsquared objective": "import torch\ndef inertia(x, centers, labels):\n"
                                    "    return float((x - centers[labels]).norm(dim=1).sum())",
-        "a mean instead of the sum": "def inertia(x, centers, labels):\n"
+        "a mean instead of the sum": "import torch\ndef inertia(x, centers, labels):\n"
                                      "    return float(((x - centers[labels]) ** 2).sum(1).mean())",
         "distances to the nearest centre, not the assigned one":
-            "def inertia(x, centers, labels):\n"
+            "import torch\ndef inertia(x, centers, labels):\n"
             "    return float(torch.cdist(x, centers).min(1).values.pow(2).sum())",
-        "a tensor, not a float": "def inertia(x, centers, labels):\n"
+        "a tensor, not a float": "import torch\ndef inertia(x, centers, labels):\n"
                                  "    return ((x - centers[labels]) ** 2).sum()",
     },
     "q2": {

@@ -208,7 +208,7 @@ def build_key(master: Path | str, out: Path | str | None = None, jobs: int | Non
         for name, value, elapsed in pool.map(reference, list(specs)):
             specs[name]["reference"] = value
             specs[name]["reference_seconds"] = round(elapsed, 2)
-    key = {"format": KEY_FORMAT, "chapter": chapter, "master": master.name,
+    key = {"format": KEY_FORMAT, "chapter": chapter, "master": master.name, "environment": environment(),
            "max_total": sum(s["points"] for s in specs.values()), "questions": specs}
     for name, spec in specs.items():                   # the solution must pass its own trusted check
         ok, why = _judge(spec, {"status": "ok", "value": spec["reference"]}, key)
@@ -218,6 +218,19 @@ def build_key(master: Path | str, out: Path | str | None = None, jobs: int | Non
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         Path(out).write_text(json.dumps(key, indent=1))
     return key
+
+
+def environment() -> dict:
+    """Versions the reference outputs depend on: grade where the key was built (or rebuild it)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    env = {"python": sys.version.split()[0]}
+    for pkg in ("numpy", "torch", "scikit-learn"):
+        try:
+            env[pkg] = version(pkg)
+        except PackageNotFoundError:
+            env[pkg] = None
+    return env
 
 
 def load_key(path: Path | str) -> dict:
@@ -587,6 +600,9 @@ def grade_many(submissions: list, key: dict | dict[str, dict], out_dir: Path | s
         if only is not None:
             report["graded_questions"] = sorted(only & set(k["questions"]))
         instructor["scan_hints"] = _scan_hints(path) if not invalid else []
+        if k.get("environment") and k["environment"] != environment():
+            instructor["warning"] = (f"the key was built with {k['environment']}, grading runs with "
+                                     f"{environment()}: rebuild the key (make student) if scores look wrong")
         target = (per_submission_dirs or {}).get(path)
         if target is None and out_dir is not None:
             target = Path(out_dir) / path.stem
