@@ -50,9 +50,9 @@ CORRECT = {
 
 
 def _sandbox_users() -> list[str]:
-    """Processes still running as a sandbox user (uid 61000-61063 when grading runs as root)."""
-    out = subprocess.run(["ps", "-eo", "uid=,pid=,args="], capture_output=True, text=True).stdout
-    return [line for line in out.splitlines() if line.split() and 61000 <= int(line.split()[0]) < 61064]
+    """Processes still running as a uid that this test process gave to a sandbox (grading as root)."""
+    out = subprocess.run(["ps", "-eo", "uid=,pid=,stat=,args="], capture_output=True, text=True).stdout
+    return [line for line in out.splitlines() if line.split() and int(line.split()[0]) in sandbox.USED_UIDS]
 
 
 def _student_text(out: Path) -> str:

@@ -8,7 +8,7 @@
   detached process can outlive grading), network (no interface but a dead loopback: no network),
   IPC, UTS, and a mount namespace whose root is an empty tmpfs;
 - **an unprivileged user**: when grading runs as root, the submission runs as its own uid
-  (``61000 + slot``, no groups, no capabilities, ``no_new_privs``); otherwise a user namespace maps
+  (``61000 + n``, one per running sandbox on the machine, no groups, no capabilities, ``no_new_privs``); otherwise a user namespace maps
   it to uid 65534 without capabilities;
 - **a read-only view of only what it needs**: ``/usr`` (system libraries, the Debian data sets),
   the Python installation (``sys.base_prefix``) and environment (``sys.prefix``), the course
@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import shutil
 import signal
 import subprocess
@@ -46,9 +45,38 @@ __all__ = ["SandboxConfig", "JobResult", "run_job", "available", "describe"]
 
 WORKER = Path(__file__).with_name("worker.py")
 FSIZE = 64 * 2**20
-_SLOTS: "queue.Queue[int]" = queue.Queue()
-for _i in range(64):
-    _SLOTS.put(_i)
+UID_BASE, N_UIDS = 61000, 1000
+USED_UIDS: set = set()          # uids this process gave to sandboxes (for tests: none may survive)
+
+
+class _Slot:
+    """A sandbox uid that no other job on this machine holds: ``UID_BASE + n``, locked with flock.
+
+    Distinct uids keep the per-user process limit per sandbox, also across grading processes.
+    """
+
+    def __enter__(self) -> int:
+        import fcntl
+        import random
+
+        folder = Path(tempfile.gettempdir()) / "course-grader-uids"
+        folder.mkdir(mode=0o700, exist_ok=True)
+        start = random.randrange(N_UIDS)
+        for i in range(N_UIDS):
+            n = (start + i) % N_UIDS
+            f = open(folder / f"{n}.lock", "w")
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                f.close()
+                continue
+            self._file, self.n = f, n
+            USED_UIDS.add(UID_BASE + n)
+            return n
+        raise RuntimeError(f"all {N_UIDS} sandbox uids are in use")
+
+    def __exit__(self, *exc) -> None:
+        self._file.close()                              # releases the lock
 
 
 @dataclass
@@ -103,7 +131,7 @@ def command(cfg: SandboxConfig, slot: int, hide_dirs: dict[str, str]) -> list[st
     """The bwrap + prlimit (+ setpriv) command line for one job (``hide_dirs``: target -> stub)."""
     hide_dirs = dict(hide_dirs)
     args = ["bwrap", "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts",
-            "--unshare-cgroup-try", "--die-with-parent", "--new-session", "--clearenv",
+            "--unshare-cgroup-try", "--die-with-parent", "--new-session", "--clearenv", "--as-pid-1",
             "--ro-bind", "/usr", "/usr"]
     for name in ("bin", "lib", "lib64", "sbin"):
         if os.path.islink(f"/{name}"):
@@ -151,7 +179,7 @@ def command(cfg: SandboxConfig, slot: int, hide_dirs: dict[str, str]) -> list[st
               f"--nproc={cfg.nproc}", f"--fsize={FSIZE}", "--nofile=256", "--core=0", "--"]
     args += limits
     if os.geteuid() == 0:
-        uid = str(61000 + slot)
+        uid = str(UID_BASE + slot)
         args += ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--no-new-privs",
                  "--inh-caps=-all", "--bounding-set=-all", "--"]
     python = os.path.join(sys.prefix, "bin", "python")
@@ -206,11 +234,50 @@ def _kill(proc: subprocess.Popen) -> None:
         pass
 
 
+def _uid_processes(uid: int) -> list[int]:
+    pids = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/status") as f:
+                    for line in f:
+                        if line.startswith("Uid:"):
+                            if int(line.split()[1]) == uid:
+                                pids.append(int(d))
+                            break
+            except (OSError, ValueError):
+                pass
+    return pids
+
+
+def _reap(slot: int) -> None:
+    """As root: wait until no process of the sandbox's uid is left (SIGKILL stragglers), 10 s at most."""
+    if os.geteuid() != 0:
+        return                                         # the PID namespace alone ends them
+    deadline = time.monotonic() + 10
+    while (pids := _uid_processes(UID_BASE + slot)) and time.monotonic() < deadline:
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        time.sleep(0.05)
+
+
 def run_job(job: dict, cfg: SandboxConfig) -> JobResult:
     """Run ``worker.py`` on ``job`` in a fresh sandbox; return after every process in it is gone."""
     from .worker import MAGIC
 
-    slot = _SLOTS.get()
+    with _Slot() as slot:
+        try:
+            return _run(job, cfg, slot)
+        finally:
+            _reap(slot)
+
+
+def _run(job: dict, cfg: SandboxConfig, slot: int) -> JobResult:
+    from .worker import MAGIC
+
     tmp = Path(tempfile.mkdtemp(prefix="course-grade-"))
     try:
         hide = _hide_stubs(list(cfg.hide) + ([] if cfg.course_lib else ["course_lib"]), tmp)
@@ -251,7 +318,6 @@ def run_job(job: dict, cfg: SandboxConfig) -> JobResult:
         return JobResult(decoded["status"], decoded, proc.returncode, elapsed, stderr_tail)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-        _SLOTS.put(slot)
 
 
 def describe(cfg: SandboxConfig) -> str:
