@@ -197,10 +197,12 @@ class Assignment:
     key: Path | None = None  # the answer key (graded by course_lib.grading.harness)
 
 
-def assign(notebook: Path | str, dist: Path | str = "dist", key: bool = True) -> Assignment:
+def assign(notebook: Path | str, dist: Path | str = "dist", key: bool | None = None) -> Assignment:
     """Generate the student version, autograder and answer key of one master into ``dist/<chapter>``.
 
-    With ``key=False`` the answer key (which runs every solution in the sandbox) is not built.
+    The answer key runs every solution in the grading sandbox: ``key=None`` builds it when a
+    sandbox can start here (otherwise it warns and ``Assignment.key`` is None: e.g. on a CI runner
+    that only publishes student versions), ``key=True`` requires it, ``key=False`` skips it.
 
     Raises
     ------
@@ -245,6 +247,15 @@ def assign(notebook: Path | str, dist: Path | str = "dist", key: bool = True) ->
     stable = out / "autograder" / f"{chapter}-autograder.zip"
     shutil.copy(zips[-1], stable)                 # a stable name beside otter's timestamped one
     key_path = None
+    if key is None:
+        from .sandbox import usable
+
+        ok, why = usable()
+        if not ok:
+            import warnings
+
+            warnings.warn(f"{chapter}: answer key not built ({why}); `make grade` needs it", stacklevel=2)
+        key = ok
     if key:
         from .harness import build_key
 

@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         for nb in targets:
             res = assign(nb, args.dist)
             print(f"{res.chapter}: student {res.student} ({len(res.questions)} questions), "
-                  f"answer key {res.key}")
+                  f"answer key {res.key or 'NOT BUILT (no usable sandbox here)'}")
         return 0
     if not sandbox.available():
         print("grading needs bubblewrap and util-linux (prlimit, setpriv): "

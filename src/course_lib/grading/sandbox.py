@@ -41,7 +41,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["SandboxConfig", "JobResult", "run_job", "available", "describe"]
+__all__ = ["SandboxConfig", "JobResult", "run_job", "available", "usable", "describe"]
 
 WORKER = Path(__file__).with_name("worker.py")
 FSIZE = 64 * 2**20
@@ -111,6 +111,23 @@ def available() -> bool:
     """True if bubblewrap and util-linux's prlimit (and setpriv when root) are installed."""
     need = ["bwrap", "prlimit"] + (["setpriv"] if os.geteuid() == 0 else [])
     return all(shutil.which(n) for n in need)
+
+
+_USABLE: tuple | None = None
+
+
+def usable() -> tuple[bool, str]:
+    """Whether a sandbox can start here (bubblewrap installed, namespaces allowed), and why not."""
+    global _USABLE
+    if _USABLE is None:
+        if not available():
+            _USABLE = (False, "bubblewrap or util-linux's prlimit/setpriv is not installed")
+        else:
+            res = run_job({"shared": [], "cells": [], "probe_source": "def probe():\n    return 1",
+                           "probe": "probe", "args": []}, SandboxConfig(timeout=60))
+            _USABLE = (True, "") if res.status == "ok" else \
+                (False, f"bubblewrap cannot start here ({res.status}): {res.stderr_tail.strip()[-300:]}")
+    return _USABLE
 
 
 def _course_lib_dir() -> Path:
