@@ -45,15 +45,26 @@ system-packages: data-packages
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null \
 	  || { $(APT_INSTALL) chromium chromium-driver >/dev/null; }
 
-# Instructors: student notebooks + autograders of every chapter with exercises, into dist/
+# Instructors: student notebooks, autograders and answer keys of every chapter with exercises, into dist/
+# (the answer keys need the grading sandbox: without bubblewrap, `make student` warns and skips them)
 student: $(STAMP)
 	$(PY) -m course_lib.grading assign
 
-# Instructors: grade one submission (report.json + report.txt beside it, in <name>-grade/)
-grade: $(STAMP)
-	@test -n "$(SUBMISSION)" || { echo "usage: make grade SUBMISSION=path/to/notebook.ipynb"; exit 2; }
-	@ls dist/*/autograder/*-autograder.zip >/dev/null 2>&1 || $(PY) -m course_lib.grading assign
+# Instructors: grade one notebook (reports in <name>-grade/) or a folder of submissions, in parallel
+# (a gradebook, <folder>-grade/gradebook.csv + .json). Each question runs in a bubblewrap sandbox.
+# Exit status 3: some question could not be graded (time limit, crash) or a file is not a notebook.
+grade: $(STAMP) sandbox-packages
+	@test -n "$(SUBMISSION)" || { echo "usage: make grade SUBMISSION=path/to/notebook.ipynb|path/to/folder"; exit 2; }
+	@ls dist/*/autograder/*-key.json >/dev/null 2>&1 || $(PY) -m course_lib.grading assign
 	$(PY) -m course_lib.grading grade "$(SUBMISSION)"
+
+# The grading sandbox: bubblewrap, with util-linux's prlimit and setpriv (Debian).
+.PHONY: sandbox-packages
+sandbox-packages:
+	@command -v bwrap >/dev/null && command -v prlimit >/dev/null && command -v setpriv >/dev/null \
+	  || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
+	       bubblewrap util-linux >/dev/null; }
+system-packages: sandbox-packages
 
 # Benchmarks (not part of `make test`): each chapter's full configuration through course_lib;
 # records go to benchmarks/results/<device>.json. `make bench`: what fits on a CPU (about an hour

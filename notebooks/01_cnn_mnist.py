@@ -459,6 +459,21 @@ hidden: true
 points: 2
 """ # END TEST CONFIG
 def test_q1_hidden(output_size):
+    # Graded in the sandbox: probe_q1 runs on the submission (course_lib is not mounted), and the
+    # trusted side compares what it returns with the solution's outputs (the answer key).
+    grading_q1 = {"forbid": ["course_lib"]}
+
+    def probe_q1(output_size):
+        import random
+        rng = random.Random(20261123)
+        shapes = [(28, 5, 1, 2), (28, 2, 2, 0)]
+        for _ in range(60):
+            k, s = rng.randint(1, 7), rng.randint(1, 4)
+            p = rng.randint(0, 3)
+            shapes.append((rng.randint(max(1, k - 2 * p), 40), k, s, p))
+        return [output_size(n, k, stride=s, padding=p) for n, k, s, p in shapes]
+
+    assert probe_q1(output_size)[:2] == [28, 14]
     import random as _random
     import torch as _torch
     from course_lib.grading import time_limit
@@ -533,6 +548,26 @@ hidden: true
 points: 3
 """ # END TEST CONFIG
 def test_q2_hidden(my_cross_entropy):
+    grading_q2 = {"rtol": 1e-4, "atol": 1e-5,
+                  "forbid_calls": ["torch.nn.functional.cross_entropy", "torch.nn.functional.nll_loss",
+                                   "torch.nn.functional.log_softmax", "torch.nn.CrossEntropyLoss",
+                                   "torch.Tensor.log_softmax", "torch.log_softmax", "torch.nn.NLLLoss"]}
+
+    def probe_q2(my_cross_entropy):
+        import torch
+        g = torch.Generator().manual_seed(7)
+        cases = [(torch.randn(16, 10, generator=g) * 3, torch.randint(0, 10, (16,), generator=g)),
+                 (torch.randn(5, 3, generator=g) * 1000, torch.randint(0, 3, (5,), generator=g)),
+                 (torch.tensor([[1000.0, 0.0, -1000.0], [2.0, 1.0, 0.1]]), torch.tensor([1, 0]))]
+        out = []
+        for z, y in cases:
+            z = z.clone().requires_grad_(True)
+            loss = my_cross_entropy(z, y)
+            grad, = torch.autograd.grad(loss, z)          # (B, C): softmax - one_hot, over B
+            out.append([loss, grad])
+        return out
+
+    assert len(probe_q2(my_cross_entropy)) == 3
     import torch as _torch
     from course_lib.grading import time_limit
     import torch.nn.functional as _F
@@ -635,6 +670,36 @@ hidden: true
 points: 2
 """ # END TEST CONFIG
 def test_q3_hidden(lr_choice):
+    def probe_q3(lr_choice):
+        return lr_choice
+
+    def check_q3(lr, reference):
+        """Trusted side: re-run budget_run's experiment with the submitted learning rate."""
+        import torch
+        from sklearn.datasets import load_digits
+        if type(lr) not in (float, int) or not 0 < lr <= 100:
+            return False
+        d = load_digits()
+        x, y = torch.tensor(d.data / 16.0, dtype=torch.float32), torch.tensor(d.target)
+        perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
+        tr, te = perm[:1200], perm[1200:]
+        for seed in (0, 1, 2):
+            torch.manual_seed(seed)
+            model = torch.nn.Linear(64, 10)
+            opt = torch.optim.SGD(model.parameters(), lr=float(lr))
+            order = tr[torch.randperm(len(tr), generator=torch.Generator().manual_seed(seed))]
+            for i in range(0, len(order), 32):
+                b = order[i:i + 32]
+                loss = torch.nn.functional.cross_entropy(model(x[b]), y[b])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+            with torch.no_grad():
+                if not (model(x[te]).argmax(1) == y[te]).float().mean().item() >= 0.85:
+                    return False
+        return True
+
+    assert check_q3(probe_q3(lr_choice), None)
     import torch as _torch
     from sklearn.datasets import load_digits as _ld
     assert type(lr_choice) in (float, int)
@@ -709,6 +774,12 @@ hidden: true
 points: 1
 """ # END TEST CONFIG
 def test_q4_hidden(q4_answer):
+    def probe_q4(q4_answer):
+        return q4_answer
+
+    def check_q4(answer, reference):
+        return type(answer) is str and answer.strip().lower() == reference
+
     assert type(q4_answer) is str and q4_answer.strip().lower() == "b"
 
 test_q4_hidden(q4_answer)

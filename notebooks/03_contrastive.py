@@ -715,6 +715,22 @@ hidden: true
 points: 3
 """ # END TEST CONFIG
 def test_q1_hidden(my_nt_xent):
+    # Graded in the sandbox without course_lib: probe_q1's outputs are compared with the solution's.
+    grading_q1 = {"forbid": ["course_lib"], "rtol": 1e-4, "atol": 1e-5}
+
+    def probe_q1(my_nt_xent):
+        import torch
+        g = torch.Generator().manual_seed(11)
+        out = []
+        for n, d, tau in [(1, 3, 0.5), (5, 4, 0.1), (9, 16, 1.0), (3, 2, 2.0), (2, 2, 0.5)]:
+            z1 = (torch.randn(n, d, generator=g) * 3).requires_grad_(True)
+            z2 = torch.randn(n, d, generator=g)
+            loss = my_nt_xent(z1, z2, tau)
+            grad = torch.autograd.grad(loss, z1)[0] if n > 1 else None   # N = 1: no negative
+            out.append([loss, grad])
+        return out
+
+    assert len(probe_q1(my_nt_xent)) == 5
     import math
     import torch as _torch
     from course_lib import contrastive as _c
@@ -801,6 +817,19 @@ hidden: true
 points: 2
 """ # END TEST CONFIG
 def test_q2_hidden(align_uniform):
+    grading_q2 = {"rtol": 1e-5, "atol": 1e-6}
+
+    def probe_q2(align_uniform):
+        import torch
+        g = torch.Generator().manual_seed(12)
+        out = []
+        for n, d in [(2, 3), (30, 8), (100, 2)]:
+            z1, z2 = torch.randn(n, d, generator=g) * 5, torch.randn(n, d, generator=g)
+            a, u = align_uniform(z1, z2)
+            out.append([a, u])
+        return out
+
+    assert len(probe_q2(align_uniform)) == 3
     import math
     import torch as _torch
     from course_lib.grading import time_limit
@@ -867,6 +896,9 @@ hidden: true
 points: 2
 """ # END TEST CONFIG
 def test_q3_hidden(tau_choice):
+    def probe_q3(tau_choice):
+        return tau_choice
+
     import math
     _sims = [0.9, 0.5, 0.3, 0.1, -0.2]
     _ok = [_t for _t in (0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
@@ -924,6 +956,12 @@ hidden: true
 points: 1
 """ # END TEST CONFIG
 def test_q4_hidden(q4_answer):
+    def probe_q4(q4_answer):
+        return q4_answer
+
+    def check_q4(answer, reference):
+        return type(answer) is str and answer.strip().lower() == reference
+
     assert type(q4_answer) is str and q4_answer.strip().lower() == "b"
 
 test_q4_hidden(q4_answer)

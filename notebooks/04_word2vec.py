@@ -748,6 +748,14 @@ hidden: true
 points: 2
 """ # END TEST CONFIG
 def test_q1_hidden(p_keep):
+    grading_q1 = {"forbid": ["course_lib"], "rtol": 1e-9, "atol": 1e-12}
+
+    def probe_q1(p_keep):
+        counts = [50_000, 3_000, 400, 20, 7, 1]
+        total = sum(counts)
+        return [p_keep(c, total, s) for s in (1e-3, 1e-4, 1e-5) for c in counts] + [p_keep(100, 1000, 1e-3)]
+
+    assert len(probe_q1(p_keep)) == 19
     from course_lib.grading import time_limit
     with time_limit(20):   # bounds every call into submitted code
         import numpy as _np
@@ -816,6 +824,21 @@ hidden: true
 points: 3
 """ # END TEST CONFIG
 def test_q2_hidden(pair_loss):
+    grading_q2 = {"rtol": 1e-6, "atol": 1e-9}
+
+    def probe_q2(pair_loss):
+        import numpy as np
+        rng = np.random.default_rng(5)
+        out = []
+        for scale in (0.3, 3.0, 300.0):
+            v, u, n = rng.normal(size=8) * scale, rng.normal(size=8), rng.normal(size=(4, 8))
+            out.append(pair_loss(v, u, n))
+        out.append(pair_loss(np.array([1.0, 0.0]), np.array([2.0, 0.0]), np.array([[0.0, 1.0], [-1.0, 0.0]])))
+        # dot products of +-1000: a naive log(sigmoid) overflows
+        out.append(pair_loss(np.array([1000.0, 0.0]), np.array([-1.0, 0.0]), np.array([[1.0, 0.0], [-1.0, 0.0]])))
+        return out
+
+    assert len(probe_q2(pair_loss)) == 5
     from course_lib.grading import time_limit
     with time_limit(20):   # bounds every call into submitted code
         import math as _math
@@ -880,6 +903,10 @@ hidden: true
 points: 2
 """ # END TEST CONFIG
 def test_q3_hidden(n_pairs):
+    def probe_q3(n_pairs):
+        return [n_pairs(n, w) for n, w in [(1, 5), (0, 3), (2, 5), (9, 2), (37, 5), (100, 10), (6, 6), (4, 1)]]
+
+    assert len(probe_q3(n_pairs)) == 8
     from course_lib.grading import time_limit
     with time_limit(20):   # bounds every call into submitted code
         import numpy as _np

@@ -808,6 +808,26 @@ hidden: true
 points: 3
 """ # END TEST CONFIG
 def test_q1_hidden(my_attention):
+    # Graded in the sandbox without course_lib and with PyTorch's attention disabled.
+    grading_q1 = {"forbid": ["course_lib"], "rtol": 1e-4, "atol": 1e-5,
+                  "forbid_calls": ["torch.nn.functional.scaled_dot_product_attention",
+                                   "torch.nn.MultiheadAttention"]}
+
+    def probe_q1(my_attention):
+        import torch
+        g = torch.Generator().manual_seed(31)
+        out = []
+        for B, T, d, e in [(2, 5, 8, 3), (3, 7, 16, 4), (1, 9, 4, 6)]:
+            q, k = torch.randn(B, T, d, generator=g), torch.randn(B, T, d, generator=g)
+            v = torch.randn(B, T, e, generator=g)
+            lengths = torch.randint(1, T + 1, (B,), generator=g)
+            mask = (torch.arange(T)[None, :] < lengths[:, None]).long()      # (B, T)
+            v2 = v.clone()
+            v2[mask == 0] = 1e6                                            # padding values must not leak
+            out.append([my_attention(q, k, v, mask), my_attention(q, k, v2, mask)])
+        return out
+
+    assert len(probe_q1(my_attention)) == 3
     import torch as _torch
     import torch.nn.functional as _F
     from course_lib.grading import time_limit
@@ -895,6 +915,12 @@ hidden: true
 points: 2
 """ # END TEST CONFIG
 def test_q2_hidden(bert_params):
+    def probe_q2(bert_params):
+        return [bert_params(V, d, L, ff, P, S) for V, d, L, ff, P, S in
+                [(30522, 768, 12, 3072, 512, 2), (1000, 64, 3, 256, 128, 2),
+                 (517, 48, 5, 100, 40, 3), (30522, 384, 6, 1536, 512, 2)]] + [bert_params(30522, 768, 12, 3072)]
+
+    assert len(probe_q2(bert_params)) == 5
     from course_lib import bert as _bert
     from course_lib.grading import time_limit
     for _V, _d, _L, _ff, _P, _S in [(30522, 768, 12, 3072, 512, 2), (1000, 64, 3, 256, 128, 2),
@@ -974,6 +1000,19 @@ hidden: true
 points: 2
 """ # END TEST CONFIG
 def test_q3_hidden(corrupt):
+    def probe_q3(corrupt):
+        import torch
+        g = torch.Generator().manual_seed(5)
+        ids = torch.randint(5, 500, (6, 40), generator=g)
+        sel = torch.rand(6, 40, generator=g) < 0.3
+        u = torch.rand(6, 40, generator=g)
+        u[0, :3] = torch.tensor([0.8, 0.9, 0.7999])                      # the boundaries
+        sel[0, :3] = True
+        rnd = torch.randint(5, 500, (6, 40), generator=g)
+        out, labels = corrupt(ids, sel, u, rnd, 4)
+        return [out, labels, ids]                                         # ids: not modified in place
+
+    assert len(probe_q3(corrupt)) == 3
     import torch as _torch
     from course_lib.grading import time_limit
     _g = _torch.Generator().manual_seed(5)

@@ -652,6 +652,19 @@ hidden: true
 points: 2
 """ # END TEST CONFIG
 def test_q1_hidden(inertia):
+    grading_q1 = {"forbid": ["course_lib"], "rtol": 1e-6, "atol": 1e-9}
+
+    def probe_q1(inertia):
+        import torch
+        g = torch.Generator().manual_seed(606)
+        out = []
+        for n, d, k in [(50, 3, 4), (7, 1, 2), (200, 16, 10)]:
+            x = torch.randn(n, d, generator=g, dtype=torch.float64) * 3
+            c = torch.randn(k, d, generator=g, dtype=torch.float64)
+            out.append(inertia(x, c, torch.randint(0, k, (n,), generator=g)))
+        return out
+
+    assert len(probe_q1(inertia)) == 3
     import torch as _torch
     from course_lib.grading import time_limit
     _g = _torch.Generator().manual_seed(606)
@@ -727,6 +740,20 @@ hidden: true
 points: 3
 """ # END TEST CONFIG
 def test_q2_hidden(lloyd_step):
+    grading_q2 = {"forbid": ["course_lib", "sklearn"], "rtol": 1e-6, "atol": 1e-6}
+
+    def probe_q2(lloyd_step):
+        import torch
+        g = torch.Generator().manual_seed(2024)
+        out = []
+        for n, d, k in [(300, 2, 5), (40, 7, 3), (25, 64, 10)]:
+            x = torch.randn(n, d, generator=g, dtype=torch.float64)
+            out.append(lloyd_step(x, x[torch.randperm(n, generator=g)[:k]].clone()))
+        # an empty cluster keeps its centre
+        out.append(lloyd_step(torch.tensor([[0.0, 0.0], [1.0, 0.0]]), torch.tensor([[0.0, 0.0], [50.0, 50.0]])))
+        return out
+
+    assert len(probe_q2(lloyd_step)) == 4
     import torch as _torch
     from course_lib.grading import time_limit
     _g = _torch.Generator().manual_seed(2024)
@@ -801,6 +828,18 @@ hidden: true
 points: 2
 """ # END TEST CONFIG
 def test_q3_hidden(seeding_probabilities):
+    grading_q3 = {"rtol": 1e-6, "atol": 1e-8}
+
+    def probe_q3(seeding_probabilities):
+        import torch
+        g = torch.Generator().manual_seed(31)
+        out = []
+        for n, d, m in [(100, 5, 3), (20, 2, 1), (60, 8, 6)]:
+            x = torch.randn(n, d, generator=g, dtype=torch.float64)
+            out.append(seeding_probabilities(x, x[:m].clone()))
+        return out
+
+    assert len(probe_q3(seeding_probabilities)) == 3
     import torch as _torch
     from course_lib.grading import time_limit
     _g = _torch.Generator().manual_seed(31)

@@ -810,6 +810,19 @@ hidden: true
 points: 3
 """ # END TEST CONFIG
 def test_q1_hidden(lora_forward):
+    grading_q1 = {"forbid": ["course_lib"], "rtol": 1e-4, "atol": 1e-4}
+
+    def probe_q1(lora_forward):
+        import torch
+        g = torch.Generator().manual_seed(707)
+        out = []
+        for n, din, dout, r, alpha in [(5, 7, 3, 2, 4.0), (1, 16, 16, 1, 1.0), (9, 4, 12, 4, 32.0)]:
+            W, b = torch.randn(dout, din, generator=g), torch.randn(dout, generator=g)
+            A, B = torch.randn(r, din, generator=g), torch.randn(dout, r, generator=g)   # B trained: not 0
+            out.append(lora_forward(torch.randn(n, din, generator=g), W, b, A, B, alpha))
+        return out
+
+    assert len(probe_q1(lora_forward)) == 3
     import torch as _torch
     from course_lib.finetune import LoRALinear as _L
     from course_lib.grading import time_limit
@@ -880,6 +893,11 @@ hidden: true
 points: 2
 """ # END TEST CONFIG
 def test_q2_hidden(training_bytes):
+    def probe_q2(training_bytes):
+        return [training_bytes(t, tr, opt, bytes_per_value=b) for t, tr in [(1000, 1000), (1000, 0), (787, 147)]
+                for opt in ("adamw", "adam", "sgd") for b in (4, 2)] + [training_bytes(100, 10, "sgd")]
+
+    assert len(probe_q2(training_bytes)) == 19
     import torch as _torch
     from course_lib import finetune as _ft
     from course_lib.grading import time_limit
@@ -952,6 +970,32 @@ hidden: true
 points: 2
 """ # END TEST CONFIG
 def test_q3_hidden(freeze_backbone):
+    grading_q3 = {"forbid": ["course_lib.finetune"]}
+
+    def probe_q3(freeze_backbone):
+        import torch
+        from course_lib import cnn, data
+        d = data.load_digits()
+        x = cnn.images_to_tensor(cnn.to_mnist_frame(d.x_train[:64]))
+        y = torch.as_tensor(d.y_train[:64])
+        out = []
+        for cfg in (cnn.LeNetConfig(channels=(4, 8), hidden=16), cnn.LeNetConfig(channels=(3, 5), hidden=9, n_classes=4)):
+            torch.manual_seed(0)
+            net = cnn.LeNet(cfg)
+            for p in net.parameters():
+                p.requires_grad_(p.ndim == 1)                          # a messy starting state
+            n = freeze_backbone(net)
+            flags = [p.requires_grad for p in net.parameters()]
+            before = [p.detach().clone() for p in net.parameters()]
+            trainable = [p for p in net.parameters() if p.requires_grad]
+            if trainable:                                              # one SGD step: what moves?
+                opt = torch.optim.SGD(trainable, lr=0.1)
+                torch.nn.functional.cross_entropy(net(x), y % cfg.n_classes).backward()
+                opt.step()
+            out.append([n, flags, [not torch.equal(a, b) for a, b in zip(before, net.parameters())]])
+        return out
+
+    assert len(probe_q3(freeze_backbone)) == 2
     import torch as _torch
     from course_lib import cnn as _cnn, data as _data
     from course_lib.grading import time_limit
@@ -1039,6 +1083,37 @@ hidden: true
 points: 3
 """ # END TEST CONFIG
 def test_q4_hidden(accuracy):
+    grading_q4 = {"forbid": ["course_lib"], "rtol": 1e-9, "atol": 1e-12}
+
+    def probe_q4(accuracy):
+        import torch
+        from sklearn.datasets import load_digits
+        d = load_digits()
+        x = torch.tensor(d.data[:300] / 16.0, dtype=torch.float32)     # (300, 64) real digits
+        y = torch.tensor(d.target[:300])
+        torch.manual_seed(3)
+        net = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Dropout(0.9),
+                                  torch.nn.Linear(32, 10))
+        grad_seen = []
+
+        class Spy(torch.nn.Module):                       # records whether autograd was on
+            def __init__(self, inner):
+                super().__init__()
+                self.inner = inner
+
+            def forward(self, x):
+                grad_seen.append(torch.is_grad_enabled())
+                return self.inner(x)
+
+        out = []
+        for mode in (True, False):
+            spy = Spy(net)
+            spy.train(mode)
+            accs = [accuracy(spy, x, y) for _ in range(3)]
+            out.append([accs, spy.training, net.training])
+        return [out, grad_seen]
+
+    assert len(probe_q4(accuracy)) == 2
     import torch as _torch
     from course_lib import cnn as _cnn, data as _data
     from course_lib.grading import time_limit

@@ -1,49 +1,47 @@
-"""Graded exercises: student versions, instant feedback and instructor grading, with otter-grader.
+"""Graded exercises: student versions, instant feedback, and grading that a submission cannot fool.
 
-Each chapter notebook is the *master*: its exercise section holds questions, solutions, public
-tests (shown to learners) and hidden tests (instructor only), marked with otter-grader's raw cells
-(``# BEGIN QUESTION`` ... ``# END QUESTION``). This module wraps otter in two commands:
+Each chapter notebook is the *master* of its exercises: questions, solutions, public tests (shown to
+learners) and hidden tests (instructor only), marked with otter-grader's raw cells (``# BEGIN
+QUESTION`` ... ``# END QUESTION``). Otter-grader serves where it is good; grading is our own:
 
-``python -m course_lib.grading assign [NOTEBOOK ...]``
-    runs ``otter assign`` on each master notebook into ``dist/<chapter>/`` (``student/``: the
-    notebook without solutions plus public tests; ``autograder/``: solutions, all tests, the
-    grading zip). Otter itself re-runs every test against the solutions and fails if one fails;
-    this command then checks that no solution line and no hidden test reached a student file.
+``python -m course_lib.grading assign [NOTEBOOK ...]`` (otter + an answer key)
+    runs ``otter assign`` on each master into ``dist/<chapter>/`` (``student/``: the notebook
+    without solutions plus the public tests behind ``grader.check``; ``autograder/``: solutions and
+    all tests), checks that no solution line and no hidden test reached a student file, then
+    builds the **answer key** ``autograder/<chapter>-key.json``: each question's hidden probe run
+    on the solution in the sandbox (:mod:`.harness`).
 
-``python -m course_lib.grading grade SUBMISSION.ipynb``
-    grades a submitted notebook without Docker and writes ``report.json`` (total and
-    per-question scores) and ``report.txt`` (a readable summary). Unlike ``otter run``, it cannot
-    hang: each cell is interrupted after ``--cell-timeout`` seconds, and the whole run is killed
-    after ``--timeout``. The submission's code is also scanned for tampering with the grader
-    (rebinding ``grader``/``otter``, patching library modules or builtins, reading test files);
-    a flagged submission gets 0 points and the report says why, for the instructor to review.
+``python -m course_lib.grading grade SUBMISSION.ipynb | FOLDER`` (no otter, no kernel)
+    runs each question of each submission in its own bubblewrap sandbox (:mod:`.sandbox`):
+    unprivileged, offline, read-only, time- and memory-limited, killed with everything it started.
+    The sandbox only returns the outputs of the submission's functions as plain JSON; the trusted
+    process compares them with the key and writes the reports (:mod:`.harness`). A folder is graded
+    in parallel into a gradebook (CSV + JSON).
 
-In a notebook, :func:`notebook_grader` creates the ``grader`` object behind
-``grader.check("q1")``; in Colab it first fetches the public tests of the chapter from the
-repository's ``student`` branch, where the book's workflow publishes the student versions.
+In a notebook, :func:`notebook_grader` creates otter's ``grader`` object behind
+``grader.check("q1")`` (public tests, instant feedback); in Colab it first fetches the public tests
+of the chapter from the repository's ``student`` branch.
 
 References
 ----------
-- otter-grader documentation: https://otter-grader.readthedocs.io (``otter assign``,
-  ``otter run``; notebook format v1)
+- otter-grader documentation: https://otter-grader.readthedocs.io (``otter assign``; notebook format v1)
+- bubblewrap: https://github.com/containers/bubblewrap
 """
 from __future__ import annotations
 
-import argparse
 import ast
 import contextlib
-import json
 import os
 import re
 import shutil
 import subprocess
 import sys
 import urllib.request
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["notebook_grader", "assign", "grade", "scan_submission", "is_master", "time_limit", "main"]
+__all__ = ["notebook_grader", "fetch_public_tests", "assign", "grade", "scan_submission", "is_master",
+           "time_limit", "Assignment"]
 
 OTTER_VERSION = "7.0.0"
 STUDENT_BRANCH = "student"   # where the book workflow publishes dist/*/student
@@ -196,10 +194,15 @@ class Assignment:
     tests: Path          # its public tests folder
     autograder_zip: Path
     questions: list = field(default_factory=list)
+    key: Path | None = None  # the answer key (graded by course_lib.grading.harness)
 
 
-def assign(notebook: Path | str, dist: Path | str = "dist") -> Assignment:
-    """Generate the student version and autograder of one master notebook into ``dist/<chapter>``.
+def assign(notebook: Path | str, dist: Path | str = "dist", key: bool | None = None) -> Assignment:
+    """Generate the student version, autograder and answer key of one master into ``dist/<chapter>``.
+
+    The answer key runs every solution in the grading sandbox: ``key=None`` builds it when a
+    sandbox can start here (otherwise it warns and ``Assignment.key`` is None: e.g. on a CI runner
+    that only publishes student versions), ``key=True`` requires it, ``key=False`` skips it.
 
     Raises
     ------
@@ -243,7 +246,29 @@ def assign(notebook: Path | str, dist: Path | str = "dist") -> Assignment:
     (tests / "index.txt").write_text("\n".join(f"{q}.py" for q in questions) + "\n")
     stable = out / "autograder" / f"{chapter}-autograder.zip"
     shutil.copy(zips[-1], stable)                 # a stable name beside otter's timestamped one
-    return Assignment(chapter, student, tests, stable, questions)
+    key_path = None
+    if key is None:
+        from .sandbox import usable
+
+        ok, why = usable()
+        if not ok:
+            import warnings
+
+            warnings.warn(f"{chapter}: answer key not built ({why}); `make grade` needs it", stacklevel=2)
+        key = ok
+    if key:
+        from .harness import build_key
+
+        key_path = out / "autograder" / f"{chapter}-key.json"
+        build_key(notebook, key_path)
+    return Assignment(chapter, student, tests, stable, questions, key_path)
+
+
+def grade(submission: Path | str, key: Path | str | dict, out_dir: Path | str | None = None, **kw) -> dict:
+    """Grade one submitted notebook against an answer key (path or dict); see :mod:`.harness`."""
+    from .harness import grade_submission, load_key
+
+    return grade_submission(submission, key if isinstance(key, dict) else load_key(key), out_dir, **kw)
 
 
 # Patterns a submission has no business using: they can only serve to fool the grader.
@@ -312,186 +337,3 @@ def scan_submission(notebook: Path | str) -> list[str]:
     return findings
 
 
-_RUNNER = r'''
-import sys
-from nbconvert.preprocessors import ExecutePreprocessor
-import nbconvert.preprocessors as pre
-from traitlets import Bool
-
-def _timeout(cell):   # the final cell runs every test (each bounded by time_limit): more time
-    return {tests_timeout} if "otter.execute import Checker" in cell.source else {cell_timeout}
-
-class _TimedExecutePreprocessor(ExecutePreprocessor):
-    interrupt_on_timeout = Bool(True).tag(config=True)
-
-    def __init__(self, **kw):
-        super().__init__(**kw)
-        self.timeout_func = _timeout
-
-pre.ExecutePreprocessor = _TimedExecutePreprocessor   # otter imports it from here at grading time
-from otter.run import main
-main({submission!r}, autograder={autograder!r}, output_dir={out!r}, no_logo=True)
-'''
-
-
-def grade(submission: Path | str, autograder_zip: Path | str, out_dir: Path | str,
-          cell_timeout: int = 120, timeout: int = 1800, allow_flagged: bool = False,
-          tests_timeout: int = 600) -> dict:
-    """Grade one submission; write ``report.json`` and ``report.txt`` in ``out_dir``; return the report.
-
-    Parameters
-    ----------
-    submission : path to the submitted ``.ipynb``
-    autograder_zip : path to the chapter's autograder zip (from :func:`assign`)
-    out_dir : folder for ``results.json`` (otter's), ``report.json`` and ``report.txt``
-    cell_timeout : int, default=120
-        Seconds after which a running cell is interrupted (an endless loop loses that cell).
-    tests_timeout : int, default=600
-        The same for the final cell, where otter runs every test (hidden tests bound each call
-        to submitted code with :func:`time_limit`).
-    timeout : int, default=1800
-        Seconds after which the whole grading is killed (then every question scores 0).
-    allow_flagged : bool, default=False
-        Keep the scores of a submission that the tamper scan flagged.
-    """
-    submission, autograder_zip = Path(submission).resolve(), Path(autograder_zip).resolve()
-    out = Path(out_dir).resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    for path, what in ((submission, "submission"), (autograder_zip, "autograder zip")):
-        if not path.is_file():
-            raise FileNotFoundError(f"{what} not found: {path}")
-    with zipfile.ZipFile(autograder_zip) as z:
-        names = [n for n in z.namelist() if n.startswith("tests/") and n.endswith(".py")]
-        maxima = {}
-        for n in names:                               # points as declared in otter's test files
-            text = z.read(n).decode()
-            per_test = [float(p) for p in re.findall(r"@test_case\(points=([0-9.]+)", text)]
-            whole = re.search(r"^points = ([0-9.]+)", text, re.M)
-            maxima[Path(n).stem] = sum(per_test) or (float(whole[1]) if whole else 0.0)
-    findings = scan_submission(submission)
-    results_file = out / "results.json"
-    results_file.unlink(missing_ok=True)
-    script = _RUNNER.format(cell_timeout=int(cell_timeout), tests_timeout=int(tests_timeout),
-                            submission=str(submission),
-                            autograder=str(autograder_zip), out=str(out))
-    log_file = out / "grading.log"
-    with open(log_file, "w") as log_handle:              # a file, not a pipe: a killed run cannot block us
-        proc = subprocess.Popen([sys.executable, "-c", script], stdout=log_handle, stderr=subprocess.STDOUT,
-                                start_new_session=True, cwd=out)
-        try:
-            proc.wait(timeout=timeout)
-            timed_out = False
-        except subprocess.TimeoutExpired:
-            timed_out = True
-            _kill_group(proc)
-            proc.wait()
-    log = log_file.read_text(errors="replace")
-    questions = {}
-    if results_file.exists():
-        for t in json.loads(results_file.read_text()).get("tests", []):
-            if "max_score" not in t:
-                continue                               # otter's "Public Tests" summary entry
-            name = t["name"].strip()
-            q = questions.setdefault(name, {"score": 0.0, "max_score": 0.0, "output": ""})
-            q["score"] += float(t.get("score") or 0)
-            q["max_score"] += float(t.get("max_score") or 0)
-            q["output"] += (t.get("output") or "")
-    for name, mx in maxima.items():
-        questions.setdefault(name, {"score": 0.0, "max_score": mx,
-                                    "output": "not graded (the grading run did not finish)"})
-    flagged = bool(findings) and not allow_flagged
-    for q in questions.values():
-        if flagged:
-            q["score"] = 0.0
-        q["passed"] = q["score"] >= q["max_score"] > 0
-    report = {
-        "submission": str(submission), "autograder": autograder_zip.name,
-        "total": round(sum(q["score"] for q in questions.values()), 4),
-        "max_total": round(sum(q["max_score"] for q in questions.values()), 4),
-        "questions": dict(sorted(questions.items())),
-        "tamper_findings": findings, "flagged": flagged, "timed_out": timed_out,
-        "cell_timeout": cell_timeout, "tests_timeout": tests_timeout, "log_tail": log[-2000:],
-    }
-    (out / "report.json").write_text(json.dumps(report, indent=1))
-    (out / "report.txt").write_text(_summary(report))
-    return report
-
-
-def _kill_group(proc: subprocess.Popen) -> None:
-    """Kill the grading process and everything it started (the notebook's kernel included)."""
-    import signal
-
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        proc.kill()
-
-
-def _summary(report: dict) -> str:
-    lines = [f"Submission: {report['submission']}",
-             f"Score: {report['total']:g} / {report['max_total']:g}", ""]
-    for name, q in report["questions"].items():
-        mark = "ok " if q["passed"] else "-- "
-        lines.append(f"  {mark}{name}: {q['score']:g} / {q['max_score']:g}")
-    if report["timed_out"]:
-        lines += ["", "The grading run was killed at its time limit: unfinished questions score 0."]
-    if report["tamper_findings"]:
-        lines += ["", "Tampering suspected (scores set to 0; review by hand, or re-grade with --allow-flagged):"]
-        lines += [f"  - {f}" for f in report["tamper_findings"]]
-    return "\n".join(lines) + "\n"
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m course_lib.grading",
-                                     description="Student versions and grading of the course's exercises.")
-    sub = parser.add_subparsers(dest="cmd", required=True)
-    a = sub.add_parser("assign", help="generate student notebooks and autograders into DIST/<chapter>")
-    a.add_argument("notebooks", nargs="*", type=Path, help="master notebooks (default: every chapter with exercises)")
-    a.add_argument("--dist", type=Path, default=Path("dist"))
-    g = sub.add_parser("grade", help="grade a submitted notebook: report.json + report.txt")
-    g.add_argument("submission", type=Path)
-    g.add_argument("--dist", type=Path, default=Path("dist"))
-    g.add_argument("--autograder", type=Path, help="autograder zip (default: from DIST by the notebook's assignment name)")
-    g.add_argument("--out", type=Path, help="output folder (default: <submission>-grade/)")
-    g.add_argument("--cell-timeout", type=int, default=120)
-    g.add_argument("--tests-timeout", type=int, default=600)
-    g.add_argument("--timeout", type=int, default=1800)
-    g.add_argument("--allow-flagged", action="store_true")
-    args = parser.parse_args(argv)
-    if args.cmd == "assign":
-        from .book import notebooks, repo_root
-
-        targets = args.notebooks or [p for p in notebooks(repo_root()) if is_master(p)]
-        if not targets:
-            print("no master notebooks (with an ASSIGNMENT CONFIG cell) found", file=sys.stderr)
-            return 1
-        for nb in targets:
-            res = assign(nb, args.dist)
-            print(f"{res.chapter}: student {res.student} ({len(res.questions)} questions), "
-                  f"autograder {res.autograder_zip}")
-        return 0
-    import nbformat
-
-    zip_path = args.autograder
-    if zip_path is None:
-        meta = nbformat.read(args.submission, as_version=4).metadata.get("otter", {})
-        name = meta.get("assignment_name")
-        if not name:
-            print(f"{args.submission} has no otter assignment name in its metadata: pass --autograder",
-                  file=sys.stderr)
-            return 2
-        zip_path = args.dist / name / "autograder" / f"{name}-autograder.zip"
-        if not zip_path.is_file():
-            print(f"no autograder at {zip_path}: run `python -m course_lib.grading assign` first",
-                  file=sys.stderr)
-            return 2
-    out = args.out or args.submission.with_name(args.submission.stem + "-grade")
-    report = grade(args.submission, zip_path, out, args.cell_timeout, args.timeout, args.allow_flagged,
-                   args.tests_timeout)
-    print(_summary(report), end="")
-    print(f"report: {out / 'report.json'}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
