@@ -8,7 +8,7 @@ PY      = $(VENV)/bin/python
 TORCH  ?= torch==2.13.0
 STAMP   = $(VENV)/.installed
 
-.PHONY: install book test unit clean system-packages student grade bench bench-all
+.PHONY: install book test unit clean system-packages student grade bench bench-all colab
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,11 @@ system-packages:
 student: $(STAMP)
 	$(PY) -m course_lib.grading assign
 
+# Colab/Jupyter editions of every chapter and student version, into _build/colab (published on the
+# `colab` branch by the book workflow; install cells pinned to this commit)
+colab: $(STAMP)
+	$(PY) -m course_lib.colab build
+
 # Instructors: grade one submission (report.json + report.txt beside it, in <name>-grade/)
 grade: $(STAMP)
 	@test -n "$(SUBMISSION)" || { echo "usage: make grade SUBMISSION=path/to/notebook.ipynb"; exit 2; }
@@ -58,7 +63,7 @@ bench-all: $(STAMP)
 	env $(BENCH_MIRROR) $(PY) benchmarks/run.py
 
 unit: $(STAMP)
-	$(PY) -m pytest tests -m "not book"
+	$(PY) -m pytest tests -m "not book and not learner"
 
 clean:
 	rm -rf _build dist

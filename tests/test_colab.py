@@ -4,6 +4,7 @@ Fast tests (conversion only, no notebook runs). The editions run in a bare virtu
 ``tests/test_colab_learner.py`` (slow, marked ``learner``).
 """
 import ast
+import json
 import re
 from pathlib import Path
 from types import SimpleNamespace
@@ -218,3 +219,42 @@ def test_links_derive_from_the_one_repository_url():
     assert colab.book_url(URL) == f"https://{m[1].lower()}.github.io/{m[2]}"
     with pytest.raises(ValueError, match="not of the form"):
         colab.colab_url("x.ipynb", "https://gitlab.com/a/b")
+
+
+def test_rocket_button_opens_the_student_edition_then_the_full_chapter():
+    import importlib
+    import sys
+
+    sys.path.insert(0, str(ROOT / "book" / "_ext"))
+    colab_launch = importlib.import_module("colab_launch")
+    chapter = next(p.stem for p in MASTERS if grading.is_master(p))
+    theme = f"https://colab.research.google.com/github/o/r/blob/main/notebooks/{chapter}.ipynb"
+    context = {"header_buttons": [{"type": "group", "buttons": [
+        {"type": "link", "text": "Binder", "url": "https://mybinder.org/x"},
+        {"type": "link", "text": "Colab", "url": theme}]}]}
+    app = SimpleNamespace(config=SimpleNamespace(html_theme_options={"repository_url": URL}))
+    colab_launch._colab_buttons(app, f"notebooks/{chapter}", "page.html", context, None)
+    paths = colab.edition_paths(chapter)
+    assert [b["url"] for b in context["header_buttons"][0]["buttons"]] == [
+        "https://mybinder.org/x", colab.colab_url(paths["student"], URL), colab.colab_url(paths["chapter"], URL)]
+    before = json.dumps(context)
+    colab_launch._colab_buttons(app, "book/intro", "page.html", context, None)   # not a chapter
+    assert json.dumps(context) == before
+
+
+def test_workflow_publishes_the_colab_editions_on_their_branch():
+    import yaml
+
+    wf = yaml.safe_load((ROOT / ".github/workflows/book.yml").read_text())
+    runs = "\n".join(s.get("run", "") for s in wf["jobs"]["colab"]["steps"])
+    assert "make colab" in runs and f"git init -q -b {colab.COLAB_BRANCH}" in runs
+    assert f" {colab.COLAB_BRANCH}" in runs.splitlines()[-1]
+    assert "python -m course_lib.colab build" in (ROOT / "Makefile").read_text()
+    assert "course_lib.colab build" in (ROOT / "README.md").read_text()
+
+
+def test_readme_links_are_generated_from_the_repository_url():
+    readme = (ROOT / "README.md").read_text()
+    m = colab._README_LINKS.search(readme)
+    assert m, "README.md lost its colab-links markers"
+    assert m[2] == colab.readme_links(URL, MASTERS), "README's Colab links are stale: run `python -m course_lib.colab sync`"

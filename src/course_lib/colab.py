@@ -43,7 +43,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-__all__ = ["colab_install_source", "colab_url", "sync_colab", "chapter_needs", "convert_markdown",
+__all__ = ["colab_install_source", "colab_url", "sync_colab", "readme_links", "chapter_needs", "convert_markdown",
            "colab_edition", "build", "show_prose", "chapter_links", "book_url", "main"]
 
 INSTALL_MARKER = "# course_lib install cell"
@@ -268,8 +268,22 @@ def chapter_links(chapter: str, url: str):
                     f"[the full chapter]({colab_url(paths['chapter'], url)}) (with the solutions, folded)")
 
 
+_README_LINKS = re.compile(r"(<!-- colab-links:[^\n]*-->\n)(.*?)(\n\s*<!-- /colab-links -->)", re.S)
+
+
+def readme_links(url: str, chapters: list[Path]) -> str:
+    """The README's table of Colab links (between its ``colab-links`` markers)."""
+    from .grading import is_master
+
+    rows = [f"  | {p.stem} | " + (f"[exercises]({colab_url(edition_paths(p.stem)['student'], url)}) · "
+                                  if is_master(p) else "")
+            + f"[full chapter]({colab_url(edition_paths(p.stem)['chapter'], url)}) |" for p in chapters]
+    return "\n".join(["  | chapter | open in Colab |", "  |---|---|", *rows])
+
+
 def sync_colab(root: Path | None = None) -> list[Path]:
-    """Rewrite the install cell of every master notebook (and its jupytext pair) from the settings."""
+    """Rewrite the install cell of every master notebook (and its jupytext pair) and the README's
+    Colab links from the settings."""
     import jupytext
     import nbformat
     from .book import notebooks, repo_root, repo_url
@@ -277,6 +291,14 @@ def sync_colab(root: Path | None = None) -> list[Path]:
     root = Path(root or repo_root())
     url = repo_url(root)
     changed = []
+    readme = root / "README.md"
+    if readme.is_file():
+        text = readme.read_text()
+        table = readme_links(url, notebooks(root))
+        new = _README_LINKS.sub(lambda m: m[1] + table + m[3], text)
+        if new != text:
+            readme.write_text(new)
+            changed.append(readme)
     for path in notebooks(root):
         extras, checkpoint = chapter_needs(path, root)
         source = colab_install_source(url, extras, checkpoint)
