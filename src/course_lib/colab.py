@@ -167,7 +167,12 @@ def _imports(tree: ast.AST) -> set[str]:
 
 def _function_needs(path: Path) -> tuple[set[str], dict[str, set[str]]]:
     """Imports of a module: (module level, per top-level function incl. functions it calls)."""
-    tree = ast.parse(path.read_text())
+    return _function_needs_cached(str(path), path.stat().st_mtime)
+
+
+@functools.lru_cache(maxsize=64)
+def _function_needs_cached(path: str, mtime: float) -> tuple[set[str], dict[str, set[str]]]:
+    tree = ast.parse(Path(path).read_text())
     top = set()
     funcs, calls = {}, {}
     for node in tree.body:
@@ -623,8 +628,10 @@ def colab_edition(notebook: Path | str, *, url: str, extras=(), checkpoint: bool
         if full and "hide-input" in tags:
             cells.append(_form(cell.source, "Solution (run it, or open it to compare with yours)",
                                cell.metadata))
-        elif "remove-cell" in tags or "remove-input" in tags:
-            cells.append(_form(cell.source, "(set-up code of the book page)", cell.metadata))
+        elif "remove-input" in tags:
+            cells.append(_form(cell.source, "Run to show (code hidden in the book)", cell.metadata))
+        elif "remove-cell" in tags:
+            cells.append(_form(cell.source, "Set-up (hidden in the book)", cell.metadata))
         else:
             cells.append(cell)
     out = nbformat.v4.new_notebook(cells=cells, metadata=copy.deepcopy(nb.metadata))
