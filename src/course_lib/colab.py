@@ -39,6 +39,7 @@ import functools
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -673,14 +674,17 @@ def build(out: Path | str | None = None, root: Path | None = None, dist: Path | 
     dist = Path(dist or root / "dist")
     url = repo_url(root)
     commit = _commit(root) if commit is None else commit
-    if assign:
-        proc = subprocess.run([sys.executable, "-m", "course_lib.grading", "assign", "--dist", str(dist)],
-                              cwd=root)
-        if proc.returncode != 0:
-            raise RuntimeError(f"`python -m course_lib.grading assign` failed (exit {proc.returncode}).")
-    written, rows = [], []
+    written, rows, failed = [], [], []
     for master in notebooks(root):
         chapter = master.stem
+        if assign and _is_master(master):
+            # the instructor's command, chapter by chapter: one failure leaves the others' editions
+            proc = subprocess.run([sys.executable, "-m", "course_lib.grading", "assign", str(master),
+                                   "--dist", str(dist)], cwd=root, capture_output=True, text=True)
+            if proc.returncode != 0:
+                failed.append(f"{chapter}: `python -m course_lib.grading assign` failed "
+                              f"(exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+                shutil.rmtree(dist / chapter / "student", ignore_errors=True)
         extras, checkpoint = chapter_needs(master, root)
         kw = dict(url=url, extras=extras, checkpoint=checkpoint, commit=commit, root=root)
         paths = edition_paths(chapter)
@@ -706,7 +710,22 @@ def build(out: Path | str | None = None, root: Path | None = None, dist: Path | 
         "do not edit here. Each notebook's first cell installs `course_lib` at that commit with what the "
         f"chapter needs. The book: {book_url(url)}\n\n"
         "| chapter | exercises to do | full chapter | extras |\n|---|---|---|---|\n" + "\n".join(rows) + "\n")
+    if failed:
+        raise BuildError("student versions missing:\n" + "\n".join(failed), written)
     return written
+
+
+class BuildError(RuntimeError):
+    """Some student versions could not be generated; ``written`` lists the editions written."""
+
+    def __init__(self, message: str, written: list[Path]):
+        super().__init__(message)
+        self.written = written
+
+
+def _is_master(notebook: Path) -> bool:
+    from .grading import is_master
+    return is_master(notebook)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -721,7 +740,13 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("url", help="print each chapter's Colab links")
     args = parser.parse_args(argv)
     if args.cmd == "build":
-        for path in build(args.out, dist=args.dist, commit=args.commit, assign=not args.no_assign):
+        try:
+            written = build(args.out, dist=args.dist, commit=args.commit, assign=not args.no_assign)
+        except BuildError as err:
+            print("\n".join(f"wrote {p}" for p in err.written), file=sys.stderr)
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+        for path in written:
             print("wrote", path)
         return 0
     if args.cmd == "sync":
