@@ -67,10 +67,11 @@ def student_edition(tmp_path_factory):
     """The student version of the cheapest chapter with exercises, from the grading command."""
     master = next((p for p in MASTERS if p.stem.startswith("06_")), None) or \
         next(p for p in MASTERS if grading.is_master(p))
-    res = grading.assign(master, tmp_path_factory.mktemp("dist"))
+    dist = tmp_path_factory.mktemp("dist")
+    res = grading.assign(master, dist)
     extras, checkpoint = colab.chapter_needs(master, ROOT)
     return colab.colab_edition(res.student, url=URL, extras=extras, checkpoint=checkpoint, full=False,
-                               root=ROOT), nbformat.read(master, as_version=4)
+                               root=ROOT), nbformat.read(master, as_version=4), dist, master.stem
 
 
 @pytest.mark.parametrize("chapter", [p.stem for p in MASTERS])
@@ -115,7 +116,7 @@ def test_chapter_edition_folds_solutions_and_leaves_out_tests_and_otter_markers(
 
 
 def test_student_edition_has_no_raw_myst_keeps_answers_open_and_the_grader(student_edition):
-    nb, master = student_edition
+    nb, master = student_edition[:2]
     assert not _raw_myst(nb), "\n".join(_raw_myst(nb)[:5])
     answers = [c for c in nb.cells if "otter_answer_cell" in c.metadata.get("tags", [])]
     assert answers and all(not c.source.startswith("#@title") for c in answers)
@@ -258,3 +259,16 @@ def test_readme_links_are_generated_from_the_repository_url():
     m = colab._README_LINKS.search(readme)
     assert m, "README.md lost its colab-links markers"
     assert m[2] == colab.readme_links(URL, MASTERS), "README's Colab links are stale: run `python -m course_lib.colab sync`"
+
+
+def test_build_writes_every_chapter_and_the_student_versions_there_are(student_edition, tmp_path):
+    _, _, dist, chapter = student_edition
+    written = colab.build(tmp_path / "colab", root=ROOT, dist=dist, commit="f" * 40, assign=False)
+    names = sorted(str(p.relative_to(tmp_path / "colab")) for p in written)
+    assert names == sorted([f"chapter/{p.stem}.ipynb" for p in MASTERS] + [f"student/{chapter}.ipynb"])
+    for path in written:
+        nb = nbformat.read(path, as_version=4)
+        assert not _raw_myst(nb), f"{path}: {_raw_myst(nb)[:3]}"
+        assert 'COURSE_COMMIT = "' + "f" * 40 + '"' in nb.cells[0].source
+    readme = (tmp_path / "colab" / "README.md").read_text()
+    assert colab.colab_url(f"student/{chapter}.ipynb", URL) in readme and "f" * 40 in readme
