@@ -10,7 +10,7 @@ PY      = $(VENV)/bin/python
 TORCH  ?= torch==2.13.0
 STAMP   = $(VENV)/.installed
 
-.PHONY: install book test unit clean system-packages data-packages student grade bench bench-all
+.PHONY: install book test unit clean system-packages data-packages student grade bench bench-all colab
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -50,6 +50,11 @@ system-packages: data-packages
 student: $(STAMP)
 	$(PY) -m course_lib.grading assign
 
+# Colab/Jupyter editions of every chapter and student version, into _build/colab (published on the
+# `colab` branch by the book workflow; install cells pinned to this commit)
+colab: $(STAMP)
+	$(PY) -m course_lib.colab build
+
 # Instructors: grade one notebook (reports in <name>-grade/) or a folder of submissions, in parallel
 # (a gradebook, <folder>-grade/gradebook.csv + .json). Each question runs in a bubblewrap sandbox.
 # Exit status 3: some question could not be graded (time limit, crash) or a file is not a notebook.
@@ -79,7 +84,7 @@ bench-all: $(STAMP)
 
 # The fast unit tests (about a minute on 2 cores); `make test` also runs the @pytest.mark.slow ones.
 unit: $(STAMP)
-	$(PY) -m pytest -p no:cacheprovider tests -m "not book and not slow"
+	$(PY) -m pytest -p no:cacheprovider tests -m "not book and not slow and not learner"
 
 clean:
 	rm -rf _build dist

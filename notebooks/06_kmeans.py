@@ -14,11 +14,30 @@
 # ---
 
 # %% tags=["remove-cell"]
-# course_lib install cell: on Colab (or any fresh environment) install the course library.
-import importlib.util, subprocess, sys
+# course_lib install cell: on Colab (or any fresh Jupyter) install the course library and what this
+# chapter needs; packages already there (e.g. Colab's own torch and tensorflow) are kept.
+# COURSE_INSTALL_URL (a git URL or a local folder) replaces the repository.
+import importlib, importlib.util, os, subprocess, sys
 COURSE_REPO = "https://github.com/pretraining-course/pretraining-finetuning"
-if importlib.util.find_spec("course_lib") is None:
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"git+{COURSE_REPO}"], check=True)
+COURSE_COMMIT = ""   # the commit this notebook was built from ("": the default branch)
+COURSE_EXTRAS = {}   # extra: the modules it brings
+_missing = lambda modules: [m for m in modules if importlib.util.find_spec(m) is None]
+_extras = [e for e, modules in COURSE_EXTRAS.items() if _missing(modules)]
+if _missing(["course_lib"]) or _extras:
+    _source = os.environ.get("COURSE_INSTALL_URL") or f"git+{COURSE_REPO}"
+    if os.path.isdir(_source):
+        _source = "file://" + os.path.abspath(_source)
+    elif COURSE_COMMIT and "@" not in _source.split("/")[-1]:
+        _source += f"@{COURSE_COMMIT}"
+    _spec = "course_lib" + (f"[{','.join(_extras)}]" if _extras else "")
+    if subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"{_spec} @ {_source}"]).returncode:
+        raise RuntimeError(f"could not install {_spec} from {_source}. Fix: check the internet "
+                           "connection, or set COURSE_INSTALL_URL to a copy of the course repository, "
+                           "then run this cell again.")
+importlib.invalidate_caches()
+if _missing(["course_lib", *sum(COURSE_EXTRAS.values(), [])]):
+    print("still missing:", _missing(["course_lib", *sum(COURSE_EXTRAS.values(), [])]),
+          "- restart the runtime (Colab: Runtime > Restart session) and run this cell again.")
 
 # %% [markdown]
 # # KMeans: clustering raw and learned representations
@@ -310,8 +329,7 @@ claim("over k-means seeds, k-means typically recovers round, equal clusters (med
 #
 # ## Clustering MNIST: pixels against learned representations
 #
-# We now cluster MNIST test digits ({glue:text}`n_cluster:,` in this run; every test digit in the
-# full profile) with $k=10$ and compare the clusters with the true classes
+# We now cluster MNIST test digits with $k=10$ and compare the clusters with the true classes
 # using ARI and **NMI** (normalised mutual information, 0 to 1, also blind to cluster ids). The
 # only thing that changes is the representation $x\mapsto f(x)$ given to k-means:
 #
@@ -336,6 +354,10 @@ glue("mnist_protocol", mnist.protocol)
 features = {"raw pixels": mnist.x_test[:n_cluster].reshape(len(y_test), -1) / 255.0}  # (M, 28, 28) -> (M, 784)
 flat_train = mnist.x_train.reshape(len(mnist.x_train), -1) / 255.0
 features["PCA-50"] = autoencoder.fit_pca(flat_train, 50).transform(features["raw pixels"])  # (M, 784) -> (M, 50)
+
+
+# %% [markdown]
+# This run clusters {glue:text}`n_cluster:,` test digits (every test digit in the full profile).
 
 # %% [markdown]
 # The learned representations come from the library modules of the earlier chapters.
@@ -593,10 +615,8 @@ ax = viz.plot_confusion_matrix(y_test, mapped)
 #   ok_format: false
 
 # %% tags=["otter_ignore", "remove-input"]
-from IPython.display import Markdown
-from course_lib.book import colab_url
-Markdown(f"[Open the student version of this chapter in Colab]"
-         f"({colab_url('06_kmeans/06_kmeans.ipynb', COURSE_REPO, branch='student')})")
+from course_lib.colab import chapter_links
+chapter_links("06_kmeans", COURSE_REPO)   # the student version and the full chapter in Colab
 
 # %% tags=["otter_ignore", "remove-cell"]
 # Instant feedback: grader.check("q1") runs the public tests of question 1 (otter-grader).

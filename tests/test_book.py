@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from course_lib import book
+from course_lib import book, colab
 
 ROOT = Path(__file__).resolve().parents[1]
 HTML = ROOT / "_build" / "html"
@@ -187,9 +187,13 @@ def test_chapter_page_renders_math_glue_figures_and_colab_link(browser, site, nb
     # figures were rendered from the run
     imgs = browser.find_elements(By.CSS_SELECTOR, ".cell_output img")
     assert len(imgs) >= 3 and all(browser.execute_script("return arguments[0].naturalWidth", i) > 0 for i in imgs)
-    # the Colab launch button points at this notebook in the repository set in _config.yml
-    colab = {a.get_attribute("href") for a in browser.find_elements(By.CSS_SELECTOR, "a[href*='colab.research.google.com']")}
-    assert book.colab_url(f"notebooks/{nb}.ipynb", book.repo_url(ROOT)) in colab
+    # the Colab launch entries open this chapter's Colab editions (the student version first, then
+    # the full chapter) on the colab branch of the repository set in _config.yml
+    colab_links = {a.get_attribute("href") for a in browser.find_elements(By.CSS_SELECTOR, "a[href*='colab.research.google.com']")}
+    paths = colab.edition_paths(nb)
+    assert colab.colab_url(paths["chapter"], book.repo_url(ROOT)) in colab_links
+    if _is_master(ROOT / "notebooks" / f"{nb}.ipynb"):
+        assert colab.colab_url(paths["student"], book.repo_url(ROOT)) in colab_links
     # exercises: prompts shown, solutions folded behind a toggle, no test code on the page
     source = browser.page_source
     assert "test_q1_hidden" not in source and "test_q1_public" not in source and "BEGIN QUESTION" not in source

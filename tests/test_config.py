@@ -13,7 +13,7 @@ try:
 except ImportError:  # Python 3.10
     import tomli as tomllib
 
-from course_lib import book
+from course_lib import book, colab
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -65,11 +65,13 @@ def test_colab_install_cell_uses_the_one_repository_url():
     assert re.fullmatch(r"https://github\.com/[\w.-]+/[\w.-]+", url)
     for path in book.notebooks(ROOT):
         first = nbformat.read(path, as_version=4).cells[0]
-        assert first.cell_type == "code" and first.source == book.colab_install_source(url), \
-            f"{path.name}: first cell differs from _config.yml's URL; run `python -m course_lib.book sync-colab`"
-    assert book.colab_url("notebooks/x.ipynb", url).startswith("https://colab.research.google.com/github/")
+        extras, checkpoint = colab.chapter_needs(path, ROOT)
+        assert first.cell_type == "code" and first.source == colab.colab_install_source(url, extras, checkpoint), \
+            f"{path.name}: first cell differs from _config.yml's URL or the chapter's needs; " \
+            "run `python -m course_lib.colab sync`"
+    assert colab.colab_url("notebooks/x.ipynb", url).startswith("https://colab.research.google.com/github/")
     with pytest.raises(ValueError, match="not of the form"):
-        book.colab_url("x.ipynb", "https://gitlab.com/a/b")
+        colab.colab_url("x.ipynb", "https://gitlab.com/a/b")
 
 
 def test_config_executes_and_fails_on_errors():

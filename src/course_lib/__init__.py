@@ -11,5 +11,6 @@ Three layers; a module imports only from its own layer or the layers below it, n
   (the linear probe of frozen features), ``viz``, ``quiet`` (third-party start-up noise silenced at
   its source).
 - **tooling** for the book and the instructors: ``book`` (build, glue, Colab links), ``claims``
-  (a chapter's conclusions checked on its own run), ``grading`` (student versions, autograders).
+  (a chapter's conclusions checked on its own run), ``colab`` (the Colab/Jupyter editions and
+  their install cells), ``grading`` (student versions, autograders).
 """

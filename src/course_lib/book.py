@@ -1,11 +1,12 @@
-"""The published book: glue for numbers in prose, the Colab install cell, and the build command.
+"""The published book: glue for numbers in prose, the repository settings, and the build command.
 
 - :func:`glue` stores a value computed in a notebook under a name, so the chapter's prose shows the
   number from the run (``{glue:text}`name:.2%```) instead of a typed figure. It is myst-nb's ``glue``
-  when myst-nb is installed (the book build) and a silent no-op elsewhere (Colab).
-- :func:`colab_install_source` is the first cell of every chapter: it installs ``course_lib`` from
-  the repository URL set once in ``_config.yml`` (``repository.url``). ``sync-colab`` rewrites that
-  cell in every notebook after the URL changes; a test checks they agree.
+  when myst-nb is installed (the book build); everywhere it also records the value in
+  :data:`GLUED`, from which the Colab edition's prose cells show this run's numbers
+  (:func:`course_lib.colab.show_prose`).
+- :func:`repo_url` reads the one repository URL (``repository.url`` of ``_config.yml``); the Colab
+  editions and their install cells are :mod:`course_lib.colab`.
 - ``python -m course_lib.book build`` builds the HTML book (executing the notebooks, failing on a
   cell error or on stderr in any cell output) — the command behind ``make book``. Its execution,
   stored in the jupyter-cache, is the one the tests check (:func:`executed_notebook`).
@@ -23,10 +24,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-__all__ = ["glue", "record_run", "repo_root", "repo_url", "colab_install_source", "colab_url", "build", "is_built",
+__all__ = ["glue", "GLUED", "record_run", "repo_root", "repo_url", "notebooks", "build", "is_built",
            "build_pdf", "chapter_notebooks", "executed_notebook", "record_times", "source_fingerprint", "main"]
 
-INSTALL_MARKER = "# course_lib install cell"
+GLUED: dict = {}   # name -> value of every glue() call in this kernel (read by the Colab prose cells)
 
 
 def glue(name: str, value, display: bool = False) -> None:
@@ -45,6 +46,7 @@ def glue(name: str, value, display: bool = False) -> None:
         raise ValueError(f"glue name {name!r} must be an identifier (letters, digits, _).")
     if hasattr(value, "item") and getattr(value, "ndim", None) == 0:
         value = value.item()  # numpy/torch scalars -> int/float: "{glue:text}`x:.2f`" needs a plain repr
+    GLUED[name] = value
     try:
         from myst_nb import glue as _glue
     except ImportError:  # Colab or a plain Jupyter: nothing to store
@@ -130,52 +132,9 @@ def repo_url(root: Path | None = None) -> str:
         raise KeyError("_config.yml has no repository.url; set it to the course's GitHub URL.") from None
 
 
-def colab_install_source(url: str) -> str:
-    """Source of the first cell of every chapter (installs course_lib where it is missing)."""
-    return f'''{INSTALL_MARKER}: on Colab (or any fresh environment) install the course library.
-import importlib.util, subprocess, sys
-COURSE_REPO = "{url}"
-if importlib.util.find_spec("course_lib") is None:
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"git+{{COURSE_REPO}}"], check=True)'''
-
-
-def colab_url(notebook: str, url: str, branch: str = "main") -> str:
-    """The Colab address of ``notebook`` (a path relative to the repository root)."""
-    m = re.fullmatch(r"https://github\.com/([^/]+)/([^/]+?)(?:\.git)?", url)
-    if not m:
-        raise ValueError(f"repository url {url!r} is not of the form https://github.com/OWNER/REPO.")
-    return f"https://colab.research.google.com/github/{m[1]}/{m[2]}/blob/{branch}/{notebook}"
-
-
 def notebooks(root: Path | None = None) -> list[Path]:
     """Chapter notebooks, in file-name order."""
     return sorted((Path(root or repo_root()) / "notebooks").glob("*.ipynb"))
-
-
-def sync_colab(root: Path | None = None) -> list[Path]:
-    """Rewrite the install cell of every notebook (and its jupytext pair) from ``_config.yml``."""
-    import jupytext
-    import nbformat
-
-    root = Path(root or repo_root())
-    source = colab_install_source(repo_url(root))
-    changed = []
-    for path in notebooks(root):
-        nb = nbformat.read(path, as_version=4)
-        first = nb.cells[0] if nb.cells else None
-        if first is None or first.cell_type != "code" or INSTALL_MARKER not in first.source:
-            cell = nbformat.v4.new_code_cell(source, metadata={"tags": ["remove-cell"]})
-            nb.cells.insert(0, cell)
-        elif first.source == source:
-            continue
-        else:
-            first.source = source
-        nbformat.write(nb, path)
-        pair = path.with_suffix(".py")
-        if pair.exists():
-            jupytext.write(nb, pair, fmt="py:percent")
-        changed.append(path)
-    return changed
 
 
 #: What the book is built from: a change to any of these makes an earlier build stale.
@@ -397,23 +356,13 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--fresh", action="store_true", help="empty the execution cache first: run every notebook")
     b.add_argument("--if-stale", action="store_true",
                    help="do nothing when _build/html was built from the sources as they are now")
-    sub.add_parser("sync-colab", help="rewrite every notebook's install cell from _config.yml")
-    sub.add_parser("url", help="print the repository URL and each chapter's Colab link")
     args = parser.parse_args(argv)
     if args.cmd == "build":
         if args.if_stale and not args.fresh and is_built():
             print("the book in _build/html is current: not built again", flush=True)
             return 0
         return build(fresh=args.fresh)
-    if args.cmd == "sync-colab":
-        for path in sync_colab():
-            print("updated", path)
-        return 0
-    url = repo_url()
-    print(url)
-    for path in notebooks():
-        print(colab_url(str(path.relative_to(repo_root())), url))
-    return 0
+    return 2
 
 
 if __name__ == "__main__":
