@@ -44,7 +44,7 @@ from .device import get_device
 
 __all__ = ["GPTConfig", "Conv1D", "causal_attention", "GPT2Model", "GPT2LMHeadModel",
            "SequenceClassifier", "lm_loss", "perplexity", "make_windows", "process_logits",
-           "sample_next_token", "clean_wiki_text", "split_documents", "train_bpe", "encode_documents",
+           "sample_next_token", "pretrain", "clean_wiki_text", "split_documents", "train_bpe", "encode_documents",
            "encode_batch", "UnigramLM", "BigramLM", "score_options", "IGNORE_INDEX", "PROFILES"]
 
 IGNORE_INDEX = -100   # targets the loss skips (padding), PyTorch's cross_entropy default
@@ -105,10 +105,10 @@ _ACTIVATIONS = {
 
 # The run sizes of the chapter (one place: the notebook and the benchmark read them here).
 PROFILES = {
-    "ci": dict(corpus_chars=1_200_000, vocab_size=1024, n_positions=64, n_embd=96, n_layer=2,
-               n_head=4, steps=260, batch_size=32, lr=3e-3, n_labels=256, sst_epochs=3),
-    "full": dict(corpus_chars=None, vocab_size=8192, n_positions=256, n_embd=384, n_layer=6,
-                 n_head=6, steps=4000, batch_size=64, lr=1e-3, n_labels=1000, sst_epochs=3),
+    "ci": dict(corpus_chars=1_000_000, vocab_size=512, n_positions=128, n_embd=64, n_layer=2,
+               n_head=4, epochs=1, batch_size=16, lr=4e-3, n_labels=256, sst_epochs=3, rounds=4),
+    "full": dict(corpus_chars=None, vocab_size=8192, n_positions=512, n_embd=384, n_layer=6,
+                 n_head=6, epochs=10, batch_size=32, lr=1e-3, n_labels=1000, sst_epochs=3, rounds=2),
 }
 
 
@@ -485,6 +485,53 @@ def make_windows(ids: torch.Tensor, block_size: int, stride: int | None = None):
     idx = starts[:, None] + torch.arange(block_size + 1)                       # (M, block_size + 1)
     w = ids[idx]
     return w[:, :-1].contiguous(), w[:, 1:].contiguous()
+
+
+def pretrain(model: GPT2LMHeadModel, train_xy, val_xy, *, epochs: int = 1, batch_size: int = 32,
+             lr: float = 1e-3, rounds: int = 4, warmup: float = 0.05, weight_decay: float = 0.1,
+             device=None, on_round=None, seed: int = 0):
+    """Pre-train ``model`` by next-token prediction with :func:`course_lib.train.fit`.
+
+    The training windows are shuffled once and cut into ``rounds`` consecutive parts per epoch;
+    ``train.fit`` runs once per part with one AdamW optimiser and one warm-up + cosine schedule
+    shared by all parts, so the run equals one long fit, but the validation loss is measured (and
+    ``on_round(round, val_loss, model)`` is called, e.g. to print samples) ``rounds`` times per epoch.
+    This is the only place the chapter calls ``train.fit`` for pre-training.
+
+    Returns
+    -------
+    dict with ``step_loss`` (every step), ``tokens`` and ``val_loss`` (after each round), ``seconds``.
+    """
+    import time
+
+    from . import train
+
+    x, y = train_xy
+    n = len(x)
+    parts_per_epoch = max(1, min(rounds, n // batch_size))
+    steps = sum(math.ceil(len(c) / batch_size) for c in np.array_split(np.arange(n), parts_per_epoch)) * epochs
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=weight_decay)
+    warm = max(1, int(warmup * steps))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: (s + 1) / warm if s < warm else 0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, steps - warm))))
+    g = torch.Generator().manual_seed(seed)
+    out = {"step_loss": [], "tokens": [], "val_loss": [], "seconds": 0.0}
+    t0, seen = time.perf_counter(), 0
+    for epoch in range(epochs):
+        order = torch.randperm(n, generator=g)
+        for r, idx in enumerate(torch.tensor_split(order, parts_per_epoch)):
+            cfg = train.TrainConfig(epochs=1, batch_size=batch_size, lr=lr, grad_clip=1.0,
+                                    seed=seed + epoch * parts_per_epoch + r, progress=False)
+            hist = train.fit(model, (x[idx], y[idx]), val_xy, loss_fn=lm_loss, config=cfg, device=device,
+                             optimizer=opt, scheduler=sched)
+            seen += len(idx) * x.shape[1]
+            out["step_loss"] += hist.step_loss
+            out["tokens"].append(seen)
+            out["val_loss"].append(hist.val_loss[-1])
+            if on_round is not None:
+                on_round(epoch * parts_per_epoch + r + 1, hist.val_loss[-1], model)
+    out["seconds"] = time.perf_counter() - t0
+    return out
 
 
 # --------------------------------------------------------------------------- sampling
