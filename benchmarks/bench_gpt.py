@@ -47,7 +47,7 @@ def _shape(tiny: bool):
 
     P = gpt.PROFILES["full"]
     if tiny:
-        return dict(n_embd=64, n_layer=2, n_head=4, n_positions=128), 64
+        return dict(n_embd=32, n_layer=2, n_head=4, n_positions=64), 32
     return {k: P[k] for k in ("n_embd", "n_layer", "n_head", "n_positions")}, 256
 
 
@@ -55,8 +55,8 @@ def _text_ids(tiny: bool):
     """Real tokens: the packaged Wikipedia extract through a BPE trained on it."""
     from course_lib import data, gpt
 
-    docs = [gpt.clean_wiki_text(d) for d in data.load_text_corpus("enwiki_sample").documents[:20]]
-    tok = gpt.train_bpe(docs, vocab_size=512 if tiny else 2048)
+    docs = [gpt.clean_wiki_text(d) for d in data.load_text_corpus("enwiki_sample").documents[:4 if tiny else 20]]
+    tok = gpt.train_bpe(docs, vocab_size=300 if tiny else 2048)
     return tok, gpt.encode_documents(tok, docs)
 
 

@@ -233,7 +233,7 @@ glue("log_v", math.log(V))
 prompt_ids = torch.tensor([tok.encode("The history of").ids], device=device)
 
 def show_sample(round_, val_loss, m):
-    out = m.generate(prompt_ids, pick(ci=24, full=60), temperature=0.8, top_k=40,
+    out = m.generate(prompt_ids, min(pick(ci=24, full=60), T - prompt_ids.shape[1]), temperature=0.8, top_k=40,
                      generator=torch.Generator().manual_seed(0))
     print(f"round {round_}: validation loss {val_loss:.3f} | {tok.decode(out[0].tolist())!r}")
 
@@ -251,7 +251,7 @@ glue("train_seconds", run["seconds"])
 glue("gpt_nll", gpt_nll)
 glue("gpt_ppl", gpt.perplexity(gpt_nll))
 glue("ppl_ratio", gpt.perplexity(gpt_nll) / gpt.perplexity(bigram_nll))
-assert gpt_nll < bigram_nll - 0.1, "the GPT should beat the Kneser-Ney bigram clearly"
+assert gpt.perplexity(gpt_nll) < 0.9 * gpt.perplexity(bigram_nll), "the GPT should beat the bigram clearly"
 
 # %% tags=["otter_ignore"]
 fig, ax = plt.subplots(figsize=(6.5, 3.4))
@@ -273,7 +273,7 @@ fig.tight_layout()
 # **{glue:text}`gpt_ppl:.1f`**, against {glue:text}`bigram_ppl:.1f` for the Kneser-Ney bigram and
 # {glue:text}`unigram_ppl:.1f` for the unigram (the first steps start near $\log V$ =
 # {glue:text}`log_v:.2f` nats, a uniform guess): its perplexity is
-# {glue:text}`ppl_ratio:.2f` times the bigram's. The bigram saw every training pair; the GPT's
+# {glue:text}`ppl_ratio:.2f` times the bigram's (the run checks that it is below 0.9). The bigram saw every training pair; the GPT's
 # advantage is the context beyond one token. The samples show the usual order of learning: frequent
 # words and punctuation first, then local grammar; facts need far more data and parameters.
 #
@@ -317,7 +317,8 @@ assert kept["top-k = 10"] == 10 and kept["top-p = 0.6"] < kept["τ = 1"]
 for name, kw in [("greedy", dict(temperature=0)), ("τ = 1.0", dict(temperature=1.0)),
                  ("τ = 0.7, top-p 0.9", dict(temperature=0.7, top_p=0.9)),
                  ("greedy, repetition penalty 1.5", dict(temperature=0, repetition_penalty=1.5))]:
-    out = model.generate(prompt_ids, pick(ci=30, full=80), generator=torch.Generator().manual_seed(1), **kw)
+    out = model.generate(prompt_ids, min(pick(ci=30, full=80), T - prompt_ids.shape[1]),
+                         generator=torch.Generator().manual_seed(1), **kw)
     print(f"{name:32s}{tok.decode(out[0, prompt_ids.shape[1]:].tolist())!r}")
 
 # %% [markdown]
@@ -471,7 +472,17 @@ shot_neg = next(i for i in shots_idx if sst.train_labels[i] == 0)
 demo = (f"{sst.train_sentences[shot_pos]} It was good.\n{sst.train_sentences[shot_neg]} It was bad.\n")
 options = [" bad", " good"]                                                  # label 0, label 1
 prompting = {}
-for name, prefix in [("zero-shot", ""), ("two-shot", demo)]:
+demo_tokens = len(tok.encode(demo).ids)
+variants = [("zero-shot", "")]
+if demo_tokens < T // 2:
+    variants.append(("two-shot", demo))
+    few_shot_note = f"two-shot prompts start with {demo_tokens} tokens of demonstrations"
+else:
+    few_shot_note = (f"the two demonstrations alone take {demo_tokens} tokens and the context of this "
+                     f"run's model is {T}: few-shot cannot be measured here (the full profile's "
+                     f"context is {gpt.PROFILES['full']['n_positions']} tokens)")
+print(few_shot_note)
+for name, prefix in variants:
     scores = gpt.score_options(model.eval(), tok, [f"{prefix}{s} It was" for s in dev_s], options)
     correct = int((scores.argmax(1) == dev_y).sum())
     lo, hi = bert.accuracy_interval(correct, n_prompt)
@@ -487,13 +498,13 @@ prompt_verdict = ("prompting beats the majority class here" if all(beats.values(
                   "only one of the two prompts beats the majority class")
 print(prompt_verdict)
 glue("zero_shot_acc", prompting["zero-shot"][0])
-glue("few_shot_acc", prompting["two-shot"][0])
+glue("few_shot_result", f"two-shot {prompting['two-shot'][0]:.1%}" if "two-shot" in prompting
+     else f"few-shot was not measured: {few_shot_note}")
 glue("majority_acc", float(always))
 glue("prompt_verdict", prompt_verdict)
 
 # %% [markdown]
-# Zero-shot accuracy is {glue:text}`zero_shot_acc:.1%` and two-shot
-# {glue:text}`few_shot_acc:.1%`, against {glue:text}`majority_acc:.1%` by always answering the
+# Zero-shot accuracy is {glue:text}`zero_shot_acc:.1%` ({glue:text}`few_shot_result`), against {glue:text}`majority_acc:.1%` by always answering the
 # majority class: {glue:text}`prompt_verdict`. This is expected: in the GPT-3 paper's curves
 # {cite}`brown2020language` zero- and few-shot ability **appears with scale** — the 125M-parameter
 # model is near chance on many tasks where the 175B model is strong, and the gap between zero-shot
