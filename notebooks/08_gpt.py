@@ -1019,7 +1019,7 @@ test_q4_public(k_nll, best_k)
 hidden: true
 points: 2
 """ # END TEST CONFIG
-def test_q4_hidden(k_nll, best_k):
+def test_q4_hidden(k_nll, best_k, q4_train, q4_val, q4_vocab):
     from course_lib import gpt as _g
     for _k in (0.0001, 0.001, 0.01, 0.1, 1.0):
         _ref = _g.BigramLM("add_k", k=_k).fit(q4_train, q4_vocab).nll(q4_val)
@@ -1027,7 +1027,7 @@ def test_q4_hidden(k_nll, best_k):
     assert best_k == min(k_nll, key=k_nll.get)
     assert k_nll[best_k] < k_nll[1.0] and k_nll[best_k] < k_nll[0.0001]
 
-test_q4_hidden(k_nll, best_k)
+test_q4_hidden(k_nll, best_k, q4_train, q4_val, q4_vocab)
 
 
 # %% [raw] tags=["remove-cell"]

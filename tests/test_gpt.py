@@ -405,8 +405,9 @@ def test_exercise_hidden_tests_give_zero_to_the_catalogue_of_wrong_answers(q4_da
         l.reshape(-1, l.shape[-1]), t.reshape(-1)))))
     for mode in ("pad_included", "no_exp", "tensor", "row_mean", "sum"):
         assert _scores_zero(q3, lambda l, t, mode=mode: _q3(l, t, mode)), mode
-    q4 = tests["test_q4_hidden"]
-    q4.__globals__.update(q4_data)
+    q4_ = tests["test_q4_hidden"]
+    def q4(*answer):
+        return q4_(*answer, q4_data["q4_train"], q4_data["q4_val"], q4_data["q4_vocab"])
     ks = (0.0001, 0.001, 0.01, 0.1, 1.0)
     right = {k: gpt.BigramLM("add_k", k=k).fit(q4_data["q4_train"], q4_data["q4_vocab"]).nll(q4_data["q4_val"])
              for k in ks}
