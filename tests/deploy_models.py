@@ -59,7 +59,8 @@ def text_model_dir(dest: Path, clf=None, tok=None, max_length: int = 64) -> Path
     x = bert.encode(tok, sentences, max_length=max_length)
     with torch.no_grad():
         pred = clf(x).argmax(1).numpy()
-    ref = deploy.reference_distributions(pred, x[:, 1].sum(1).numpy(), 2, deploy.LENGTH_BINS)
+    tokens = [len(ids) for ids in tok(list(sentences))["input_ids"]]      # before truncation, as served
+    ref = deploy.reference_distributions(pred, tokens, 2, deploy.LENGTH_BINS)
     return deploy.save_model_dir(dest / "sst2", onnx_path, kind="text", labels=SST_LABELS, name="sst2-minilm",
                                  version="0.1-test", tokenizer=tok, max_length=max_length, reference=ref)
 

@@ -310,6 +310,7 @@ def create_app(bundle: deploy.ModelBundle, cfg: ServeConfig | None = None):
                           buckets=(.002, .005, .01, .02, .05, .1, .2, .5, 1, 2, 5))
     m_batch = Histogram("course_batch_size", "Items per model call (micro-batch size)", registry=reg,
                         buckets=(1, 2, 4, 8, 16, 32, 64, 128))
+    m_in_flight = Gauge("course_requests_in_flight", "/predict requests being answered now", registry=reg)
     m_pred = Counter("course_predictions", "Predicted classes", ["label"], registry=reg)
     m_size = Histogram("course_input_size", "Tokens per text / inked fraction per image", registry=reg,
                        buckets=[b for b in model.bins[1:-1]])
@@ -355,10 +356,16 @@ def create_app(bundle: deploy.ModelBundle, cfg: ServeConfig | None = None):
 
     @app.middleware("http")
     async def stamp(request: Request, call_next):
+        counted = request.url.path == "/predict"
+        if counted:
+            m_in_flight.inc()
         try:
             response = await call_next(request)
         except Exception as e:  # noqa: BLE001 (never take the service down)
             response = error(500, "server", f"internal error: {type(e).__name__}: {str(e)[:200]}")
+        finally:
+            if counted:
+                m_in_flight.dec()
         response.headers["X-Model-Version"] = info["version"]
         response.headers["X-Model-SHA256"] = info["sha256"]
         m_requests.labels(request.url.path if request.url.path in ("/predict", "/health", "/metrics", "/drift")
