@@ -507,9 +507,11 @@ class Server:
 
     Use as a context manager (stopped on exit), or call :meth:`stop`. ``start_timeout``: seconds
     to wait for ``/health``; if the process exits first, :class:`RuntimeError` carries its stderr.
+    ``options`` become command-line flags: ``max_batch=1`` -> ``--max-batch 1``.
     """
 
-    def __init__(self, model_dir, *, port: int | None = None, start_timeout: float = 60.0, **options):
+    def __init__(self, model_dir, *, port: int | None = None, start_timeout: float = 60.0, wait: bool = True,
+                 **options):
         self.model_dir, self.port = Path(model_dir), port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         args = [sys.executable, "-m", "course_lib.serve", "--model", str(self.model_dir), "--port", str(self.port)]
@@ -519,9 +521,11 @@ class Server:
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                      env=dict(os.environ, PYTHONUNBUFFERED="1"))
         self.returncode = None
-        self._wait_healthy(start_timeout)
+        if wait:
+            self.wait_ready(start_timeout)
 
-    def _wait_healthy(self, timeout):
+    def wait_ready(self, timeout: float = 60.0) -> "Server":
+        """Block until ``/health`` answers (start several servers with ``wait=False``, then wait)."""
         import httpx
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -531,7 +535,7 @@ class Server:
                                    f"ready: {err.strip()[-2000:] or out.strip()[-2000:]}")
             try:
                 if httpx.get(self.url + "/health", timeout=1.0).status_code == 200:
-                    return
+                    return self
             except httpx.HTTPError:
                 pass
             time.sleep(0.1)
