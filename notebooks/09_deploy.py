@@ -121,8 +121,9 @@ print(mnist.protocol)
 x_mn, y_mn = cnn.images_to_tensor(mnist.x_train), torch.as_tensor(mnist.y_train)
 x_mt, y_mt = cnn.images_to_tensor(mnist.x_test), torch.as_tensor(mnist.y_test)
 seed_everything(0)
-lenet = cnn.LeNet(cnn.LeNetConfig(channels=(16, 32), hidden=128))
-train.fit(lenet, (x_mn, y_mn), config=train.TrainConfig(epochs=pick(ci=2, full=10), batch_size=64, lr=2e-3,
+LENET = cnn.LeNetConfig(channels=pick(ci=(8, 16), full=(32, 64)), hidden=pick(ci=64, full=128))
+lenet = cnn.LeNet(LENET)
+train.fit(lenet, (x_mn, y_mn), config=train.TrainConfig(epochs=pick(ci=1, full=10), batch_size=64, lr=2e-3,
                                                         seed=0, progress=False), device=device)
 lenet = lenet.cpu().eval()
 with torch.no_grad():
@@ -181,10 +182,11 @@ sess_image = deploy.onnx_session(image_onnx)
 feed_dev = {n: x_dev[:, i] for i, n in enumerate(deploy.TEXT_INPUTS)}        # 3 x (872, T)
 
 
-def ort_text(session, batch_size=128):
+def ort_text(session, packed=None, batch_size=128):
+    packed = x_dev if packed is None else packed
     out = []
-    for i in range(0, len(x_dev), batch_size):                # trim padding per batch, as the server does
-        xb = x_dev[i:i + batch_size]
+    for i in range(0, len(packed), batch_size):               # trim padding per batch, as the server does
+        xb = packed[i:i + batch_size]
         T = int(xb[:, 1].sum(1).max())
         out.append(deploy.run_onnx(session, [xb[:, 0, :T], xb[:, 1, :T], xb[:, 2, :T]]))
     return np.concatenate(out)
@@ -352,7 +354,7 @@ print(f"int8 / fp32 size {size_ratio:.2f}; accuracy change {-drop_text:+.2f} poi
 # ```
 
 # %% tags=["otter_ignore"]
-pit = cnn.LeNet(cnn.LeNetConfig(channels=(16, 32), hidden=128))
+pit = cnn.LeNet(LENET)
 pit.load_state_dict(lenet.state_dict())
 pit.train()                                                   # forgot model.eval()
 with warnings.catch_warnings():
@@ -448,10 +450,9 @@ from transformers import BertTokenizerFast
 
 cased_tok = BertTokenizerFast.from_pretrained(str(folder), do_lower_case=False)    # the mistake
 user_text = [s[:1].upper() + s[1:] for s in dev_sentences]                         # "It 's a charming ..."
-with torch.no_grad():
-    right = train.predict(clf, bert.encode(tok, user_text, max_length=MAX_LEN), device="cpu").argmax(1)
-    wrong_ids = bert.encode(cased_tok, user_text, max_length=MAX_LEN)
-    wrong = train.predict(clf, wrong_ids, device="cpu").argmax(1)
+right = torch.as_tensor(ort_text(sess_text, bert.encode(tok, user_text, max_length=MAX_LEN)).argmax(1))
+wrong_ids = bert.encode(cased_tok, user_text, max_length=MAX_LEN)
+wrong = torch.as_tensor(ort_text(sess_text, wrong_ids).argmax(1))
 unk_rate = float((wrong_ids[:, 0] == tok.unk_token_id).sum() / wrong_ids[:, 1].sum())
 acc_right, acc_wrong = float((right == y_dev).float().mean()), float((wrong == y_dev).float().mean())
 changed = float((right != wrong).float().mean())
