@@ -307,3 +307,106 @@ def test_every_triton_config_in_the_repository_parses():
     for path in configs:
         c = deploy.parse_pbtxt(path.read_text())
         assert c["name"] == path.parent.name, "Triton requires the folder name to be the model name"
+
+
+# --------------------------------------------------------------------------- the chapter's exercises
+def _hidden_tests():
+    """The hidden test functions of notebooks/09_deploy.py, by question."""
+    import jupytext
+    nb = jupytext.read(ROOT / "notebooks" / "09_deploy.py")
+    scope = {}
+    for cell in nb.cells:
+        if cell.cell_type == "code" and "def test_q" in cell.source and "_hidden(" in cell.source:
+            src = "\n".join(l for l in cell.source.splitlines() if not l.startswith("test_q"))
+            exec(compile(src, "09_deploy hidden test", "exec"), scope)
+    return {k[5:7]: v for k, v in scope.items() if k.startswith("test_q") and k.endswith("_hidden")}
+
+
+def _parity_right(a, b):
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape:
+        raise ValueError("shapes")
+    return float(np.abs(a - b).max()), float((a.argmax(1) == b.argmax(1)).mean())
+
+
+def _pct_right(t, q):
+    x = sorted(float(v) for v in t)
+    return 1000.0 * x[max(math.ceil(q * len(x) / 100), 1) - 1]
+
+
+WRONG = {
+    "q1": {
+        "signed max difference": lambda a, b: (float((np.asarray(a) - b).max()), _parity_right(a, b)[1]),
+        "mean instead of max": lambda a, b: (float(np.abs(np.asarray(a) - b).mean()), _parity_right(a, b)[1]),
+        "agreement by rows equal": lambda a, b: (_parity_right(a, b)[0], float(np.all(np.asarray(a) == b, 1).mean())),
+        "argmax over the batch": lambda a, b: (_parity_right(a, b)[0],
+                                               float((np.asarray(a).argmax(0) == np.asarray(b).argmax(0)).mean())),
+        "numpy types": lambda a, b: tuple(np.float64(v) for v in _parity_right(a, b)),
+        "no shape check": lambda a, b: (float(np.abs(np.asarray(a)[:len(b), :np.shape(b)[1]] - np.asarray(b)[:len(a)]).max()), 1.0),
+    },
+    "q2": {
+        "numpy default interpolation": lambda t, q: 1000.0 * float(np.percentile(t, q)),
+        "numpy float": lambda t, q: np.float64(_pct_right(t, q)),
+        "seconds, not ms": lambda t, q: _pct_right(t, q) / 1000,
+        "rank off by one": lambda t, q: 1000.0 * float(sorted(t)[min(math.ceil(q * len(t) / 100), len(t) - 1)]),
+        "floor rank": lambda t, q: 1000.0 * float(sorted(t)[max(int(q * len(t) / 100) - 1, 0)]),
+        "unsorted": lambda t, q: 1000.0 * float(list(t)[max(math.ceil(q * len(t) / 100), 1) - 1]),
+    },
+}
+
+
+def _check_right(p, max_items=64, max_chars=5000):
+    if not isinstance(p, dict):
+        return (422, "body")
+    unknown = sorted(set(p) - {"text", "texts"})
+    if unknown:
+        return (422, unknown[0])
+    if ("text" in p) == ("texts" in p):
+        return (422, "texts")
+    if "text" in p:
+        items, names = [p["text"]], ["text"]
+    else:
+        items = p["texts"]
+        if not isinstance(items, list) or not items or len(items) > max_items:
+            return (422, "texts")
+        names = [f"texts[{i}]" for i in range(len(items))]
+    for item, name in zip(items, names):
+        if not isinstance(item, str) or not item.strip():
+            return (422, name)
+        if len(item) > max_chars:
+            return (413, name)
+    return None
+
+
+def _without(check, condition):
+    def wrong(p, max_items=64, max_chars=5000):
+        return condition(p, max_items, max_chars) or check(p, max_items, max_chars)
+    return wrong
+
+
+WRONG["q3"] = {
+    "whitespace counts as text": lambda p, mi=64, mc=5000: (
+        None if isinstance(p, dict) and isinstance(p.get("text"), str) and p["text"] and not p["text"].strip()
+        else _check_right(p, mi, mc)),
+    "413 for too many items": lambda p, mi=64, mc=5000: (
+        (413, "texts") if isinstance(p, dict) and isinstance(p.get("texts"), list) and len(p["texts"]) > mi
+        else _check_right(p, mi, mc)),
+    "422 for long text": lambda p, mi=64, mc=5000: (
+        (422, r[1]) if (r := _check_right(p, mi, mc)) and r[0] == 413 else r),
+    "index not in the field": lambda p, mi=64, mc=5000: (
+        ((r[0], "texts")) if (r := _check_right(p, mi, mc)) and r[1].startswith("texts[") else r),
+    "unknown keys ignored": lambda p, mi=64, mc=5000: _check_right(
+        {k: v for k, v in p.items() if k in ("text", "texts")} if isinstance(p, dict) else p, mi, mc),
+    "limit off by one": lambda p, mi=64, mc=5000: _check_right(p, mi - 1, mc),
+}
+
+
+@pytest.mark.parametrize("question", ["q1", "q2", "q3"])
+def test_chapter_exercises_reject_every_plausible_wrong_answer(question):
+    hidden = _hidden_tests()[question]
+    right = {"q1": _parity_right, "q2": _pct_right, "q3": _check_right}[question]
+    hidden(right)                                              # the reference passes
+    for name, wrong in WRONG[question].items():
+        with pytest.raises(Exception):                         # AssertionError, or the function's own error
+            hidden(wrong)
+            pytest.fail(f"{question}: the wrong answer {name!r} passed the hidden test")
