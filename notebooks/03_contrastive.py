@@ -72,11 +72,12 @@ import matplotlib.pyplot as plt
 from torch import nn
 
 from course_lib import cnn, contrastive, data, probe, train, viz
-from course_lib.book import glue
+from course_lib.book import glue, record_run
 from course_lib.device import seed_everything, setup
 from course_lib.settings import pick, preset
 
 PROFILE, device = setup(seed=0)       # profile, device, seed; prints what this run is
+record_run(PROFILE, device)           # for the book page's run card; figures with descriptions
 P = preset("contrastive")                   # this chapter's run sizes, shared with its benchmark
 
 # %% [markdown]

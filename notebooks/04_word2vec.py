@@ -89,11 +89,12 @@ from scipy.stats import spearmanr
 
 from course_lib import data
 from course_lib import word2vec as w2v
-from course_lib.book import glue
+from course_lib.book import glue, record_run
 from course_lib.device import seed_everything, setup
 from course_lib.settings import pick
 
 PROFILE, device = setup(seed=0)       # profile, device, seed; prints what this run is
+record_run(PROFILE, device)           # for the book page's run card; figures with descriptions
 
 # %% [markdown]
 # ## The corpus, and where it came from

@@ -82,11 +82,12 @@ import matplotlib.pyplot as plt
 from torch.nn import functional as F
 
 from course_lib import bert, data, train, viz
-from course_lib.book import glue
+from course_lib.book import glue, record_run
 from course_lib.device import seed_everything, setup
 from course_lib.settings import pick, preset
 
 PROFILE, device = setup(seed=0)       # profile, device, seed; prints what this run is
+record_run(PROFILE, device)           # for the book page's run card; figures with descriptions
 P = preset("bert")                   # this chapter's run sizes, shared with its benchmark
 
 # %% [markdown]

@@ -70,12 +70,13 @@ from sklearn.cluster import KMeans as SKKMeans
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
 from course_lib import autoencoder, cnn, data, kmeans, train, viz
-from course_lib.book import glue
+from course_lib.book import glue, record_run
 from course_lib.device import seed_everything, setup
 from course_lib.kmeans import KMeans
 from course_lib.settings import pick
 
 PROFILE, device = setup(seed=0)       # profile, device, seed; prints what this run is
+record_run(PROFILE, device)           # for the book page's run card; figures with descriptions
 
 # %% [markdown]
 # ## Intuition: centres and the points nearest to them

@@ -80,11 +80,12 @@ from torch import nn
 
 from course_lib import bert, cnn, data, train, viz
 from course_lib import finetune as ft
-from course_lib.book import glue
+from course_lib.book import glue, record_run
 from course_lib.device import seed_everything, setup
 from course_lib.settings import pick, preset
 
 PROFILE, device = setup(seed=0)       # profile, device, seed; prints what this run is
+record_run(PROFILE, device)           # for the book page's run card; figures with descriptions
 P = preset("finetune")                   # this chapter's run sizes, shared with its benchmark
 
 # %% [markdown]

@@ -61,16 +61,14 @@ import numpy as np
 import torch
 
 from course_lib import bert, data, gpt, train
-from course_lib.book import glue
-from course_lib.device import describe, get_device, seed_everything
-from course_lib.profile import get_profile, pick
+from course_lib.book import glue, record_run
+from course_lib.device import seed_everything, setup
+from course_lib.settings import pick
 
-PROFILE = get_profile()
-P = gpt.PROFILES[PROFILE]
-device = get_device()
-seed_everything(0)
+PROFILE, device = setup(seed=0)       # profile, device, seed; prints what this run is
+record_run(PROFILE, device)           # for the book page's run card; figures with descriptions
+P = gpt.PROFILES[PROFILE]             # this chapter's run sizes, shared with its benchmark
 t_start = time.perf_counter()
-print(f"profile: {PROFILE} | device: {describe(device)} | {time.strftime('%Y-%m-%d %H:%M')}")
 
 # %% [markdown]
 # ## The data: English Wikipedia

@@ -3,7 +3,8 @@
 Three layers; a module imports only from its own layer or the layers below it, never in a cycle.
 
 - **chapters**, one concept each, named after its chapter: ``cnn``, ``autoencoder``,
-  ``contrastive``, ``word2vec``, ``bert``, ``kmeans``, ``finetune``.
+  ``contrastive``, ``word2vec``, ``bert``, ``gpt``, ``kmeans``, ``finetune``, ``deploy`` and
+  ``serve`` (the deployment chapter: export and quantisation, the HTTP service).
 - **infrastructure** the chapters share: ``settings`` (every environment variable, one rule; the
   chapters' ci/full presets), ``device`` (device, seed, the notebooks' ``setup``), ``data``
   (verified datasets), ``train`` (the fit loop, the optimiser and schedule builders),

@@ -40,6 +40,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from . import settings
 from .device import get_device
 
 __all__ = ["GPTConfig", "Conv1D", "causal_attention", "GPT2Model", "GPT2LMHeadModel",
@@ -410,7 +411,7 @@ class GPT2LMHeadModel(nn.Module):
         if folder.is_dir():
             config_path, weights_path = folder / "config.json", folder / "model.safetensors"
         else:
-            if os.environ.get("COURSE_OFFLINE") == "1" or os.environ.get("HF_HUB_OFFLINE") == "1":
+            if settings.hub_offline():
                 raise RuntimeError(f"GPT-2 weights {str(name_or_path)!r} need the internet (Hugging Face hub), "
                                    "and this session is offline (COURSE_OFFLINE=1 or HF_HUB_OFFLINE=1). "
                                    "Unset them when online, or pass a local folder with config.json and "
