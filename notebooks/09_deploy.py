@@ -23,7 +23,7 @@ if importlib.util.find_spec("course_lib") is None:
 # %% [markdown]
 # # From a fine-tuned model to a service: export, quantise, serve, monitor
 #
-# A model in a notebook helps nobody else. This last chapter takes the two models the course
+# A model in a notebook serves nobody else. This last chapter takes the two models the course
 # trained — the **SST-2 sentiment classifier** fine-tuned from the BERT checkpoint with LoRA, and
 # the **MNIST CNN** — and turns them into something a program can call: a file independent of
 # the training code (ONNX, TF Lite), made smaller and faster (int8 quantisation), served over HTTP
