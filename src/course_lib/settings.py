@@ -17,6 +17,11 @@ variable                   default                     meaning
 ``COURSE_DATA_MIRROR``     none                        local mirror folder(s), ``os.pathsep``-separated
 ``COURSE_DATA_TIMEOUT``    30                          seconds before a stalled download is abandoned
 ``BERT_CHECKPOINT``        the offline package         the benchmarks' BERT checkpoint (folder or hub)
+``COURSE_INSTALL_URL``     the repository, at a commit where a notebook's first cell installs
+                                                       ``course_lib`` from (git URL or local folder;
+                                                       read by that cell, before the package exists)
+``COURSE_CLAIMS_LOG``      none                        a JSON-lines file: every checked claim's margin
+                                                       and every verdict's choice of a run
 =========================  ==========================  ==============================================
 
 Switches (``COURSE_OFFLINE``, ``HF_HUB_OFFLINE``) follow one parsing rule, :func:`flag`: ``1``,
@@ -38,7 +43,8 @@ from typing import Any, Mapping, TypeVar
 import torch
 
 __all__ = ["PROFILES", "VARIABLES", "PRESETS", "flag", "get_profile", "pick", "preset", "device_name",
-           "offline", "hub_offline", "data_dir", "mirrors", "download_timeout", "bert_checkpoint", "summary"]
+           "offline", "hub_offline", "data_dir", "mirrors", "download_timeout", "bert_checkpoint", "claims_log",
+           "summary"]
 
 PROFILES = ("ci", "full")
 T = TypeVar("T")
@@ -53,6 +59,9 @@ VARIABLES = MappingProxyType({
     "COURSE_DATA_MIRROR": ("none", "local mirror folder(s), separated by os.pathsep"),
     "COURSE_DATA_TIMEOUT": ("30", "seconds before a stalled download is abandoned"),
     "BERT_CHECKPOINT": ("the offline package", "the benchmarks' BERT checkpoint: a folder or a hub name"),
+    "COURSE_INSTALL_URL": ("the repository, at the book's commit",
+                           "where a notebook's first cell installs course_lib from (git URL or folder)"),
+    "COURSE_CLAIMS_LOG": ("none", "a JSON-lines file recording every checked claim and verdict of a run"),
 })
 
 _ON, _OFF = {"1", "true", "yes", "on"}, {"", "0", "false", "no", "off"}
@@ -123,6 +132,12 @@ def download_timeout() -> float:
 def bert_checkpoint() -> str | None:
     """``BERT_CHECKPOINT`` (a folder or hub name for the benchmarks), or None: the offline package."""
     return _env("BERT_CHECKPOINT") or None
+
+
+def claims_log() -> Path | None:
+    """``COURSE_CLAIMS_LOG``: where :mod:`course_lib.claims` appends each claim's margin, or None."""
+    value = _env("COURSE_CLAIMS_LOG")
+    return Path(value).expanduser() if value else None
 
 
 def get_profile() -> str:
