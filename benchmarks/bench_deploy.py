@@ -88,6 +88,7 @@ def records(tiny: bool = False, cpu_only: bool = False) -> list[dict]:
     parity = deploy.compare(ref, out)
     diff, lo, hi = deploy.paired_difference(out.argmax(1) == y_dev, out8.argmax(1) == y_dev)
     size_ratio = deploy.file_size(int8_path) / deploy.file_size(onnx_path)
+    size_note = f"{deploy.file_size(int8_path) / 2**20:.1f} MB vs {deploy.file_size(onnx_path) / 2**20:.1f} MB"
 
     longest = int(np.argmax([len(s) for s in dev]))
     one = bert.encode(tok, [dev[longest]], max_length=cfg["max_len"])
@@ -125,7 +126,7 @@ def records(tiny: bool = False, cpu_only: bool = False) -> list[dict]:
                                              f"points; same predictions {float((out.argmax(1) == out8.argmax(1)).mean()):.2%}",
                                              cpu_note)),
         common.record(GOALS["int8_size_ratio"], size_ratio, tiny=tiny, dataset=dataset,
-                      note=f"{deploy.file_size(int8_path) / 2**20:.1f} MB vs {deploy.file_size(onnx_path) / 2**20:.1f} MB"),
+                      note=size_note),
         common.record(GOALS["onnx_latency_over_torch"], t_ort / t_torch, tiny=tiny, dataset=dataset,
                       note=common.join_notes(f"PyTorch {1000 * t_torch:.2f} ms, ONNX Runtime {1000 * t_ort:.2f} ms, "
                                              f"{len(one[0, 0])} tokens", load_note)),

@@ -112,7 +112,7 @@ sst = data.load_sst2()
 folder = bert.locate_checkpoint()
 tok = bert.load_tokenizer(folder)
 MAX_LEN = pick(ci=48, full=64)
-n_train = pick(ci=256, full=len(sst.train_sentences))
+n_train = pick(ci=320, full=len(sst.train_sentences))
 sel = np.random.default_rng(0).permutation(len(sst.train_sentences))[:n_train]
 x_tr = bert.encode(tok, [sst.train_sentences[i] for i in sel], max_length=MAX_LEN)
 y_tr = torch.as_tensor(sst.train_labels[sel])
