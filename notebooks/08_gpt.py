@@ -597,7 +597,7 @@ fig.tight_layout()
 # ```
 
 # %% tags=["otter_ignore"]
-n_pit = pick(ci=160, full=600) * P["batch_size"]
+n_pit = pick(ci=400, full=1000) * P["batch_size"]
 seed_everything(0)
 leaky = gpt.GPT2LMHeadModel(gpt.GPTConfig(**{**config.__dict__, "causal": False})).to(device)
 leaky_run = gpt.pretrain(leaky, (x_train[:n_pit], y_train[:n_pit]), (x_val[:64], y_val[:64]),
@@ -652,7 +652,7 @@ out = copier.generate(prompt_ids, 12, temperature=0)[0, prompt_ids.shape[1]:]
 print(f"training loss without the shift: {copy_loss:.3f} after {len(copy_run['step_loss'])} steps")
 print("generated:", [tok.id_to_token(int(i)) for i in out])
 glue("copy_loss", copy_loss)
-assert copy_loss < 0.3 and (out == prompt_ids[0, -1]).all()
+assert copy_loss < 1.0 < bigram_nll and (out == prompt_ids[0, -1]).all()   # far below any honest model
 
 # %% [markdown]
 # The loss reaches {glue:text}`copy_loss:.3f` and greedy generation repeats the prompt's last token
