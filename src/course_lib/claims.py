@@ -33,7 +33,6 @@ from __future__ import annotations
 import ast
 import json
 import math
-import os
 import re
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Sequence
