@@ -107,7 +107,7 @@ _ACTIVATIONS = {
 # The run sizes of the chapter (one place: the notebook and the benchmark read them here).
 PROFILES = {
     "ci": dict(corpus_chars=1_000_000, vocab_size=512, n_positions=32, n_embd=64, n_layer=2,
-               n_head=4, epochs=2, batch_size=8, lr=2e-2, n_labels=256, sst_epochs=3, rounds=2),
+               n_head=4, epochs=3, batch_size=8, lr=2e-2, n_labels=256, sst_epochs=3, rounds=3),
     "full": dict(corpus_chars=None, vocab_size=8192, n_positions=512, n_embd=384, n_layer=6,
                  n_head=6, epochs=10, batch_size=32, lr=1e-3, n_labels=1000, sst_epochs=3, rounds=2),
 }
