@@ -267,14 +267,21 @@ def _on_doctree_read(app, doctree):
                 elif not image.get("alt"):
                     logger.warning(f"{docname}: a figure has no description (alt text); describe it "
                                    f"with course_lib.viz.describe_figure(fig, ...)", location=docname)
-    info = {}
-    raw = glued(nb).get("course_run")
-    if raw:
-        import ast
+    import ast
+
+    def parsed(text, kind):
         try:
-            info = ast.literal_eval(raw)
+            value = ast.literal_eval(text)
         except (ValueError, SyntaxError):
-            info = {}
+            return kind()
+        return value if isinstance(value, kind) else kind()
+
+    values = glued(nb)
+    info = parsed(values.get("course_run", "{}"), dict)
+    sources = [s for key in sorted((k for k in values if k.startswith("course_run_sources_")),
+                                   key=lambda k: int(k.rsplit("_", 1)[1]))
+               for s in parsed(values[key], list)]
+    info["sources"] = list(dict.fromkeys(sources))
     chapter = docname.split("/")[-1]
     card = nodes.raw("", run_card_html(chapter, info, seconds, executed_at, app.config.course_commit,
                                        _gpu_time(chapter)), format="html")

@@ -59,9 +59,9 @@ def glue(name: str, value, display: bool = False) -> None:
 def record_run(profile: str, device) -> dict:
     """Record how this chapter runs, for the run card under the chapter's title in the book.
 
-    Glues ``course_run`` (profile, device, commit, date, the data sources served so far) and, in
-    IPython, glues it again after every cell that loaded data, so that the card lists every source
-    the run used. Also turns on the book's figures (:func:`course_lib.viz.use_book_figures`).
+    Glues ``course_run`` (profile, device, commit, date) and, in IPython, after every cell that
+    loaded data, that cell's new sources (``course_run_sources_N``), so that the card lists every
+    source the run used. Also turns on the book's figures (:func:`course_lib.viz.use_book_figures`).
     Outside IPython it only returns the record.
 
     Parameters
@@ -95,21 +95,23 @@ def record_run(profile: str, device) -> dict:
     if ip is None:
         return current()
     viz.use_book_figures()
-    shown = current()
-    glue("course_run", repr(shown))
+    glue("course_run", info)
+    served: list[str] = []
 
     def after_cell(result=None):
-        nonlocal shown
-        now = current()
-        if now != shown:
-            shown = now
-            glue("course_run", repr(now))
+        # myst-nb refuses a key glued twice: each cell that loaded data glues its new sources
+        # under a key of its own (course_run_sources_1, _2, ...); the run card joins them.
+        new = [s for s in current()["sources"] if s not in served]
+        if new:
+            served.extend(new)
+            glue(f"course_run_sources_{len(served)}", new)
 
     for old in [f for f in ip.events.callbacks["post_run_cell"] if getattr(f, "_course_run", False)]:
         ip.events.unregister("post_run_cell", old)
     after_cell._course_run = True
     ip.events.register("post_run_cell", after_cell)
-    return shown
+    after_cell()
+    return current()
 
 
 def repo_root(start: Path | None = None) -> Path:
