@@ -1130,14 +1130,14 @@ def test_q3_hidden(check_request):
                  {"texts": [s[0]] * 5}, {"text": "x" * 30}, {"text": "x" * 31}, {"texts": [s[1], "y" * 31, 5]},
                  {"texts": [s[1], "\t", "y" * 31]}, {"text": 1.5}, {"text": [s[0]]}, {"sentence": s[0]},
                  {"zz": 1, "aa": 2, "text": "ok"}, {"texts": ["ok"], "extra": 1}, {}, {"text": "a", "texts": ["b"]},
-                 [], "text", None, 5, {"texts": [[s[0]]]}, {"texts": [s[2], "\t"]}, {"texts": ()},
+                 [], "text", None, 5, {"texts": [[s[0]]]}, {"texts": [s[2], "\t"]},
                  {"texts": ["a", "b", "c", "d"], "z": 0}, {"text": " padded "}]
         out = [check_request(p, max_items=4, max_chars=30) for p in cases]
         out += [check_request({"texts": [s[0]] * 64}), check_request({"texts": [s[0]] * 65}),
                 check_request({"text": "z" * 5000}), check_request({"text": "z" * 5001})]
         return out
 
-    assert len(probe_q3(check_request)) == 34
+    assert len(probe_q3(check_request)) == 33
     from course_lib import serve as _serve
     from course_lib.data import load_sst2
     from course_lib.grading import time_limit
