@@ -894,6 +894,32 @@ hidden: true
 points: 3
 """ # END TEST CONFIG
 def test_q1_hidden(parity):
+    grading_q1 = {"forbid": ["course_lib"], "rtol": 1e-6, "atol": 1e-9}
+
+    def probe_q1(parity):
+        import numpy as np
+        rng = np.random.default_rng(909)
+        ref = rng.normal(0, 3, (120, 10)).astype(np.float32)
+        small = rng.normal(0, 1, (7, 3))
+        cases = [(ref, ref.copy()), (ref, (ref + np.linspace(-3, 3, ref.size).reshape(ref.shape)).astype(np.float32)),
+                 (ref, -ref), (ref[:, ::-1].copy(), ref), (small, small + rng.normal(0, 0.5, small.shape)),
+                 (small[:1], small[1:2]), (ref, ref + np.float32(0.25)), (small + 2.0, small)]
+        out = []
+        for a, b in cases:
+            a0, b0 = a.copy(), b.copy()
+            got = parity(a, b)
+            out.append([got, bool(np.array_equal(a, a0) and np.array_equal(b, b0))])
+        for a, b in ((ref, ref[:-1]), (ref, ref[:, :5]), (ref, ref[:1]), (ref[:, :1], ref), (small, small[None])):
+            try:
+                parity(a, b)
+                out.append("no error")
+            except ValueError:
+                out.append("ValueError")
+            except Exception as e:                       # noqa: BLE001 - reported as its type
+                out.append(type(e).__name__)
+        return out
+
+    assert len(probe_q1(parity)) == 13
     import numpy as _np
     import torch as _torch
     from course_lib import cnn as _cnn, data as _data, deploy as _deploy
@@ -985,6 +1011,22 @@ hidden: true
 points: 2
 """ # END TEST CONFIG
 def test_q2_hidden(percentile_ms):
+    grading_q2 = {"forbid": ["course_lib"], "rtol": 1e-9, "atol": 1e-9}
+
+    def probe_q2(percentile_ms):
+        import numpy as np
+        rng = np.random.default_rng(2)
+        runs = [list(rng.lognormal(-5, 0.6, n)) for n in (7, 20, 101)]
+        runs += [[0.010, 0.010, 0.050], [0.004], [0.003, 0.001, 0.002, 0.004, 0.0025]]
+        out = []
+        for x in runs:
+            for q in (1, 10, 50, 90, 95, 99, 100):
+                before = list(x)
+                out.append(percentile_ms(x, q))
+                out.append(x == before)
+        return out
+
+    assert len(probe_q2(percentile_ms)) == 84
     import numpy as _np
     from course_lib import deploy as _deploy
     from course_lib.grading import time_limit
@@ -1080,6 +1122,22 @@ hidden: true
 points: 3
 """ # END TEST CONFIG
 def test_q3_hidden(check_request):
+    def probe_q3(check_request):
+        s = ["a gripping, beautifully acted film", "dull .", "it 's a charming and often affecting journey",
+             "unflinchingly bleak and desperate", "the acting is fine"]
+        cases = [{"text": s[0]}, {"texts": list(s[:4])}, {"texts": [s[0]] * 4}, {"text": ""}, {"text": "  \n"},
+                 {"texts": [s[0], 3]}, {"texts": [s[0], None, ""]}, {"texts": s[0]}, {"texts": {"a": 1}},
+                 {"texts": [s[0]] * 5}, {"text": "x" * 30}, {"text": "x" * 31}, {"texts": [s[1], "y" * 31, 5]},
+                 {"texts": [s[1], "\t", "y" * 31]}, {"text": 1.5}, {"text": [s[0]]}, {"sentence": s[0]},
+                 {"zz": 1, "aa": 2, "text": "ok"}, {"texts": ["ok"], "extra": 1}, {}, {"text": "a", "texts": ["b"]},
+                 [], "text", None, 5, {"texts": [[s[0]]]}, {"texts": [s[2], "\t"]},
+                 {"texts": ["a", "b", "c", "d"], "z": 0}, {"text": " padded "}]
+        out = [check_request(p, max_items=4, max_chars=30) for p in cases]
+        out += [check_request({"texts": [s[0]] * 64}), check_request({"texts": [s[0]] * 65}),
+                check_request({"text": "z" * 5000}), check_request({"text": "z" * 5001})]
+        return out
+
+    assert len(probe_q3(check_request)) == 33
     from course_lib import serve as _serve
     from course_lib.data import load_sst2
     from course_lib.grading import time_limit
