@@ -8,7 +8,7 @@ squared distances** (the *inertia*)
 by Lloyd's alternation (assign each point to its nearest centre; move each centre to the mean of
 its points), started from k-means++ seeds and restarted ``n_init`` times. The squared distance
 matters: with the unsquared distance the best centre of a cluster is its *geometric median*, not
-its mean (that is the k-medians problem), see :func:`objective` and :func:`geometric_median`.
+its mean (that is the Euclidean k-median problem), see :func:`objective` and :func:`geometric_median`.
 
 What the notebook imports from here:
 
@@ -24,7 +24,7 @@ What the notebook imports from here:
   draws per centre, keep the one that lowers the potential most);
 - :func:`squared_distances`, :func:`assign` — the chunked ``||x||^2 - 2 x.c + ||c||^2`` computation
   (``assign`` runs the same E-step as the estimator);
-- :func:`objective` — the k-means objective (``squared=True``) or the k-medians one;
+- :func:`objective` — the k-means objective (``squared=True``) or the Euclidean k-median one;
 - :func:`geometric_median` — Weiszfeld's algorithm, the minimiser of the unsquared objective;
 - :func:`silhouette_samples`, :func:`silhouette_score` — ``s(i) = (b_i - a_i) / max(a_i, b_i)``;
 - :func:`match_labels` — map cluster ids to class labels (Hungarian matching) before reading them
@@ -320,7 +320,7 @@ def _lloyd(x, centers, max_iter, tol_abs, batch_size, x_sq, sync_every=1, pool=N
 
 
 def objective(x, centers, labels=None, squared: bool = True, batch_size: int | None = None) -> float:
-    """The clustering objective ``sum_i ||x_i - c_{l_i}||^p``: k-means (p=2) or k-medians (p=1).
+    """The clustering objective ``sum_i ||x_i - c_{l_i}||^p``: k-means (p=2) or the Euclidean k-median (p=1).
 
     Parameters
     ----------
@@ -330,7 +330,7 @@ def objective(x, centers, labels=None, squared: bool = True, batch_size: int | N
         Cluster of each point; default: the nearest centre.
     squared : bool, default=True
         True: the k-means objective (the inertia). False: the sum of plain Euclidean distances,
-        whose best single centre is the geometric median (k-medians), not the mean.
+        whose best single centre is the geometric median (the Euclidean k-median problem; "k-medians" usually names the per-coordinate L1 variant), not the mean.
 
     Returns
     -------
