@@ -330,7 +330,8 @@ def objective(x, centers, labels=None, squared: bool = True, batch_size: int | N
         Cluster of each point; default: the nearest centre.
     squared : bool, default=True
         True: the k-means objective (the inertia). False: the sum of plain Euclidean distances,
-        whose best single centre is the geometric median (the Euclidean k-median problem; "k-medians" usually names the per-coordinate L1 variant), not the mean.
+        whose best single centre is the geometric median (the Euclidean k-median problem;
+        "k-medians" usually names the per-coordinate L1 variant), not the mean.
 
     Returns
     -------
