@@ -736,10 +736,8 @@ assert agree["left"] and not agree["right"]
 #   ok_format: false
 
 # %% tags=["otter_ignore", "remove-input"]
-from IPython.display import Markdown
-from course_lib.book import colab_url
-Markdown(f"[Open the student version of this chapter in Colab]"
-         f"({colab_url('08_gpt/08_gpt.ipynb', COURSE_REPO, branch='student')})")
+from course_lib.colab import chapter_links
+chapter_links("08_gpt", COURSE_REPO)   # the student version and the full chapter in Colab
 
 # %% tags=["otter_ignore", "remove-cell"]
 # Instant feedback: grader.check("q1") runs the public tests of question 1 (otter-grader).
