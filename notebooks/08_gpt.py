@@ -736,10 +736,8 @@ assert agree["left"] and not agree["right"]
 #   ok_format: false
 
 # %% tags=["otter_ignore", "remove-input"]
-from IPython.display import Markdown
-from course_lib.book import colab_url
-Markdown(f"[Open the student version of this chapter in Colab]"
-         f"({colab_url('08_gpt/08_gpt.ipynb', COURSE_REPO, branch='student')})")
+from course_lib.colab import chapter_links
+chapter_links("08_gpt", COURSE_REPO)   # the student version and the full chapter in Colab
 
 # %% tags=["otter_ignore", "remove-cell"]
 # Instant feedback: grader.check("q1") runs the public tests of question 1 (otter-grader).
@@ -801,6 +799,21 @@ hidden: true
 points: 3
 """ # END TEST CONFIG
 def test_q1_hidden(my_causal_attention):
+    # Graded in the sandbox without course_lib and with PyTorch's attention disabled.
+    grading_q1 = {"forbid": ["course_lib"], "rtol": 1e-4, "atol": 1e-5,
+                  "forbid_calls": ["torch.nn.functional.scaled_dot_product_attention",
+                                   "torch.nn.MultiheadAttention"]}
+
+    def probe_q1(my_causal_attention):
+        import torch
+        g = torch.Generator().manual_seed(8)
+        out = []
+        for B, T, d in [(2, 5, 8), (3, 9, 16), (1, 1, 4)]:
+            q, k, v = (torch.randn(B, T, d, generator=g) for _ in range(3))
+            out.append(my_causal_attention(q, k, v))
+        return out
+
+    assert len(probe_q1(my_causal_attention)) == 3
     import torch as _torch
     import torch.nn.functional as _F
     from course_lib.grading import time_limit
@@ -881,6 +894,16 @@ hidden: true
 points: 3
 """ # END TEST CONFIG
 def test_q2_hidden(top_p_filter):
+    grading_q2 = {"rtol": 1e-5, "atol": 1e-6}
+
+    def probe_q2(top_p_filter):
+        import torch
+        probs = torch.tensor([0.05, 0.4, 0.15, 0.3, 0.1])
+        out = [top_p_filter(probs.clone(), p) for p in (1.0, 0.35, 0.1, 0.69, 0.71)]
+        x = torch.softmax(torch.randn(1000, generator=torch.Generator().manual_seed(3)) * 3, 0)
+        return out + [top_p_filter(x, 0.9), top_p_filter(x.clone(), 0.5)]
+
+    assert len(probe_q2(top_p_filter)) == 7
     import torch as _torch
     from course_lib.grading import time_limit
     _probs = _torch.tensor([0.05, 0.4, 0.15, 0.3, 0.1])
@@ -956,6 +979,21 @@ hidden: true
 points: 2
 """ # END TEST CONFIG
 def test_q3_hidden(perplexity_from_logits):
+    grading_q3 = {"forbid": ["course_lib"], "rtol": 1e-4, "atol": 1e-6}
+
+    def probe_q3(perplexity_from_logits):
+        import torch
+        logits = torch.log(torch.tensor([[[0.5, 0.25, 0.25], [0.1, 0.8, 0.1], [0.2, 0.2, 0.6]]]))
+        out = [perplexity_from_logits(logits, torch.tensor([[0, 1, -100]]))]
+        g = torch.Generator().manual_seed(4)
+        for B, T, V in [(3, 7, 11), (2, 5, 50)]:
+            l = torch.randn(B, T, V, generator=g) * 2
+            t = torch.randint(0, V, (B, T), generator=g)
+            t[1, 3:] = -100                                               # padding
+            out.append(perplexity_from_logits(l, t))
+        return out
+
+    assert len(probe_q3(perplexity_from_logits)) == 3
     import math as _math
     import torch as _torch
     from course_lib.grading import time_limit
@@ -1042,6 +1080,12 @@ hidden: true
 points: 2
 """ # END TEST CONFIG
 def test_q4_hidden(k_nll, best_k, q4_train, q4_val, q4_vocab):
+    def probe_q4(k_nll, best_k):
+        ks = (0.0001, 0.001, 0.01, 0.1, 1.0)
+        return [type(k_nll).__name__, sorted(k_nll) if type(k_nll) is dict else None,
+                [k_nll[k] for k in ks], best_k]
+
+    assert len(probe_q4(k_nll, best_k)) == 4
     from course_lib import gpt as _g
     for _k in (0.0001, 0.001, 0.01, 0.1, 1.0):
         _ref = _g.BigramLM("add_k", k=_k).fit(q4_train, q4_vocab).nll(q4_val)

@@ -338,45 +338,6 @@ def _scores_zero(test, *answer):
     return False
 
 
-def _q1_no_mask(q, k, v):
-    return torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1]), -1) @ v
-
-
-def _q1_mask(q, k, v, diagonal, scale=True):
-    T = q.shape[-2]
-    s = q @ k.transpose(-2, -1) / (math.sqrt(q.shape[-1]) if scale else 1.0)
-    return torch.softmax(s.masked_fill(torch.ones(T, T).triu(diagonal).bool(), float("-inf")), -1) @ v
-
-
-def _q1_transposed(q, k, v):                      # hides the past instead of the future
-    T = q.shape[-2]
-    s = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
-    return torch.softmax(s.masked_fill(torch.ones(T, T).tril(-1).bool(), float("-inf")), -1) @ v
-
-
-def _q2(probs, p, strict=False, renorm=True, ascending=False):
-    s, order = torch.sort(probs, descending=not ascending)
-    c = torch.cumsum(s, 0)
-    keep_s = (c < p) if strict else (c - s < p)
-    keep = torch.zeros_like(keep_s).scatter(0, order, keep_s)
-    out = torch.where(keep, probs, torch.zeros_like(probs))
-    return out / out.sum() if renorm else out
-
-
-def _q3(logits, targets, mode):
-    logp = torch.log_softmax(logits.float(), -1)
-    if mode == "pad_included":
-        t = targets.clamp(min=0)
-        return float(torch.exp(-logp.gather(-1, t[..., None]).mean()))
-    keep = targets != -100
-    nll = -logp[keep].gather(1, targets[keep][:, None]).mean()
-    if mode == "row_mean":                        # the mean of per-sequence perplexities
-        rows = [torch.exp(-logp[b][keep[b]].gather(1, targets[b][keep[b]][:, None]).mean()) for b in range(len(targets))]
-        return float(torch.stack(rows).mean())
-    return {"no_exp": float(nll), "tensor": torch.exp(nll),
-            "sum": float(torch.exp(-logp[keep].gather(1, targets[keep][:, None]).sum()))}[mode]
-
-
 @pytest.fixture(scope="module")
 def q4_data():
     from course_lib import data
@@ -386,34 +347,30 @@ def q4_data():
                 q4_val=gpt.encode_documents(tok, articles[2:]))
 
 
+# the answers each hidden test takes (q4 also takes the experiment's data)
+_ANSWERS = {"q1": ["my_causal_attention"], "q2": ["top_p_filter"], "q3": ["perplexity_from_logits"],
+            "q4": ["k_nll", "best_k"]}
+
+
 def test_exercise_hidden_tests_give_zero_to_the_catalogue_of_wrong_answers(q4_data):
+    """The otter hidden tests (instant grading) fail every wrong answer of tests/wrong_answers/08_gpt.py
+    and pass the solutions; test_exercises.py grades the same catalogue in the sandbox."""
+    from pathlib import Path
+
+    from submissions import solutions, wrong_answers   # tests/submissions.py
+
     tests = _hidden_tests()
-    assert {"test_q1_hidden", "test_q2_hidden", "test_q3_hidden", "test_q4_hidden"} <= set(tests)
-    q1 = tests["test_q1_hidden"]
-    assert not _scores_zero(q1, lambda q, k, v: _q1_mask(q, k, v, 1))           # the reference passes
-    for wrong in (_q1_no_mask, _q1_transposed, lambda q, k, v: _q1_mask(q, k, v, 0),
-                  lambda q, k, v: _q1_mask(q, k, v, 1, scale=False),
-                  lambda q, k, v: _q1_mask(q, k, v, 1).numpy()):
-        assert _scores_zero(q1, wrong)
-    q2 = tests["test_q2_hidden"]
-    assert not _scores_zero(q2, _q2)
-    for kw in (dict(strict=True), dict(renorm=False), dict(ascending=True)):
-        assert _scores_zero(q2, lambda probs, p, kw=kw: _q2(probs, p, **kw)), kw
-    assert _scores_zero(q2, lambda probs, p: torch.where(probs >= probs.max() * p, probs, 0 * probs))
-    q3 = tests["test_q3_hidden"]
-    assert not _scores_zero(q3, lambda l, t: float(torch.exp(torch.nn.functional.cross_entropy(
-        l.reshape(-1, l.shape[-1]), t.reshape(-1)))))
-    for mode in ("pad_included", "no_exp", "tensor", "row_mean", "sum"):
-        assert _scores_zero(q3, lambda l, t, mode=mode: _q3(l, t, mode)), mode
-    q4_ = tests["test_q4_hidden"]
-    def q4(*answer):
-        return q4_(*answer, q4_data["q4_train"], q4_data["q4_val"], q4_data["q4_vocab"])
-    ks = (0.0001, 0.001, 0.01, 0.1, 1.0)
-    right = {k: gpt.BigramLM("add_k", k=k).fit(q4_data["q4_train"], q4_data["q4_vocab"]).nll(q4_data["q4_val"])
-             for k in ks}
-    assert not _scores_zero(q4, right, min(right, key=right.get))
-    on_train = {k: gpt.BigramLM("add_k", k=k).fit(q4_data["q4_train"], q4_data["q4_vocab"]).nll(q4_data["q4_train"])
-                for k in ks}
-    assert _scores_zero(q4, on_train, min(on_train, key=on_train.get))             # measured on training data
-    assert _scores_zero(q4, right, max(right, key=right.get))                      # the worst k
-    assert _scores_zero(q4, {k: 1.0 for k in ks}, 0.01)                            # made-up numbers
+    catalogue = wrong_answers("08_gpt")
+    assert sorted(catalogue) == sorted(_ANSWERS) and all(len(v) >= 3 for v in catalogue.values())
+    sols = solutions(Path(__file__).resolve().parents[1] / "notebooks" / "08_gpt.ipynb")
+
+    def run(q, source):
+        namespace = dict(q4_data, torch=torch, _gpt=gpt)   # what the earlier cells defined
+        exec(compile(source, f"{q} answer", "exec"), namespace)
+        extra = [q4_data[n] for n in ("q4_train", "q4_val", "q4_vocab")] if q == "q4" else []
+        return _scores_zero(tests[f"test_{q}_hidden"], *(namespace[n] for n in _ANSWERS[q]), *extra)
+
+    for q in _ANSWERS:
+        assert not run(q, sols[q]), f"{q}: the solution fails its hidden test"
+        for what, source in catalogue[q].items():
+            assert run(q, source), f"{q}: the wrong answer '{what}' passes the hidden test"
