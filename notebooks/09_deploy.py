@@ -832,10 +832,8 @@ shutil.rmtree(WORK, ignore_errors=True)
 #   ok_format: false
 
 # %% tags=["otter_ignore", "remove-input"]
-from IPython.display import Markdown
-from course_lib.book import colab_url
-Markdown(f"[Open the student version of this chapter in Colab]"
-         f"({colab_url('09_deploy/09_deploy.ipynb', COURSE_REPO, branch='student')})")
+from course_lib.colab import chapter_links
+chapter_links("09_deploy", COURSE_REPO)   # the student version and the full chapter in Colab
 
 # %% tags=["otter_ignore", "remove-cell"]
 # Instant feedback: grader.check("q1") runs the public tests of question 1 (otter-grader).
