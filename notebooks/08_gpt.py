@@ -624,13 +624,17 @@ leak_verdict = ("the training loss collapsed: the model reads its answer" if lea
                 "position takes more steps at this scale), but the model is already worse at real prediction")
 print(leak_verdict)
 glue("leak_verdict", leak_verdict)
-assert leaky_val > good_val
+from course_lib.claims import claim
+
+claim("without the mask the validation loss, read causally, is worse than the correct model's",
+      leaky_val > good_val, margin=leaky_val - good_val, name="leak_val_claim")
 
 # %% [markdown]
 # Without the mask the training loss is {glue:text}`leaky_train:.2f` (the correct model had
 # {glue:text}`good_train:.2f` at the same step): {glue:text}`leak_verdict`. Reading the past only,
 # as in generation, its validation loss is {glue:text}`leaky_val:.2f` against
-# {glue:text}`good_val:.2f` for the correct model (the run checks it is worse), and its text is garbage.
+# {glue:text}`good_val:.2f` for the correct model (checked: {glue:text}`leak_val_claim`), and its
+# text is garbage.
 #
 # ```{admonition} Fix
 # :class: tip

@@ -52,6 +52,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from .quiet import native_stderr_filtered
+
 __all__ = ["TEXT_INPUTS", "IMAGE_INPUTS", "TFLITE_CONVERTER", "export_onnx", "export_text_classifier",
            "export_image_classifier", "graph_summary", "onnx_session", "run_onnx", "compare",
            "quantize_onnx", "quantize_torch", "paired_difference", "time_calls", "percentiles",
@@ -505,9 +507,18 @@ def keras_to_tflite(keras_model, quantize: bool = False) -> tuple[bytes, str]:
         converter.optimizations = [tf.lite.Optimize.DEFAULT]     # dynamic-range int8 weights
     import contextlib
     import io
-    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        content = converter.convert()
+    import logging
+
+    tf_log = logging.getLogger("tensorflow")      # "INFO:tensorflow:Assets written to: /tmp/..."
+    level = tf_log.level
+    tf_log.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings(), \
+                native_stderr_filtered():
+            warnings.simplefilter("ignore")
+            content = converter.convert()
+    finally:
+        tf_log.setLevel(level)
     return content, TFLITE_CONVERTER.format(version=tf.__version__, interpreter=_interpreter_class()[1])
 
 
@@ -522,9 +533,10 @@ def tflite_predict(content: bytes, x: np.ndarray) -> np.ndarray:
     if x.dtype != inp["dtype"]:
         raise ValueError(f"x has dtype {x.dtype}; the model takes {np.dtype(inp['dtype'])}: cast it first.")
     interp.resize_tensor_input(inp["index"], list(x.shape))
-    interp.allocate_tensors()
-    interp.set_tensor(inp["index"], x)
-    interp.invoke()
+    with native_stderr_filtered():                # "INFO: Created TensorFlow Lite XNNPACK delegate"
+        interp.allocate_tensors()
+        interp.set_tensor(inp["index"], x)
+        interp.invoke()
     return interp.get_tensor(out["index"]).copy()
 
 

@@ -40,6 +40,7 @@ NOISE_PATTERNS = (
     r"^W\d{4} [\d:. ]+\d+ computation_placer\.cc:\d+\] computation placer already registered",
     r"^I\d{4} [\d:. ]+\d+ cuda_executor\.cc:\d+\] could not find cuda drivers on your machine",
     r"^[\d-]+ [\d:.]+: I tensorflow/tsl/cuda/cudart_stub\.cc:\d+\] Could not find cuda drivers",
+    r"^INFO: Created TensorFlow Lite XNNPACK delegate for CPU\.$",
 )
 _NOISE = re.compile("|".join(f"(?:{p})" for p in NOISE_PATTERNS))
 
