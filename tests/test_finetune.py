@@ -130,6 +130,7 @@ def test_lora_on_bert_keeps_checkpoint_names_and_merges_exactly(minilm):
     keys_before = set(model.state_dict())
     ref = model(ids).last_hidden_state
     model.requires_grad_(False)                                      # freeze, then add adapters
+    torch.manual_seed(0)                      # A's random init: the same whatever ran before
     names = ft.add_lora(model, ("query", "value"), r=8, alpha=16)
     L, d = model.config.num_hidden_layers, model.config.hidden_size
     assert len(names) == 2 * L
