@@ -143,7 +143,7 @@ for s, y in list(zip(sst.dev_sentences, sst.dev_labels))[:4]:
 CHECKPOINT = os.environ.get("BERT_CHECKPOINT")       # None: the offline MiniLM package
 folder = bert.locate_checkpoint(CHECKPOINT)
 tok = bert.load_tokenizer(folder)
-print("checkpoint:", folder)
+print("checkpoint:", bert.checkpoint_name(folder))
 sentence = sst.dev_sentences[1]
 print(sentence)
 print(tok.tokenize(sentence))

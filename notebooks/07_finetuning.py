@@ -70,6 +70,7 @@ if _missing(["course_lib", *sum(COURSE_EXTRAS.values(), [])]):
 
 # %% tags=["otter_ignore"]
 import copy
+import os
 import time
 
 import matplotlib.pyplot as plt
@@ -426,7 +427,7 @@ sst = data.load_sst2()
 print(sst.protocol, "|", sst.source)
 folder = bert.locate_checkpoint()
 tok = bert.load_tokenizer(folder)
-print("checkpoint:", folder)
+print("checkpoint:", bert.checkpoint_name(folder))
 n_sst = pick(ci=320, full=len(sst.train_sentences))
 max_len = P["max_len"]
 sel = np.random.default_rng(0).permutation(len(sst.train_sentences))[:n_sst]
@@ -593,7 +594,8 @@ print(launch.commands())
 cmp = launch.compare_single_vs_ddp(nproc=2, args=("--epochs", "1"), timeout=300)
 ddp_table = pd.DataFrame([{k: cmp[name][k] for k in ("world_size", "final_train_loss", "test_accuracy", "seconds")}
                           for name in ("single", "ddp")], index=["one process", "torchrun, 2 processes"])
-print(cmp["ddp"]["command"])
+print(" ".join(os.path.basename(a) if os.path.isabs(a) else a     # no path of this machine
+               for a in map(str, cmp["ddp"]["command"])))
 print(f"max |weight difference| = {cmp['max_abs_weight_diff']:.2e}; "
       f"every process ended with the same weights: {cmp['ranks_identical']}")
 glue("ddp_max_diff", float(cmp["max_abs_weight_diff"]))

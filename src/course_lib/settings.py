@@ -211,6 +211,6 @@ def summary() -> str:
     """One line with the run's profile, network and data sources (printed by each notebook)."""
     parts = [f"profile: {get_profile()}", "offline" if offline() else "online"]
     found = mirrors()
-    if found:
-        parts.append("data mirror: " + os.pathsep.join(map(str, found)))
+    if found:    # named, not its path: the book shows no path of the machine that built it
+        parts.append(f"data mirror: set ({len(found)} folder{'s' * (len(found) > 1)}, COURSE_DATA_MIRROR)")
     return " | ".join(parts)
