@@ -12,6 +12,7 @@ import functools
 import http.server
 import os
 import re
+import unicodedata
 import shutil
 import threading
 from pathlib import Path
@@ -371,5 +372,7 @@ def test_downloads_executed_notebook_and_pdf(built, executed):
     for path in book.chapter_notebooks(ROOT):
         title = next(c.source for c in nbformat.read(path, as_version=4).cells
                      if c.cell_type == "markdown" and c.source.startswith("# "))
+        # PDF text breaks and hyphenates lines and sets "fi" as a ligature (NFKC spells it out)
+        letters = lambda t: re.sub(r"[^a-z]", "", unicodedata.normalize("NFKC", t).lower())
         first_words = " ".join(title[2:].split()[:3])
-        assert first_words in " ".join(text.split()), f"{path.name} missing from the PDF"
+        assert letters(first_words) in letters(text), f"{path.name} missing from the PDF"

@@ -11,9 +11,10 @@
   (``61000 + n``, one per running sandbox on the machine, no groups, no capabilities, ``no_new_privs``); otherwise a user namespace maps
   it to uid 65534 without capabilities;
 - **a read-only view of only what it needs**: ``/usr`` (system libraries, the Debian data sets),
-  the Python installation (``sys.base_prefix``) and environment (``sys.prefix``), the course
-  package ``course_lib`` (at ``/opt/course``; for a question that forbids it, a stub whose import fails), the data
-  mirror named by ``COURSE_DATA_MIRROR`` and the worker script; never the repository, ``dist/``,
+  the Python installation (``sys.base_prefix``), the virtual environment (``sys.prefix``, at
+  ``/opt/venv``), the course package ``course_lib`` (at ``/opt/course``; for a question that
+  forbids it, a stub whose import fails), the data mirror named by ``COURSE_DATA_MIRROR`` (at
+  ``/opt/data``) and the worker script; never the repository (nor its path), ``dist/``,
   the answer key, the masters or the report folder, which stay outside the mount namespace;
 - **its own scratch**: a fresh tmpfs ``/tmp`` (``scratch_mb``), the working folder, destroyed
   with the sandbox;
@@ -44,6 +45,7 @@ from pathlib import Path
 __all__ = ["SandboxConfig", "JobResult", "run_job", "available", "usable", "describe"]
 
 WORKER = Path(__file__).with_name("worker.py")
+SANDBOX_VENV, SANDBOX_MIRROR = "/opt/venv", "/opt/data"   # where the environment and mirror appear
 FSIZE = 64 * 2**20
 UID_BASE, N_UIDS = 61000, 1000
 USED_UIDS: set = set()          # uids this process gave to sandboxes (for tests: none may survive)
@@ -160,15 +162,22 @@ def command(cfg: SandboxConfig, slot: int, hide_dirs: dict[str, str]) -> list[st
              "--size", str(cfg.scratch_mb * 2**20), "--perms", "1777", "--tmpfs", "/tmp",
              "--perms", "0777", "--dir", "/tmp/work", "--perms", "0777", "--dir", "/tmp/home"]
     done = {"/usr", "/tmp"}
-    mounts = [sys.base_prefix, sys.prefix]
+    # The Python installation stays at its own path (its binaries know it). A virtual environment
+    # and the data mirror are mounted at neutral paths, /opt/venv and /opt/data: both usually lie
+    # inside or beside the course's checkout, and mounting them in place would make the
+    # checkout's folder (with .venv as its only entry) visible to the submission.
+    base = os.path.realpath(sys.base_prefix)
+    if not (base == "/usr" or base.startswith("/usr/")):
+        _mkdirs(base, done, args)
+        args += ["--ro-bind", base, base]
+    venv = os.path.realpath(sys.prefix) if sys.prefix != sys.base_prefix else None
+    if venv and venv != base:
+        _mkdirs(SANDBOX_VENV, done, args)
+        args += ["--ro-bind", venv, SANDBOX_VENV]
     mirror = os.environ.get("COURSE_DATA_MIRROR")
     if mirror and os.path.isdir(mirror):
-        mounts.append(os.path.realpath(mirror))
-    for m in dict.fromkeys(os.path.realpath(p) for p in mounts):
-        if m.startswith("/usr/") or m == "/usr":
-            continue
-        _mkdirs(m, done, args)
-        args += ["--ro-bind", m, m]
+        _mkdirs(SANDBOX_MIRROR, done, args)
+        args += ["--ro-bind", os.path.realpath(mirror), SANDBOX_MIRROR]
     _mkdirs("/opt/course/x", done, args)
     _mkdirs("/opt/grader/x", done, args)
     if cfg.course_lib:
@@ -186,7 +195,7 @@ def command(cfg: SandboxConfig, slot: int, hide_dirs: dict[str, str]) -> list[st
            "COURSE_OFFLINE": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
            "PIP_NO_INDEX": "1", "MPLBACKEND": "Agg", "COURSE_PROFILE": os.environ.get("COURSE_PROFILE", "ci")}
     if mirror and os.path.isdir(mirror):
-        env["COURSE_DATA_MIRROR"] = os.path.realpath(mirror)
+        env["COURSE_DATA_MIRROR"] = SANDBOX_MIRROR
     for k, v in env.items():
         args += ["--setenv", k, v]
     args += ["--chdir", "/tmp/work"]
@@ -199,8 +208,12 @@ def command(cfg: SandboxConfig, slot: int, hide_dirs: dict[str, str]) -> list[st
         uid = str(UID_BASE + slot)
         args += ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--no-new-privs",
                  "--inh-caps=-all", "--bounding-set=-all", "--"]
-    python = os.path.join(sys.prefix, "bin", "python")
-    args += [python if os.path.exists(python) else sys.executable, "-s",
+    if venv and venv != base:                          # its pyvenv.cfg makes /opt/venv the prefix
+        python = os.path.join(SANDBOX_VENV, "bin", "python")
+    else:
+        python = os.path.join(sys.prefix, "bin", "python")
+        python = python if os.path.exists(python) else sys.executable
+    args += [python, "-s",
              "/opt/grader/worker.py"]
     return args
 
