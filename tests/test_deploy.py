@@ -83,6 +83,30 @@ def test_export_refuses_training_mode_and_bad_arguments(lenet, tmp_path):
         deploy.export_onnx(lambda x: x, (torch.zeros(1),), tmp_path / "x.onnx", input_names=["a"])
 
 
+class _Rescale(nn.Module):
+    """The pitfall's wrapper: a Python ``if`` on the input's values picks the preprocessing."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):
+        if x.max() > 1:                                # data-dependent control flow
+            x = x / 255
+        return self.net(x)
+
+
+def test_torch_export_refuses_a_branch_on_values_and_captures_the_plain_model(lenet, digits, capfd):
+    raw = digits[0][:2] * 255                                        # (2, 1, 28, 28) in 0..255
+    why = deploy.export_refusal(_Rescale(lenet).eval(), (raw,))
+    assert why is not None and ("data-dependent" in why.lower() or "guard" in why.lower()), why
+    assert deploy.export_refusal(lenet.eval(), (digits[0][:2],)) is None   # no branch: captured
+    out, err = capfd.readouterr()
+    assert err == "", err[:500]                                      # diagnostics kept out
+    with pytest.raises(TypeError, match="nn.Module"):
+        deploy.export_refusal(lambda x: x, (raw,))
+
+
 def test_training_mode_export_keeps_dropout_in_the_graph(digits, tmp_path):
     """The pitfall the check guards against: exported in training mode, Dropout stays in the graph
     (ONNX Runtime's inference kernels happen to skip it; other runtimes and torch need not)."""

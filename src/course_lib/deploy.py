@@ -54,7 +54,8 @@ from torch import nn
 
 from .quiet import native_stderr_filtered
 
-__all__ = ["TEXT_INPUTS", "IMAGE_INPUTS", "TFLITE_CONVERTER", "export_onnx", "export_text_classifier",
+__all__ = ["TEXT_INPUTS", "IMAGE_INPUTS", "TFLITE_CONVERTER", "export_onnx", "export_refusal",
+           "export_text_classifier",
            "export_image_classifier", "graph_summary", "onnx_session", "run_onnx", "compare",
            "quantize_onnx", "quantize_torch", "paired_difference", "time_calls", "percentiles",
            "file_size", "sha256", "save_model_dir", "load_model_dir", "ModelBundle", "ModelDirError",
@@ -118,6 +119,44 @@ def export_onnx(model: nn.Module, example: tuple, path: str | os.PathLike, *, in
             kw["dynamic_axes"] = dynamic_axes
         torch.onnx.export(model, example, str(path), **kw)
     return path
+
+
+def export_refusal(model: nn.Module, example: tuple) -> str | None:
+    """Why ``torch.export`` refuses ``model`` on ``example``, or None when it captures it.
+
+    ``torch.export`` traces the program symbolically: a Python ``if`` on a tensor's *value*
+    (data-dependent control flow) cannot be captured and is refused, where the older tracer behind
+    ``torch.onnx.export(..., dynamo=False)`` silently records the branch the example took. The
+    exporter's own diagnostics (the partial graph it prints, its log lines) are kept out of the
+    output; the error's class and first line are returned.
+
+    Parameters
+    ----------
+    model : nn.Module, in eval mode
+    example : tuple of Tensor
+        Example inputs, e.g. ``(images,)`` of shape (B, 1, 28, 28).
+
+    Returns
+    -------
+    str or None
+        ``"<ErrorClass>: <first line of its message>"``, or None if the export succeeded.
+    """
+    import contextlib
+    import io
+    import logging
+
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module; got {type(model).__name__}.")
+    logging.disable(logging.CRITICAL)                  # dynamo's and export's log lines
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):   # the partial graph it prints
+            torch.export.export(model, tuple(example))
+    except Exception as e:                             # noqa: BLE001 - any refusal is the answer
+        first = (str(e).strip().splitlines() or [""])[0]
+        return f"{type(e).__name__}: {first[:200]}"
+    finally:
+        logging.disable(logging.NOTSET)
+    return None
 
 
 def _dynamic_shapes(input_names, dynamic_axes):
