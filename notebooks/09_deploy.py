@@ -517,6 +517,10 @@ print(f"0..255 inputs: agreement {same_raw['agreement']:.1%}; [0, 1] inputs: agr
       f"warned: {tracer_warned}")
 assert same_raw["agreement"] == 1.0 and same_unit["agreement"] < 0.5
 glue("pit2_agree", same_unit["agreement"])
+refused = deploy.export_refusal(wrapped, (raw[:2],))    # the symbolic exporter, same model
+print(f"torch.export: {refused or 'captured the model'}")
+assert refused is not None                              # it refuses the Python `if`
+glue("pit2_refused", refused.split(":")[0])
 
 # %% [markdown]
 # ```{admonition} What went wrong, and the fix
@@ -525,8 +529,8 @@ glue("pit2_agree", same_unit["agreement"])
 # PyTorch model on only {glue:text}`pit2_agree:.1%` of the images, without any error. Keep
 # preprocessing decisions out of `forward` (one input convention, checked by the server), or
 # express them as tensor operations (`torch.where`) so that both branches are in the graph;
-# `torch.export` (`export_onnx(..., dynamo=True)`) refuses such a Python `if` instead of silently
-# choosing a branch. Custom operators (a C++ extension, a Python function on tensors' values) break
+# `torch.export` (behind `export_onnx(..., dynamo=True)`) refuses such a Python `if`
+# ({glue:text}`pit2_refused`, printed above) instead of silently choosing a branch. Custom operators (a C++ extension, a Python function on tensors' values) break
 # the same way: the exporter either fails or records something else.
 # ```
 #
