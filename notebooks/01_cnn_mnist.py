@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -14,13 +14,16 @@
 # ---
 
 # %% tags=["remove-cell"]
-# course_lib install cell: on Colab (or any fresh Jupyter) install the course library and what this
-# chapter needs; packages already there (e.g. Colab's own torch and tensorflow) are kept.
+# course_lib install cell: on Colab (or any fresh Jupyter) install the course library
+# and what this chapter needs; packages already there (e.g. Colab's own torch and
+# tensorflow) are kept.
 # COURSE_INSTALL_URL (a git URL or a local folder) replaces the repository.
 import importlib, importlib.util, os, subprocess, sys
 COURSE_REPO = "https://github.com/pretraining-course/pretraining-finetuning"
-COURSE_COMMIT = ""   # the commit this notebook was built from ("": the default branch)
-COURSE_EXTRAS = {}   # extra: the modules it brings
+# the commit this notebook was built from ("": the default branch)
+COURSE_COMMIT = ""
+# extra: the modules it brings
+COURSE_EXTRAS = {}
 _missing = lambda modules: [m for m in modules if importlib.util.find_spec(m) is None]
 _extras = [e for e, modules in COURSE_EXTRAS.items() if _missing(modules)]
 if _missing(["course_lib"]) or _extras:
@@ -30,14 +33,16 @@ if _missing(["course_lib"]) or _extras:
     elif COURSE_COMMIT and "@" not in _source.split("/")[-1]:
         _source += f"@{COURSE_COMMIT}"
     _spec = "course_lib" + (f"[{','.join(_extras)}]" if _extras else "")
-    if subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"{_spec} @ {_source}"]).returncode:
-        raise RuntimeError(f"could not install {_spec} from {_source}. Fix: check the internet "
-                           "connection, or set COURSE_INSTALL_URL to a copy of the course repository, "
-                           "then run this cell again.")
+    if subprocess.run([sys.executable, "-m", "pip", "install", "-q",
+                       f"{_spec} @ {_source}"]).returncode:
+        raise RuntimeError(f"could not install {_spec} from {_source}. Fix: check the "
+                           "internet connection, or set COURSE_INSTALL_URL to a copy "
+                           "of the course repository, then run this cell again.")
 importlib.invalidate_caches()
 if _missing(["course_lib", *sum(COURSE_EXTRAS.values(), [])]):
     print("still missing:", _missing(["course_lib", *sum(COURSE_EXTRAS.values(), [])]),
-          "- restart the runtime (Colab: Runtime > Restart session) and run this cell again.")
+          "- restart the runtime (Colab: Runtime > Restart session) and run this "
+          "cell again.")
 
 # %% [markdown]
 # # A CNN on MNIST: the supervised baseline
@@ -74,8 +79,8 @@ from course_lib.device import seed_everything, setup
 from course_lib.settings import pick, preset
 
 PROFILE, device = setup(seed=0)       # profile, device, seed; prints what this run is
-record_run(PROFILE, device)           # for the book page's run card; figures with descriptions
-P = preset("cnn")                   # this chapter's run sizes, shared with its benchmark
+record_run(PROFILE, device)    # for the book page's run card; figures with descriptions
+P = preset("cnn")                  # this chapter's run sizes, shared with its benchmark
 
 # %% [markdown]
 # ## The data, and where it came from
@@ -114,7 +119,8 @@ x_train = cnn.images_to_tensor(mnist.x_train)        # (N, 1, 28, 28) float32
 y_train = torch.as_tensor(mnist.y_train)             # (N,) int64
 x_test = cnn.images_to_tensor(mnist.x_test)
 y_test = torch.as_tensor(mnist.y_test)
-print(x_train.shape, x_train.dtype, f"mean {x_train.mean():.3f}, std {x_train.std():.3f}")
+print(x_train.shape, x_train.dtype, f"mean {x_train.mean():.3f}, std "
+                                    f"{x_train.std():.3f}")
 
 # %% [markdown]
 # ## Convolution: one small filter slid over the whole image
@@ -135,14 +141,15 @@ print(x_train.shape, x_train.dtype, f"mean {x_train.mean():.3f}, std {x_train.st
 # against PyTorch's `conv2d`:
 
 # %% tags=["otter_ignore"]
-digit = x_test[0, 0]                                  # (28, 28)
-kernel = torch.tensor([[1.0, 0.0, -1.0]] * 3)         # (3, 3): responds to vertical edges
+digit = x_test[0, 0]                                # (28, 28)
+kernel = torch.tensor([[1.0, 0.0, -1.0]] * 3)       # (3, 3): responds to vertical edges
 k = kernel.shape[0]
 by_hand = torch.zeros(28 - k + 1, 28 - k + 1)         # (26, 26): "valid" positions only
 for i in range(by_hand.shape[0]):
     for j in range(by_hand.shape[1]):
         by_hand[i, j] = (kernel * digit[i:i + k, j:j + k]).sum()
-by_torch = nn.functional.conv2d(digit[None, None], kernel[None, None])[0, 0]  # (1,1,26,26) -> (26,26)
+# (1,1,26,26) -> (26,26)
+by_torch = nn.functional.conv2d(digit[None, None], kernel[None, None])[0, 0]
 assert torch.allclose(by_hand, by_torch, atol=1e-5)
 print("max |by hand - conv2d| =", (by_hand - by_torch).abs().max().item())
 
@@ -169,7 +176,8 @@ for ax, img, title in zip(axes, [digit, by_torch, by_torch.clamp(min=0)],
 # and odd $k$, the output has $\lceil n/s\rceil$ positions, so stride 2 halves an even size.
 
 # %% tags=["otter_ignore"]
-for n, kk, s, p in [(28, 3, 1, 0), (28, 5, 1, 2), (28, 2, 2, 0), (14, 5, 1, 2), (7, 3, 2, 1)]:
+for n, kk, s, p in [(28, 3, 1, 0), (28, 5, 1, 2), (28, 2, 2, 0), (14, 5, 1, 2),
+                    (7, 3, 2, 1)]:
     formula = cnn.conv_output_size(n, kk, stride=s, padding=p)
     actual = nn.Conv2d(1, 1, kk, stride=s, padding=p)(torch.zeros(1, 1, n, n)).shape[-1]
     print(f"n={n:2d} k={kk} s={s} p={p}:  formula {formula:2d}   nn.Conv2d {actual:2d}")
@@ -182,7 +190,8 @@ for n, kk, s, p in [(28, 3, 1, 0), (28, 5, 1, 2), (28, 2, 2, 0), (14, 5, 1, 2), 
 # small shifts: a stroke moved by one pixel often lands in the same window.
 
 # %% tags=["otter_ignore"]
-pooled = nn.functional.max_pool2d(by_torch.clamp(min=0)[None, None], 2)[0, 0]   # (26,26) -> (13,13)
+# (26,26) -> (13,13)
+pooled = nn.functional.max_pool2d(by_torch.clamp(min=0)[None, None], 2)[0, 0]
 print(tuple(by_torch.shape), "->", tuple(pooled.shape))
 
 # %% [markdown]
@@ -206,10 +215,12 @@ config = cnn.LeNetConfig(channels=P["channels"])
 model = cnn.LeNet(config)
 n_params = sum(p.numel() for p in model.parameters())
 glue("n_params", n_params)
-glue("dense_params", (784 * 784 + 784) + (784 * 10 + 10))  # 784 -> 784 -> 10, weights + biases
+# 784 -> 784 -> 10, weights + biases
+glue("dense_params", (784 * 784 + 784) + (784 * 10 + 10))
 print(model)
 x = x_train[:2]
-for name, layer in [*model.features.named_children(), *model.classifier.named_children()]:
+for name, layer in [*model.features.named_children(),
+                    *model.classifier.named_children()]:
     x = layer(x)
     print(f"{layer.__class__.__name__:>10s} -> {tuple(x.shape)}")
 
@@ -234,7 +245,8 @@ for name, layer in [*model.features.named_children(), *model.classifier.named_ch
 # %% tags=["otter_ignore"]
 z = torch.tensor([[1000.0, 0.0, -1000.0], [2.0, 1.0, 0.1]])   # (B=2, C=3) logits
 y = torch.tensor([0, 1])
-naive = -torch.log(torch.exp(z) / torch.exp(z).sum(1, keepdim=True))[torch.arange(2), y].mean()
+naive = -torch.log(torch.exp(z) / torch.exp(z).sum(1, keepdim=True))[torch.arange(2),
+                                                                     y].mean()
 print("naive log(softmax):      ", naive.item())
 print("course_lib (logsumexp):  ", cnn.cross_entropy_from_logits(z, y).item())
 print("torch cross_entropy:     ", nn.functional.cross_entropy(z, y).item())
@@ -252,10 +264,12 @@ print("torch cross_entropy:     ", nn.functional.cross_entropy(z, y).item())
 # %% tags=["otter_ignore"]
 seed_everything(0)
 model = cnn.LeNet(config)
-fit_config = train.TrainConfig(epochs=P["epochs"], batch_size=P["batch_size"], lr=P["lr"],
+fit_config = train.TrainConfig(epochs=P["epochs"], batch_size=P["batch_size"],
+                               lr=P["lr"],
                                schedule="onecycle", seed=0)
 shift_gen = torch.Generator().manual_seed(0)
-history = train.fit(model, (x_train, y_train), (x_test, y_test), config=fit_config, device=device,
+history = train.fit(model, (x_train, y_train), (x_test, y_test), config=fit_config,
+                    device=device,
                     transform=lambda xb: cnn.random_shift(xb, P["shift"], shift_gen))
 test = train.evaluate(model, (x_test, y_test), device=device)
 glue("test_acc", test["accuracy"])
@@ -298,7 +312,8 @@ glue("worst_count", int(off.max()))
 
 # %% tags=["otter_ignore"]
 wrong = np.flatnonzero(pred != mnist.y_test)[:30]
-fig = viz.image_grid(mnist.x_test[wrong], labels=mnist.y_test[wrong], preds=pred[wrong], ncols=15)
+fig = viz.image_grid(mnist.x_test[wrong], labels=mnist.y_test[wrong], preds=pred[wrong],
+                     ncols=15)
 
 # %% [markdown]
 # ## Pitfall: a ReLU on the logits
@@ -326,12 +341,14 @@ import pandas as pd
 
 def one_epoch(net, seed):
     """Same data, seed and budget for both versions; returns test logits (N, 10)."""
-    cfg = train.TrainConfig(epochs=1, batch_size=64, lr=5e-3, optimizer="adam", seed=seed,
+    cfg = train.TrainConfig(epochs=1, batch_size=64, lr=5e-3, optimizer="adam",
+                            seed=seed,
                             progress=False)
     train.fit(net, (x_train, y_train), config=cfg, device=device)
     return train.predict(net, x_test, device=device)
 
-versions = {"ReLU on logits": lambda: nn.Sequential(cnn.LeNet(config), nn.ReLU()),  # the copied mistake
+# the copied mistake
+versions = {"ReLU on logits": lambda: nn.Sequential(cnn.LeNet(config), nn.ReLU()),
             "logits (fixed)": lambda: cnn.LeNet(config)}
 rows, logits = [], {}
 for seed in range(pick(ci=5, full=8)):
@@ -339,13 +356,17 @@ for seed in range(pick(ci=5, full=8)):
         seed_everything(seed)
         out = one_epoch(make(), seed)                                  # (N, 10)
         pred = out.argmax(1)
-        recall = torch.stack([(pred[y_test == c] == c).float().mean() for c in range(10)])
-        rows.append({"seed": seed, "version": name, "accuracy": (pred == y_test).float().mean().item(),
+        recall = torch.stack(
+            [(pred[y_test == c] == c).float().mean() for c in range(10)])
+        rows.append(
+            {"seed": seed, "version": name,
+             "accuracy": (pred == y_test).float().mean().item(),
                      "worst-class recall": recall.min().item(),
                      "logits exactly 0": (out == 0).float().mean().item()})
         logits[name, seed] = out
 runs = pd.DataFrame(rows)
-print(runs.pivot(index="seed", columns="version", values=["accuracy", "worst-class recall"]).round(3))
+print(runs.pivot(index="seed", columns="version",
+                 values=["accuracy", "worst-class recall"]).round(3))
 
 lost = runs[runs["worst-class recall"] < 0.05].groupby("version").size()
 glue("n_seeds", runs.seed.nunique())
@@ -359,23 +380,28 @@ glue("broken_zero_frac", broken_runs["logits exactly 0"].mean())
 worst = broken_runs.loc[broken_runs["worst-class recall"].idxmin()]
 glue("worst_seed", int(worst.seed))
 
-# The lesson, checked on this run: paired over seeds, the fix is more accurate, and it never loses a class.
+# The lesson, checked on this run: paired over seeds, the fix is more accurate, and it
+# never loses a class.
 from course_lib.claims import claim, paired_comparison
 
 acc = runs.pivot(index="seed", columns="version", values="accuracy")
 rec = runs.pivot(index="seed", columns="version", values="worst-class recall")
-fix_cmp = paired_comparison(acc["logits (fixed)"], acc["ReLU on logits"], name="fix_cmp", scale=100,
+fix_cmp = paired_comparison(acc["logits (fixed)"], acc["ReLU on logits"],
+                            name="fix_cmp", scale=100,
                             unit=" points")
 glue("fixed_min_recall", rec["logits (fixed)"].min())
-claim("the fixed model beats the ReLU-on-logits version on test accuracy on every seed, and keeps "
-      "every class (worst-class recall above 0.5 on every seed)",
+claim("the fixed model beats the ReLU-on-logits version on test accuracy on every "
+      "seed, and keeps every class (worst-class recall above 0.5 on every seed)",
       fix_cmp.wins == fix_cmp.n and rec["logits (fixed)"].min() > 0.5,
       margin=min(fix_cmp.diffs.min(), rec["logits (fixed)"].min() - 0.5),
-      values={"fixed_mean": means["logits (fixed)"], "broken_mean": means["ReLU on logits"],
+      values={"fixed_mean": means["logits (fixed)"],
+              "broken_mean": means["ReLU on logits"],
               "fixed_min_recall": rec["logits (fixed)"].min()}, name="fix_claim")
-claim("the ReLU-on-logits version loses a class (worst-class recall below 5%) on most seeds",
+claim("the ReLU-on-logits version loses a class (worst-class recall below 5%) on most "
+      "seeds",
       2 * int(lost.get("ReLU on logits", 0)) > runs.seed.nunique(),
-      margin=int(lost.get("ReLU on logits", 0)) - runs.seed.nunique() / 2, name="broken_claim")
+      margin=int(lost.get("ReLU on logits", 0)) - runs.seed.nunique() / 2,
+      name="broken_claim")
 
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.4), sharey=True)
 for ax, name in zip(axes, versions):
@@ -426,10 +452,12 @@ for ax, name in zip(axes, versions):
 
 # %% tags=["otter_ignore", "remove-input"]
 from course_lib.colab import chapter_links
-chapter_links("01_cnn_mnist", COURSE_REPO)   # the student version and the full chapter in Colab
+# the student version and the full chapter in Colab
+chapter_links("01_cnn_mnist", COURSE_REPO)
 
 # %% tags=["otter_ignore", "remove-cell"]
-# Instant feedback: grader.check("q1") runs the public tests of question 1 (otter-grader).
+# Instant feedback: grader.check("q1") runs the public tests of question 1
+# (otter-grader).
 from course_lib.grading import notebook_grader
 grader = notebook_grader("01_cnn_mnist")
 
@@ -477,8 +505,9 @@ hidden: true
 points: 2
 """ # END TEST CONFIG
 def test_q1_hidden(output_size):
-    # Graded in the sandbox: probe_q1 runs on the submission (course_lib is not mounted), and the
-    # trusted side compares what it returns with the solution's outputs (the answer key).
+    # Graded in the sandbox: probe_q1 runs on the submission (course_lib is not
+    # mounted), and the trusted side compares what it returns with the solution's
+    # outputs (the answer key).
     grading_q1 = {"forbid": ["course_lib"]}
 
     def probe_q1(output_size):
@@ -500,11 +529,13 @@ def test_q1_hidden(output_size):
         _k, _s = _rng.randint(1, 7), _rng.randint(1, 4)
         _p = _rng.randint(0, 3)
         _n = _rng.randint(max(1, _k - 2 * _p), 40)
-        _expected = _torch.nn.functional.conv2d(_torch.zeros(1, 1, _n, _n), _torch.zeros(1, 1, _k, _k),
+        _expected = _torch.nn.functional.conv2d(_torch.zeros(1, 1, _n, _n),
+                                                _torch.zeros(1, 1, _k, _k),
                                                 stride=_s, padding=_p).shape[-1]
         with time_limit(5):
             _got = output_size(_n, _k, stride=_s, padding=_p)
-        assert type(_got) is int and _got == _expected, (_n, _k, _s, _p, _got, _expected)
+        assert type(_got) is int and _got == _expected, \
+            (_n, _k, _s, _p, _got, _expected)
 
 test_q1_hidden(output_size)
 
@@ -533,9 +564,9 @@ test_q1_hidden(output_size)
 # %% tags=["hide-input"]
 def my_cross_entropy(logits, target):
     # BEGIN SOLUTION
-    picked = logits[torch.arange(len(target)), target]                 # (B,) z_{i, y_i}
-    m = logits.max(dim=1).values                                       # (B,) for stability
-    lse = m + torch.log(torch.exp(logits - m[:, None]).sum(dim=1))     # (B,) log-sum-exp
+    picked = logits[torch.arange(len(target)), target]              # (B,) z_{i, y_i}
+    m = logits.max(dim=1).values                                    # (B,) for stability
+    lse = m + torch.log(torch.exp(logits - m[:, None]).sum(dim=1))  # (B,) log-sum-exp
     return (lse - picked).mean()
     # END SOLUTION
 
@@ -550,7 +581,8 @@ def test_q2_public(my_cross_entropy):
     import math
     import torch
     z = torch.tensor([[2.0, 1.0, 0.1], [0.0, 0.0, 0.0]])
-    expected = ((math.log(math.exp(2) + math.exp(1) + math.exp(0.1)) - 2) + math.log(3)) / 2
+    expected = ((math.log(math.exp(2) + math.exp(1) + math.exp(0.1)) - 2)
+                + math.log(3)) / 2
     from course_lib.grading import time_limit
     with time_limit(5):
         out = my_cross_entropy(z, torch.tensor([0, 2]))
@@ -567,21 +599,28 @@ points: 3
 """ # END TEST CONFIG
 def test_q2_hidden(my_cross_entropy):
     grading_q2 = {"rtol": 1e-4, "atol": 1e-5,
-                  "forbid_calls": ["torch.nn.functional.cross_entropy", "torch.nn.functional.nll_loss",
-                                   "torch.nn.functional.log_softmax", "torch.nn.CrossEntropyLoss",
-                                   "torch.Tensor.log_softmax", "torch.log_softmax", "torch.nn.NLLLoss"]}
+                  "forbid_calls": ["torch.nn.functional.cross_entropy",
+                                   "torch.nn.functional.nll_loss",
+                                   "torch.nn.functional.log_softmax",
+                                   "torch.nn.CrossEntropyLoss",
+                                   "torch.Tensor.log_softmax", "torch.log_softmax",
+                                   "torch.nn.NLLLoss"]}
 
     def probe_q2(my_cross_entropy):
         import torch
         g = torch.Generator().manual_seed(7)
-        cases = [(torch.randn(16, 10, generator=g) * 3, torch.randint(0, 10, (16,), generator=g)),
-                 (torch.randn(5, 3, generator=g) * 1000, torch.randint(0, 3, (5,), generator=g)),
-                 (torch.tensor([[1000.0, 0.0, -1000.0], [2.0, 1.0, 0.1]]), torch.tensor([1, 0]))]
+        cases = [
+            (torch.randn(16, 10, generator=g) * 3,
+             torch.randint(0, 10, (16,), generator=g)),
+                 (torch.randn(5, 3, generator=g) * 1000,
+                  torch.randint(0, 3, (5,), generator=g)),
+                 (torch.tensor([[1000.0, 0.0, -1000.0], [2.0, 1.0, 0.1]]),
+                  torch.tensor([1, 0]))]
         out = []
         for z, y in cases:
             z = z.clone().requires_grad_(True)
             loss = my_cross_entropy(z, y)
-            grad, = torch.autograd.grad(loss, z)          # (B, C): softmax - one_hot, over B
+            grad, = torch.autograd.grad(loss, z)     # (B, C): softmax - one_hot, over B
             out.append([loss, grad])
         return out
 
@@ -589,13 +628,18 @@ def test_q2_hidden(my_cross_entropy):
     import torch as _torch
     from course_lib.grading import time_limit
     import torch.nn.functional as _F
-    _saved = {name: getattr(_F, name) for name in ("cross_entropy", "nll_loss", "log_softmax")}
+    _saved = {name: getattr(_F, name) for name in ("cross_entropy", "nll_loss",
+                                                   "log_softmax")}
     _saved_cls, _saved_method = _torch.nn.CrossEntropyLoss, _torch.Tensor.log_softmax
     def _forbidden(*args, **kwargs):
-        raise AssertionError("my_cross_entropy must not call PyTorch's cross-entropy helpers")
+        raise AssertionError("my_cross_entropy must not call PyTorch's cross-entropy "
+                             "helpers")
     _g = _torch.Generator().manual_seed(7)
-    _cases = [(_torch.randn(16, 10, generator=_g) * 3, _torch.randint(0, 10, (16,), generator=_g)),
-              (_torch.randn(5, 3, generator=_g) * 1000, _torch.randint(0, 3, (5,), generator=_g)),
+    _cases = [
+        (_torch.randn(16, 10, generator=_g) * 3,
+         _torch.randint(0, 10, (16,), generator=_g)),
+              (_torch.randn(5, 3, generator=_g) * 1000,
+               _torch.randint(0, 3, (5,), generator=_g)),
               (_torch.tensor([[1000.0, 0.0, -1000.0]]), _torch.tensor([1]))]
     for _z, _y in _cases:
         _z = _z.clone().requires_grad_(True)
@@ -608,13 +652,17 @@ def test_q2_hidden(my_cross_entropy):
         finally:
             for name, fn in _saved.items():
                 setattr(_F, name, fn)
-            _torch.nn.CrossEntropyLoss, _torch.Tensor.log_softmax = _saved_cls, _saved_method
+            (_torch.nn.CrossEntropyLoss,
+             _torch.Tensor.log_softmax) = _saved_cls, _saved_method
         assert _torch.is_tensor(_out) and _out.ndim == 0 and bool(_torch.isfinite(_out))
         _ref = (_torch.logsumexp(_z, 1) - _z[_torch.arange(len(_y)), _y]).mean()
-        assert abs(_out.item() - _ref.item()) <= 1e-4 * max(1.0, abs(_ref.item())), (_out.item(), _ref.item())
+        assert abs(_out.item() - _ref.item()) <= 1e-4 * max(1.0, abs(_ref.item())), \
+            (_out.item(), _ref.item())
         _grad, = _torch.autograd.grad(_out, _z)
-        _expected = (_torch.softmax(_z.detach(), 1) - _F.one_hot(_y, _z.shape[1])) / len(_y)
-        assert _torch.allclose(_grad, _expected, atol=1e-5), "the gradient must flow through the logits"
+        _expected = (_torch.softmax(_z.detach(), 1)
+                     - _F.one_hot(_y, _z.shape[1])) / len(_y)
+        assert _torch.allclose(_grad, _expected, atol=1e-5), \
+            "the gradient must flow through the logits"
 
 test_q2_hidden(my_cross_entropy)
 
@@ -642,7 +690,8 @@ test_q2_hidden(my_cross_entropy)
 from sklearn.datasets import load_digits as _load_digits
 
 def budget_run(lr, seed=0):
-    """Test accuracy of softmax regression on sklearn digits after one SGD pass with ``lr``."""
+    """Test accuracy of softmax regression on sklearn digits after one SGD pass with
+    ``lr``."""
     d = _load_digits()
     x = torch.tensor(d.data / 16.0, dtype=torch.float32)                 # (1797, 64)
     y = torch.tensor(d.target)                                           # (1797,)
@@ -677,7 +726,8 @@ lr_choice = 3.0  # SOLUTION
 
 # %% tags=["remove-cell"]
 def test_q3_public(lr_choice):
-    assert type(lr_choice) in (float, int) and 0 < lr_choice <= 100, "lr_choice must be a number in (0, 100]"
+    assert type(lr_choice) in (float, int) and 0 < lr_choice <= 100, \
+        "lr_choice must be a number in (0, 100]"
 
 test_q3_public(lr_choice)
 
@@ -692,7 +742,8 @@ def test_q3_hidden(lr_choice):
         return lr_choice
 
     def check_q3(lr, reference):
-        """Trusted side: re-run budget_run's experiment with the submitted learning rate."""
+        """Trusted side: re-run budget_run's experiment with the submitted learning
+        rate."""
         import torch
         from sklearn.datasets import load_digits
         if type(lr) not in (float, int) or not 0 < lr <= 100:
@@ -705,7 +756,8 @@ def test_q3_hidden(lr_choice):
             torch.manual_seed(seed)
             model = torch.nn.Linear(64, 10)
             opt = torch.optim.SGD(model.parameters(), lr=float(lr))
-            order = tr[torch.randperm(len(tr), generator=torch.Generator().manual_seed(seed))]
+            order = tr[
+                torch.randperm(len(tr), generator=torch.Generator().manual_seed(seed))]
             for i in range(0, len(order), 32):
                 b = order[i:i + 32]
                 loss = torch.nn.functional.cross_entropy(model(x[b]), y[b])
@@ -730,7 +782,8 @@ def test_q3_hidden(lr_choice):
         _torch.manual_seed(_seed)
         _m = _torch.nn.Linear(64, 10)
         _opt = _torch.optim.SGD(_m.parameters(), lr=float(lr_choice))
-        _order = _tr[_torch.randperm(len(_tr), generator=_torch.Generator().manual_seed(_seed))]
+        _order = _tr[
+            _torch.randperm(len(_tr), generator=_torch.Generator().manual_seed(_seed))]
         for _i in range(0, len(_order), 32):
             _b = _order[_i:_i + 32]
             _loss = _torch.nn.functional.cross_entropy(_m(_x[_b]), _y[_b])
@@ -739,7 +792,8 @@ def test_q3_hidden(lr_choice):
             _opt.step()
         with _torch.no_grad():
             _acc = (_m(_x[_te]).argmax(1) == _y[_te]).float().mean().item()
-        assert _acc >= 0.85, f"seed {_seed}: accuracy {_acc:.3f} < 0.85 with lr={lr_choice}"
+        assert _acc >= 0.85, \
+            f"seed {_seed}: accuracy {_acc:.3f} < 0.85 with lr={lr_choice}"
 
 test_q3_hidden(lr_choice)
 
@@ -781,7 +835,8 @@ q4_answer = "b"  # SOLUTION
 
 # %% tags=["remove-cell"]
 def test_q4_public(q4_answer):
-    assert type(q4_answer) is str and q4_answer in ("a", "b", "c", "d"), "answer with one letter: 'a', 'b', 'c' or 'd'"
+    assert type(q4_answer) is str and q4_answer in ("a", "b", "c", "d"), \
+        "answer with one letter: 'a', 'b', 'c' or 'd'"
 
 test_q4_public(q4_answer)
 

