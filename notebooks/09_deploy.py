@@ -517,7 +517,7 @@ print(f"0..255 inputs: agreement {same_raw['agreement']:.1%}; [0, 1] inputs: agr
       f"warned: {tracer_warned}")
 assert same_raw["agreement"] == 1.0 and same_unit["agreement"] < 0.5
 glue("pit2_agree", same_unit["agreement"])
-refused = deploy.export_refusal(wrapped, (raw[:2],))    # the symbolic exporter, same model
+refused = deploy.export_refusal(wrapped, (raw[:2],))  # symbolic exporter, same model
 print(f"torch.export: {refused or 'captured the model'}")
 assert refused is not None                              # it refuses the Python `if`
 glue("pit2_refused", refused.split(":")[0])
