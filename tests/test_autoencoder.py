@@ -361,6 +361,7 @@ def keras():
     return k
 
 
+@pytest.mark.slow
 def test_keras_twin_computes_the_same_function(keras, digits):
     x = digits[1].reshape(len(digits[1]), -1)                     # (N, 64) real test digits
     torch.manual_seed(0)

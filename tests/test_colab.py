@@ -77,6 +77,7 @@ def student_edition(tmp_path_factory):
                                root=ROOT), nbformat.read(master, as_version=4), dist, master.stem
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("chapter", [p.stem for p in MASTERS])
 def test_chapter_edition_has_no_raw_myst_and_every_number_is_glued(editions, chapter):
     nb = editions[chapter]
@@ -118,6 +119,7 @@ def test_chapter_edition_folds_solutions_and_leaves_out_tests_and_otter_markers(
         assert sum(colab.INSTALL_MARKER in c.source for c in nb.cells) == 1
 
 
+@pytest.mark.slow
 def test_student_edition_has_no_raw_myst_keeps_answers_open_and_the_grader(student_edition):
     nb, master = student_edition[:2]
     assert not _raw_myst(nb), "\n".join(_raw_myst(nb)[:5])
@@ -264,6 +266,7 @@ def test_readme_links_are_generated_from_the_repository_url():
     assert m[2] == colab.readme_links(URL, MASTERS), "README's Colab links are stale: run `python -m course_lib.colab sync`"
 
 
+@pytest.mark.slow
 def test_build_writes_every_chapter_and_the_student_versions_there_are(student_edition, tmp_path):
     _, _, dist, chapter = student_edition
     written = colab.build(tmp_path / "colab", root=ROOT, dist=dist, commit="f" * 40, assign=False)

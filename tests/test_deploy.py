@@ -149,6 +149,7 @@ def test_text_export_dynamic_batch_and_sequence_matches_torch(text_model, text_o
 
 
 # --------------------------------------------------------------------------- quantisation
+@pytest.mark.slow
 def test_int8_onnx_and_torch_keep_lenet_predictions(lenet, digits, lenet_onnx, tmp_path):
     q = deploy.quantize_onnx(lenet_onnx, tmp_path / "lenet_int8.onnx")
     assert deploy.file_size(q) < 0.4 * deploy.file_size(lenet_onnx)

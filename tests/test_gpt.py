@@ -352,6 +352,7 @@ _ANSWERS = {"q1": ["my_causal_attention"], "q2": ["top_p_filter"], "q3": ["perpl
             "q4": ["k_nll", "best_k"]}
 
 
+@pytest.mark.slow
 def test_exercise_hidden_tests_give_zero_to_the_catalogue_of_wrong_answers(q4_data):
     """The otter hidden tests (instant grading) fail every wrong answer of tests/wrong_answers/08_gpt.py
     and pass the solutions; test_exercises.py grades the same catalogue in the sandbox."""

@@ -28,11 +28,12 @@ from course_lib.grading import harness, sandbox
 from course_lib.grading.__main__ import main as cli
 from submissions import fill, solutions  # noqa: E402  (tests/submissions.py)
 
-pytestmark = [pytest.mark.needs("otter"), pytest.mark.slow]   # otter-grader: the grading extra
 
 ROOT = Path(__file__).resolve().parents[1]
 MASTER = ROOT / "notebooks" / "01_cnn_mnist.ipynb"
-pytestmark = pytest.mark.skipif(not sandbox.available(), reason="needs bubblewrap (make system-packages)")
+# one list: a second ``pytestmark =`` would replace the first (and drop "slow" and "needs")
+pytestmark = [pytest.mark.needs("otter"), pytest.mark.slow,        # otter-grader: the grading extra
+              pytest.mark.skipif(not sandbox.available(), reason="needs bubblewrap (make system-packages)")]
 
 
 @pytest.fixture(scope="module")

@@ -59,6 +59,7 @@ def test_output_is_restored_when_the_block_raises():
 
 
 @pytest.mark.skipif(importlib.util.find_spec("keras") is None, reason="needs the [tf] extra (keras)")
+@pytest.mark.slow
 def test_import_keras_prints_nothing_on_stderr():
     proc = _child("""
         from course_lib.quiet import import_keras

