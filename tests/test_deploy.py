@@ -97,8 +97,15 @@ class _Rescale(nn.Module):
 
 
 def test_torch_export_refuses_a_branch_on_values_and_captures_the_plain_model(lenet, digits, capfd):
+    import logging
+
     raw = digits[0][:2] * 255                                        # (2, 1, 28, 28) in 0..255
-    why = deploy.export_refusal(_Rescale(lenet).eval(), (raw,))
+    logging.disable(logging.DEBUG)                                   # the caller's own setting
+    try:
+        why = deploy.export_refusal(_Rescale(lenet).eval(), (raw,))
+        assert logging.root.manager.disable == logging.DEBUG          # restored, not reset
+    finally:
+        logging.disable(logging.NOTSET)
     assert why is not None and ("data-dependent" in why.lower() or "guard" in why.lower()), why
     assert deploy.export_refusal(lenet.eval(), (digits[0][:2],)) is None   # no branch: captured
     out, err = capfd.readouterr()

@@ -147,6 +147,7 @@ def export_refusal(model: nn.Module, example: tuple) -> str | None:
 
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module; got {type(model).__name__}.")
+    previous = logging.root.manager.disable            # the caller's own setting, restored
     logging.disable(logging.CRITICAL)                  # dynamo's and export's log lines
     try:
         with contextlib.redirect_stderr(io.StringIO()):   # the partial graph it prints
@@ -155,7 +156,7 @@ def export_refusal(model: nn.Module, example: tuple) -> str | None:
         first = (str(e).strip().splitlines() or [""])[0]
         return f"{type(e).__name__}: {first[:200]}"
     finally:
-        logging.disable(logging.NOTSET)
+        logging.disable(previous)
     return None
 
 

@@ -170,14 +170,16 @@ def command(cfg: SandboxConfig, slot: int, hide_dirs: dict[str, str]) -> list[st
     if not (base == "/usr" or base.startswith("/usr/")):
         _mkdirs(base, done, args)
         args += ["--ro-bind", base, base]
-    venv = os.path.realpath(sys.prefix) if sys.prefix != sys.base_prefix else None
-    if venv and venv != base:
+    venv = os.path.realpath(sys.prefix)
+    venv = venv if sys.prefix != sys.base_prefix and venv != base else None    # None: no venv
+    if venv:
         _mkdirs(SANDBOX_VENV, done, args)
         args += ["--ro-bind", venv, SANDBOX_VENV]
     mirror = os.environ.get("COURSE_DATA_MIRROR")
-    if mirror and os.path.isdir(mirror):
+    mirror = os.path.realpath(mirror) if mirror and os.path.isdir(mirror) else None
+    if mirror:
         _mkdirs(SANDBOX_MIRROR, done, args)
-        args += ["--ro-bind", os.path.realpath(mirror), SANDBOX_MIRROR]
+        args += ["--ro-bind", mirror, SANDBOX_MIRROR]
     _mkdirs("/opt/course/x", done, args)
     _mkdirs("/opt/grader/x", done, args)
     if cfg.course_lib:
@@ -194,7 +196,7 @@ def command(cfg: SandboxConfig, slot: int, hide_dirs: dict[str, str]) -> list[st
            "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
            "COURSE_OFFLINE": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
            "PIP_NO_INDEX": "1", "MPLBACKEND": "Agg", "COURSE_PROFILE": os.environ.get("COURSE_PROFILE", "ci")}
-    if mirror and os.path.isdir(mirror):
+    if mirror:
         env["COURSE_DATA_MIRROR"] = SANDBOX_MIRROR
     for k, v in env.items():
         args += ["--setenv", k, v]
@@ -208,7 +210,7 @@ def command(cfg: SandboxConfig, slot: int, hide_dirs: dict[str, str]) -> list[st
         uid = str(UID_BASE + slot)
         args += ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--no-new-privs",
                  "--inh-caps=-all", "--bounding-set=-all", "--"]
-    if venv and venv != base:                          # its pyvenv.cfg makes /opt/venv the prefix
+    if venv:                                           # its pyvenv.cfg makes /opt/venv the prefix
         python = os.path.join(SANDBOX_VENV, "bin", "python")
     else:
         python = os.path.join(sys.prefix, "bin", "python")
