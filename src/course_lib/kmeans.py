@@ -165,8 +165,8 @@ def _e_step(x, centers, batch_size, labels, partial, sums=None, inertia=False, p
     """The chunked E-step, the one loop over the data that every pass of k-means makes.
 
     For each chunk of ``batch_size`` rows: one matrix product gives ``||c_j||^2 - 2 x.c_j`` (the
-    squared distance minus ``||x||^2``, which does not change the argmin), its row minimum gives the
-    labels, and, while the chunk is still in cache, optionally the centre sums of the M-step
+    squared distance minus ``||x||^2``, which does not change the argmin), its minimum over the
+    centres gives the labels, and, while the chunk is still in cache, optionally the centre sums of the M-step
     (``index_add_``: a sum per cluster, no Python-level work) and the exact inertia
     ``sum ||x - c_label||^2`` (explicit differences, as scikit-learn's, accumulated in float64).
 
@@ -186,19 +186,21 @@ def _e_step(x, centers, batch_size, labels, partial, sums=None, inertia=False, p
         Also return the inertia, a 0-d float64 tensor on ``x``'s device (no host transfer).
     pool : _ChunkPool, optional
     """
-    c_sq = (centers * centers).sum(1)[None, :]                    # (1, K)
-    c_t = centers.T                                               # (D, K), a view
+    # The distance block is laid out (K, b), one row per centre: the minimum over the K rows
+    # then runs along contiguous memory (vectorised over the chunk's points), which on a CPU is
+    # about 1.5 times faster than a minimum over a short (b, K) row per point.
+    c_sq = (centers * centers).sum(1)[:, None]                    # (K, 1)
     starts = range(0, len(x), batch_size)
 
     def run(chunk_starts, own_sums):
-        d = torch.empty(min(batch_size, len(x)), len(centers), dtype=x.dtype, device=x.device)  # (b, K)
+        d = torch.empty(len(centers), min(batch_size, len(x)), dtype=x.dtype, device=x.device)  # (K, b)
         total = torch.zeros((), dtype=torch.float64, device=x.device)
         for s in chunk_starts:
             xb = x[s:s + batch_size]                              # (b, D), a view
             e = s + len(xb)
-            db = d[:len(xb)]
-            torch.addmm(c_sq, xb, c_t, alpha=-2.0, out=db)        # (b, D) @ (D, K) -> (b, K)
-            torch.min(db, 1, out=(partial[s:e], labels[s:e]))     # (b,), (b,)
+            db = d if len(xb) == d.shape[1] else d[:, :len(xb)].contiguous()   # (K, b)
+            torch.addmm(c_sq, centers, xb.T, alpha=-2.0, out=db)  # (K, D) @ (D, b) -> (K, b)
+            torch.min(db, 0, out=(partial[s:e], labels[s:e]))     # (b,), (b,)
             if own_sums is not None:
                 own_sums.index_add_(0, labels[s:e], xb)           # (K, D) += members of the chunk
             if inertia:
