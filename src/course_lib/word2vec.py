@@ -12,7 +12,7 @@ What the chapter teaches, as code the notebook imports:
   ``-log σ(u_o·v_c) - Σ_k log σ(-u_k·v_c)`` and its gradient, derived by hand;
 - :class:`SGNS` and :func:`train_sgns` — batched SGNS in PyTorch: a chunk's negatives drawn in one
   go, steps of many (center, context) pairs that gather the touched rows, apply the analytic
-  gradients and scatter them back (``index_put_(accumulate=True)``, no dense gradient), a linearly
+  gradients and scatter them back (``index_add_``, no dense gradient), a linearly
   decayed learning rate as in word2vec, ``workers`` Hogwild threads on a CPU as gensim's, and
   GPU-ready through ``device``;
 - :func:`most_similar`, :func:`to_keyed_vectors`, :func:`evaluate_embeddings`,
@@ -346,8 +346,8 @@ def _sgns_step(W_in: torch.Tensor, W_out: torch.Tensor, center: torch.Tensor, ta
 
     The same gradients as :func:`sgns_gradients` (a test checks it), computed and applied without
     autograd and without a dense ``(V, D)`` gradient: the rows of the batch are gathered
-    (``index_select``), and their steps scattered back with ``index_put_(accumulate=True)`` (a row
-    present several times gets the sum of its gradients, as with ``index_add_``).
+    (``index_select``), and their steps scattered back with ``index_add_`` (a row present several
+    times gets the sum of its gradients).
 
     Parameters
     ----------
@@ -378,9 +378,10 @@ def _sgns_step(W_in: torch.Tensor, W_out: torch.Tensor, center: torch.Tensor, ta
     grad_v = torch.bmm(g[:, None, :], u).squeeze(1)               # (B, 1, 1+K) @ (B, 1+K, D) -> (B, D)
     g *= -lr                                                      # the step: -lr times the gradient
     step_u = g[:, :, None] * v[:, None, :]                        # (B, 1+K, 1) * (B, 1, D) -> (B, 1+K, D)
-    # accumulate=True: a repeated row gets the sum (as index_add_, measured ~15% faster on CPU)
-    W_in.index_put_((center,), grad_v.mul_(-lr), accumulate=True)
-    W_out.index_put_((flat,), step_u.view(B * K1, -1), accumulate=True)
+    # index_add_: a repeated row gets the sum. On a CPU (torch 2.13, one thread) it is 2.5-4
+    # times faster than index_put_(..., accumulate=True), with the same result
+    W_in.index_add_(0, center, grad_v.mul_(-lr))
+    W_out.index_add_(0, flat, step_u.view(B * K1, -1))
     return loss
 
 
