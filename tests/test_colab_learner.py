@@ -177,14 +177,21 @@ def test_segments_start_where_an_install_cell_installs(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def runs(learner):
+def runs(learner, request):
     """(chapter, edition) -> the executed notebook, or the failure's message (str).
 
-    In book order; the editions after an installing one run ``JOBS`` at a time (module doc)."""
+    The editions of the selected tests (``-k``), in book order; the editions after an installing
+    one run ``JOBS`` at a time (module doc)."""
     from concurrent.futures import ThreadPoolExecutor
 
+    selected = set()
+    for item in request.session.items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if getattr(getattr(item, "module", None), "__name__", "") == __name__ and "chapter" in params:
+            selected.add((params["chapter"], params.get("edition", "chapter")))
     editions = [(chapter, edition, learner[2] / colab.edition_paths(chapter)[edition])
-                for chapter in CHAPTERS for edition in ("chapter", "student")]
+                for chapter in CHAPTERS for edition in ("chapter", "student")
+                if (chapter, edition) in selected]
     editions = [e for e in editions if e[2].is_file()]
 
     def run(item):
