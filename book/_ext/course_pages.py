@@ -32,6 +32,8 @@ import re
 import sys
 from pathlib import Path
 
+from docutils import nodes
+
 ROOT = Path(__file__).resolve().parents[2]
 STATIC = Path(__file__).resolve().parents[1] / "_static"
 
@@ -170,6 +172,12 @@ def caption_text(description: str, limit: int = 240) -> str:
     return first[:1].upper() + first[1:]
 
 
+class course_figure(nodes.figure):
+    """A docutils ``figure`` that Sphinx does not number itself: Sphinx numbers captioned figures
+    by their exact class (``numfig``: "Fig. 5"); this one, written like a figure, keeps only its
+    caption's per-chapter number ("Figure 4.5.")."""
+
+
 def add_figure_captions(doctree, docname: str) -> int:
     """Wrap every described output image of a chapter in a figure with a visible caption.
 
@@ -181,8 +189,6 @@ def add_figure_captions(doctree, docname: str) -> int:
 
     Returns the number of captions added.
     """
-    from docutils import nodes
-
     chapter = chapter_number(docname)
     count = 0
     for image in list(doctree.findall(nodes.image)):
@@ -200,7 +206,7 @@ def add_figure_captions(doctree, docname: str) -> int:
         count += 1
         label = f"Figure {chapter}.{count}" if chapter else f"Figure {count}"
         figure_id = nodes.make_id(label)
-        figure = nodes.figure("", classes=["course-figure"], ids=[figure_id])
+        figure = course_figure("", classes=["course-figure"], ids=[figure_id])
         caption = nodes.caption("", "", nodes.inline("", f"{label}.", classes=["course-figure-number"]),
                                 nodes.Text(" "),
                                 nodes.inline("", caption_text(image["alt"]),
@@ -362,7 +368,6 @@ def _executed(docname: str):
 
 
 def _on_doctree_read(app, doctree):
-    from docutils import nodes
     from sphinx.util import logging
 
     logger = logging.getLogger(__name__)
@@ -503,6 +508,8 @@ def _on_builder_inited(app):
 
 def setup(app):
     _register_bibliography_style()
+    visit = (lambda self, node: self.visit_figure(node), lambda self, node: self.depart_figure(node))
+    app.add_node(course_figure, html=visit, latex=visit, text=visit)
     app.add_config_value("course_commit", "", "env")
     app.connect("builder-inited", _on_builder_inited)
     app.connect("doctree-read", _on_doctree_read)
