@@ -3,11 +3,15 @@
 Every function draws on a Matplotlib ``Axes`` (created when not given) and returns it, so a notebook
 can compose figures and myst-nb ``glue`` can store them.
 
+:func:`label_points` labels the points of a scatter plot where no label overlaps another label, a
+point or the frame (placed at draw time, after the layout is known).
+
 Figures in the book are read on phones, on retina screens and by screen readers:
 :func:`describe_figure` attaches a description to a figure (its alt text in the book; without one a
 description is made from its titles and axis labels, :func:`figure_description`), and
 :func:`use_book_figures` makes IPython show figures at twice the pixel density with that
-description as their ``text/plain``.
+description as their ``text/plain`` (the book shows it as the figure's alt text and, its first
+sentence, as its caption).
 
 References
 ----------
