@@ -563,10 +563,9 @@ axes[0].set_xlabel("temperature τ")
 axes[0].set_ylabel("linear-probe test accuracy")
 sc = axes[1].scatter(sweep["uniformity"], sweep["alignment"], c=np.log10(sweep["tau"]),
                      cmap="viridis", s=60)
-for _, r in sweep.iterrows():
-    axes[1].annotate(f"τ={r.tau:g}", (r.uniformity, r.alignment),
-                     textcoords="offset points",
-                     xytext=(5, 4), fontsize=8)
+axes[1].margins(0.12)
+viz.label_points(axes[1], sweep[["uniformity", "alignment"]].to_numpy(),
+                 [f"τ={t:g}" for t in sweep["tau"]], marker_size=9)
 axes[1].set_xlabel("uniformity  (lower: more spread out)")
 axes[1].set_ylabel("alignment  (lower: views agree)")
 axes[1].set_title("Wang & Isola's two metrics, one point per τ", fontsize=9)

@@ -594,7 +594,8 @@ groups = {"countries": ["france", "germany", "italy", "spain", "china", "india",
                      "october", "december"],
           "family": ["father", "mother", "son", "daughter", "brother", "sister", "wife",
                      "husband"]}
-fig, axes = plt.subplots(1, 2, figsize=(11, 4.3))
+# one panel above the other: wide enough for every word's label to be read
+fig, axes = plt.subplots(2, 1, figsize=(7.5, 11))
 w2v.plot_word_groups(scratch_kv, groups, ax=axes[0], title="scratch SGNS")
 w2v.plot_word_groups(gensim_sg.wv, groups, ax=axes[1], title="gensim skip-gram")
 plt.tight_layout()

@@ -618,9 +618,9 @@ fig, ax = plt.subplots(figsize=(5, 3.5))
 for decay, g in lr_table.groupby("decay"):
     ax.plot(g["MNIST acc (old head)"], g["Fashion acc"], "o-",
             label=f"decay ξ = {decay}")
-    for _, r in g.iterrows():
-        ax.annotate(f"{r['backbone lr']:g}",
-                    (r["MNIST acc (old head)"], r["Fashion acc"]), fontsize=8)
+ax.margins(0.12)
+viz.label_points(ax, lr_table[["MNIST acc (old head)", "Fashion acc"]].to_numpy(),
+                 [f"lr {lr:g}" for lr in lr_table["backbone lr"]], marker_size=7)
 ax.set_xlabel("MNIST accuracy kept (old head)"); ax.set_ylabel("Fashion-MNIST accuracy")
 ax.set_title("adapting vs forgetting, by backbone learning rate"); ax.legend(fontsize=8)
 ax.grid(alpha=0.3)

@@ -345,6 +345,68 @@ def test_figures_have_alt_text_and_the_page_a_run_card(browser, site, nb):
     assert "glue(" not in code and "# BEGIN SOLUTION" not in code and "# SOLUTION" not in code
 
 
+def _contrast(fg: str, bg: str) -> float:
+    """WCAG contrast ratio of two CSS ``rgb(...)``/``rgba(...)`` colours."""
+    def luminance(css):
+        r, g, b = (int(float(v)) / 255 for v in re.findall(r"[\d.]+", css)[:3])
+        lin = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in (r, g, b)]
+        return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
+    hi, lo = sorted((luminance(fg), luminance(bg)), reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
+
+
+CAPTIONS_JS = """
+const W = arguments[0];
+function background(e) {
+  for (; e; e = e.parentElement) {
+    const c = getComputedStyle(e).backgroundColor;
+    if (c && c !== 'rgba(0, 0, 0, 0)' && c !== 'transparent') return c;
+  }
+  return 'rgb(255, 255, 255)';
+}
+return [...document.querySelectorAll('.cell_output img')].map(img => {
+  const fig = img.closest('figure'), cap = fig && fig.querySelector('figcaption');
+  if (!cap) return {src: img.getAttribute('src'), text: ''};
+  const r = cap.getBoundingClientRect(), s = getComputedStyle(cap);
+  return {src: img.getAttribute('src'), text: cap.innerText.trim(), height: r.height,
+          right: r.right, visible: s.display !== 'none' && s.visibility !== 'hidden'
+          && parseFloat(s.opacity) > 0.5, color: s.color, background: background(cap),
+          fontSize: parseFloat(s.fontSize)};
+});
+"""
+
+
+@pytest.mark.parametrize("nb", [p.stem for p in book.chapter_notebooks(ROOT)])
+def test_every_figure_has_a_visible_caption(browser, site, built, nb):
+    """Each figure of a chapter shows a caption under it ("Figure 4.2. ..."), numbered in page
+    order, legible (contrast >= 4.5) in light and dark mode, within the column on a phone."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "book" / "_ext"))
+    import course_pages
+
+    chapter = course_pages.chapter_number(nb)
+    page = (built / "notebooks" / f"{nb}.html").read_text()
+    assert course_pages.uncaptioned_figures(page, chapter) == []
+    for mode, phone in (("light", False), ("dark", False), ("light", True)):
+        _phone(browser, phone)
+        try:
+            _open(browser, f"{site}/notebooks/{nb}.html")
+            browser.execute_script(f"document.documentElement.dataset.theme = '{mode}';")
+            width = browser.execute_script("return window.innerWidth")
+            shown = browser.execute_script(CAPTIONS_JS, width)
+        finally:
+            _phone(browser, False)
+        assert shown, "no figure on this chapter page"
+        for k, cap in enumerate(shown, 1):
+            where = f"{mode}{' phone' if phone else ''}: {cap['src']}"
+            assert cap["text"].startswith(f"Figure {chapter}.{k}.") and cap["visible"] \
+                and cap["height"] > 10, f"no visible caption: {cap} ({where})"
+            assert _contrast(cap["color"], cap["background"]) >= 4.5 and cap["fontSize"] >= 12, \
+                f"caption hard to read: {cap} ({where})"
+            assert cap["right"] <= width + 1, f"caption wider than the screen: {cap} ({where})"
+
+
 def test_no_console_errors_and_a_favicon(browser, site):
     for page in ("book/intro.html", "notebooks/01_cnn_mnist.html", "book/benchmarks.html"):
         browser.get_log("browser")                       # drop what earlier pages logged

@@ -100,3 +100,52 @@ def test_record_run_outside_ipython_returns_the_record(monkeypatch):
     info = book.record_run("ci", "cpu")
     assert info["profile"] == "ci" and info["device"].startswith("cpu (")
     assert info["sources"] == ["wine: package scikit-learn"]
+
+
+def _page_with_figures():
+    """A doctree like myst-nb's: two described output images, one glued figure with a caption,
+    and an image outside any cell output."""
+    from docutils import nodes
+    from docutils.utils import new_document
+    from docutils.frontend import get_default_settings
+    from docutils.parsers.rst import Parser
+
+    doc = new_document("page", get_default_settings(Parser))
+    for alt in ("count against rank — lines: word counts. More text.", "loss against epoch"):
+        out = nodes.container(classes=["cell_output"])
+        out += nodes.container("", nodes.image(uri=f"{alt[:4]}.png", alt=alt), mime_type="image/png")
+        doc += nodes.container("", out, classes=["cell"])
+    glued = nodes.figure("", nodes.image(uri="g.png", alt="glued"), nodes.caption("", "its own"))
+    doc += nodes.container("", nodes.container("", glued, classes=["cell_output"]), classes=["cell"])
+    doc += nodes.paragraph("", "", nodes.image(uri="logo.png", alt="logo"))
+    return doc
+
+
+def test_figure_captions_are_numbered_per_chapter_and_not_doubled():
+    from docutils import nodes
+
+    doc = _page_with_figures()
+    assert course_pages.add_figure_captions(doc, "notebooks/04_word2vec") == 2
+    figures = [f for f in doc.findall(nodes.figure) if "course-figure" in f["classes"]]
+    assert [f["ids"] for f in figures] == [["figure-4-1"], ["figure-4-2"]]
+    assert [f.next_node(nodes.caption).astext() for f in figures] == [
+        "Figure 4.1. Count against rank — lines: word counts.", "Figure 4.2. Loss against epoch"]
+    assert [f.next_node(nodes.image)["alt"] for f in figures][0].endswith("More text.")  # alt: all
+    captions = [c.astext() for c in doc.findall(nodes.caption)]
+    assert captions.count("its own") == 1 and len(captions) == 3     # the glued figure: as it was
+    assert not isinstance(list(doc.findall(nodes.image))[-1].parent, nodes.figure)  # not an output
+    assert course_pages.chapter_number("book/intro") == ""
+    assert course_pages.caption_text("x " * 400).endswith(" …")
+    assert len(course_pages.caption_text("x " * 400)) <= 242
+
+
+def test_figure_caption_check_fails_on_a_page_without_captions():
+    """The built-book check (tests/test_book.py) counts images in cell outputs without a caption."""
+    with_captions = ('<div class="cell_output"><figure class="course-figure" id="figure-4-1">'
+                     '<img alt="a" src="x.png"/><figcaption><p><span class="caption-text">'
+                     '<span class="course-figure-number">Figure 4.1.</span> A</span></p>'
+                     '</figcaption></figure></div>')
+    without = '<div class="cell_output"><img alt="a" src="x.png"/></div>'
+    assert course_pages.uncaptioned_figures(with_captions, "4") == []
+    assert course_pages.uncaptioned_figures(without, "4") == ["x.png"]
+    assert course_pages.uncaptioned_figures(with_captions.replace("4.1", "4.2"), "4") == ["x.png"]

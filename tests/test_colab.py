@@ -278,3 +278,28 @@ def test_build_writes_every_chapter_and_the_student_versions_there_are(student_e
         assert 'COURSE_COMMIT = "' + "f" * 40 + '"' in nb.cells[0].source
     readme = (tmp_path / "colab" / "README.md").read_text()
     assert colab.colab_url(f"student/{chapter}.ipynb", URL) in readme and "f" * 40 in readme
+
+
+def test_build_without_checks_asks_assign_for_the_student_versions_only(monkeypatch, tmp_path):
+    """colab.build(checks=False) (the learner test) skips otter's run of the tests against the
+    solutions and the answer keys; the default keeps both."""
+    calls = []
+
+    def fake_run(cmd, **kw):
+        calls.append(cmd)
+        return SimpleNamespace(returncode=1, stderr="stopped here", stdout="")
+
+    monkeypatch.setattr(colab.subprocess, "run", fake_run)
+    for checks in (False, True):
+        calls.clear()
+        with pytest.raises(colab.BuildError):
+            colab.build(tmp_path / "colab", root=ROOT, dist=tmp_path / "dist", commit="", checks=checks)
+        assign = [c for c in calls if "assign" in c]
+        assert assign and all(("--no-run-tests" in c and "--no-key" in c) is not checks for c in assign)
+    seen = []
+    monkeypatch.setattr(grading, "_otter", lambda *a, **kw: seen.append(a) or SimpleNamespace(
+        returncode=1, stdout="", stderr=""))
+    for run_tests in (False, True):
+        with pytest.raises(RuntimeError, match="otter assign failed"):
+            grading.assign(MASTERS[0], tmp_path / "dist", run_tests=run_tests)
+    assert ["--no-run-tests" in a for a in seen] == [True, False]

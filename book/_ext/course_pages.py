@@ -10,6 +10,8 @@ At build time, on every chapter page (a notebook of ``notebooks/``):
 - **Real alt text**: each figure's alt text is the description the run attached to it (the
   ``text/plain`` of the same output, written by :func:`course_lib.viz.describe_figure`), found by
   the image's content hash; an image without one fails the build with a warning.
+- **Visible captions**: each described figure is shown in a ``<figure>`` with a caption, "Figure
+  4.2. <the description's first sentence>", numbered per chapter (:func:`add_figure_captions`).
 - **A run card** under the title (:func:`run_card_html`): profile, device, this notebook's measured
   execution time, the time its full profile needs on a GPU (from ``benchmarks/results``), the date
   and commit it was executed at, and the data sources that served it — all from the execution the
@@ -29,6 +31,8 @@ import json
 import re
 import sys
 from pathlib import Path
+
+from docutils import nodes
 
 ROOT = Path(__file__).resolve().parents[2]
 STATIC = Path(__file__).resolve().parents[1] / "_static"
@@ -149,6 +153,137 @@ def image_descriptions(nb) -> dict[str, str]:
     return found
 
 
+def chapter_number(docname: str) -> str:
+    """The chapter's number from its file name: ``"notebooks/04_word2vec"`` -> ``"4"`` ("" if none)."""
+    found = re.match(r"(\d+)_", docname.rsplit("/", 1)[-1])
+    return str(int(found.group(1))) if found else ""
+
+
+def caption_text(description: str, limit: int = 240) -> str:
+    """A figure's visible caption from its description: the first sentence, capitalised.
+
+    The alt text keeps the whole description; the caption is its first sentence (up to a period
+    followed by a space and a capital), cut at a word boundary near ``limit`` characters.
+    """
+    text = " ".join(description.split())
+    first = re.split(r"(?<=[.!?])\s+(?=[A-Z“\"(])", text, maxsplit=1)[0]
+    if len(first) > limit:
+        first = first[:limit].rsplit(" ", 1)[0].rstrip(",;:—– ") + " …"
+    return first[:1].upper() + first[1:]
+
+
+class course_figure(nodes.figure):
+    """A docutils ``figure`` that Sphinx does not number itself: Sphinx numbers captioned figures
+    by their exact class (``numfig``: "Fig. 5"); this one, written like a figure, keeps only its
+    caption's per-chapter number ("Figure 4.5.")."""
+
+
+def add_figure_captions(doctree, docname: str) -> int:
+    """Wrap every described output image of a chapter in a figure with a visible caption.
+
+    Each image in a cell's output that has alt text (its description) becomes a docutils
+    ``figure`` (HTML ``<figure>``) holding the image and a ``caption`` (``<figcaption>``):
+    "Figure 4.2. <first sentence of the description>", numbered in the order of the page, with an
+    id (``figure-4-2``) and a permalink. An image already inside a figure with a caption (a glued
+    figure with its own caption) keeps that caption and is not numbered again.
+
+    Returns the number of captions added.
+    """
+    chapter = chapter_number(docname)
+    count = 0
+    for image in list(doctree.findall(nodes.image)):
+        parent = image.parent
+        if not image.get("alt") or parent is None:
+            continue
+        owner = parent
+        while owner is not None and not (isinstance(owner, nodes.container)
+                                         and "cell_output" in owner.get("classes", [])):
+            if isinstance(owner, nodes.figure):
+                break
+            owner = owner.parent
+        if owner is None or isinstance(owner, nodes.figure):   # not an output, or captioned
+            continue
+        count += 1
+        label = f"Figure {chapter}.{count}" if chapter else f"Figure {count}"
+        figure_id = nodes.make_id(label)
+        figure = course_figure("", classes=["course-figure"], ids=[figure_id])
+        caption = nodes.caption("", "", nodes.inline("", f"{label}.", classes=["course-figure-number"]),
+                                nodes.Text(" "),
+                                nodes.inline("", caption_text(image["alt"]),
+                                             classes=["course-figure-text"]))
+        parent.replace(image, figure)
+        figure += image
+        figure += caption
+        doctree.ids[figure_id] = figure
+    return count
+
+
+def uncaptioned_figures(page: str, chapter: str) -> list[str]:
+    """The ``src`` of each image in a cell output of an HTML page that has no visible caption.
+
+    An image passes when it sits in a ``<figure>`` whose ``<figcaption>`` has text: for the
+    figures :func:`add_figure_captions` made (class ``course-figure``), a text that starts with
+    "Figure <chapter>.<k>." (k = 1, 2, ... in page order) and says more than the number.
+    """
+    from html.parser import HTMLParser
+
+    void = {"img", "br", "hr", "meta", "link", "input", "source", "wbr", "area", "col", "embed"}
+
+    class Page(HTMLParser):
+        def __init__(self):
+            super().__init__(convert_charrefs=True)
+            self.stack: list[tuple[str, list[str]]] = []
+            self.images: list[tuple[str, dict | None]] = []      # (src, its figure or None)
+            self.figures: list[dict] = []
+
+        def handle_starttag(self, tag, attrs):
+            a = dict(attrs)
+            classes = (a.get("class") or "").split()
+            if tag == "img" and any("cell_output" in c for _, c in self.stack):
+                figure = next((f for f in reversed(self.figures) if f["open"]), None)
+                self.images.append((a.get("src", ""), figure))
+            if tag in void:
+                return
+            if tag == "figure":
+                self.figures.append({"open": True, "course": "course-figure" in classes,
+                                     "caption": "", "in_caption": False})
+            if tag == "figcaption" and self.figures and self.figures[-1]["open"]:
+                self.figures[-1]["in_caption"] = True
+            self.stack.append((tag, classes))
+
+        def handle_endtag(self, tag):
+            if tag in void or tag not in [t for t, _ in self.stack]:
+                return
+            while self.stack:
+                top, _ = self.stack.pop()
+                open_figures = [f for f in self.figures if f["open"]]
+                if top == "figcaption" and open_figures:
+                    open_figures[-1]["in_caption"] = False
+                if top == "figure" and open_figures:
+                    open_figures[-1]["open"] = False
+                if top == tag:
+                    break
+
+        def handle_data(self, data):
+            for f in self.figures:
+                if f["open"] and f["in_caption"]:
+                    f["caption"] += data
+
+    parser = Page()
+    parser.feed(page)
+    missing, k = [], 0
+    for src, figure in parser.images:
+        text = " ".join(figure["caption"].split()) if figure else ""
+        if figure is not None and figure["course"]:
+            k += 1
+            number = f"Figure {chapter}.{k}." if chapter else f"Figure {k}."
+            if not text.startswith(number) or not text[len(number):].strip():
+                missing.append(src)
+        elif not text:
+            missing.append(src)
+    return missing
+
+
 def glued(nb) -> dict[str, str]:
     """name -> ``text/plain`` of every value the executed notebook glued."""
     values = {}
@@ -233,7 +368,6 @@ def _executed(docname: str):
 
 
 def _on_doctree_read(app, doctree):
-    from docutils import nodes
     from sphinx.util import logging
 
     logger = logging.getLogger(__name__)
@@ -267,6 +401,7 @@ def _on_doctree_read(app, doctree):
                 elif not image.get("alt"):
                     logger.warning(f"{docname}: a figure has no description (alt text); describe it "
                                    f"with course_lib.viz.describe_figure(fig, ...)", location=docname)
+    add_figure_captions(doctree, docname)
     import ast
 
     def parsed(text, kind):
@@ -373,6 +508,8 @@ def _on_builder_inited(app):
 
 def setup(app):
     _register_bibliography_style()
+    visit = (lambda self, node: self.visit_figure(node), lambda self, node: self.depart_figure(node))
+    app.add_node(course_figure, html=visit, latex=visit, text=visit)
     app.add_config_value("course_commit", "", "env")
     app.connect("builder-inited", _on_builder_inited)
     app.connect("doctree-read", _on_doctree_read)

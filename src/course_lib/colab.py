@@ -700,7 +700,7 @@ def _commit(root: Path) -> str:
 
 
 def build(out: Path | str | None = None, root: Path | None = None, dist: Path | str | None = None,
-          commit: str | None = None, assign: bool = True) -> list[Path]:
+          commit: str | None = None, assign: bool = True, checks: bool = True) -> list[Path]:
     """Write the Colab edition of every chapter and of every student version into ``out``.
 
     Parameters
@@ -712,6 +712,11 @@ def build(out: Path | str | None = None, root: Path | None = None, dist: Path | 
         The commit the install cells pin (default: the checkout's ``HEAD``).
     assign : bool
         Run ``python -m course_lib.grading assign`` first (False: use what ``dist`` holds).
+    checks : bool
+        With ``assign``: also run otter's tests against the solutions and build the answer keys
+        (False: ``--no-run-tests --no-key``, the student versions only, in seconds instead of a
+        run of every chapter; for a caller whose notebooks are checked elsewhere, e.g. the
+        learner test, ``tests/test_exercises.py`` running the tests).
     """
     import nbformat
     from .book import notebooks, repo_root, repo_url
@@ -727,7 +732,8 @@ def build(out: Path | str | None = None, root: Path | None = None, dist: Path | 
         if assign and _is_master(master):
             # the instructor's command, chapter by chapter: one failure leaves the others' editions
             proc = subprocess.run([sys.executable, "-m", "course_lib.grading", "assign", str(master),
-                                   "--dist", str(dist)], cwd=root, capture_output=True, text=True)
+                                   "--dist", str(dist), *([] if checks else ["--no-run-tests", "--no-key"])],
+                                  cwd=root, capture_output=True, text=True)
             if proc.returncode != 0:
                 failed.append(f"{chapter}: `python -m course_lib.grading assign` failed "
                               f"(exit {proc.returncode}):\n{proc.stderr[-3000:]}")

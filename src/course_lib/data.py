@@ -473,7 +473,7 @@ def _from_archive(ds: Dataset, spec: FileSpec, urls, problems: list[str]) -> Fil
             return None
         origin = f"download {url}"
     target = settings.data_dir() / ds.name / spec.name
-    part = target.with_name(target.name + ".part")
+    part = target.with_name(f"{target.name}.{os.getpid()}.part")    # two notebooks at once: no clash
     with zipfile.ZipFile(archive) as zf, zf.open(spec.member) as src, open(part, "wb") as dst:
         shutil.copyfileobj(src, dst, CHUNK)
     bad = verify_file(part, spec)

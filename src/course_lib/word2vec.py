@@ -774,14 +774,19 @@ def load_word2vec_format(path, binary: bool = False) -> tuple[list[str], np.ndar
 
 
 # --------------------------------------------------------------------------- picture
-def plot_word_groups(kv, groups: dict, ax=None, title: str | None = None):
+def plot_word_groups(kv, groups: dict, ax=None, title: str | None = None, fontsize: float = 9):
     """2-D PCA of the vectors of a few word groups, one colour per group.
+
+    Each word is labelled where its label overlaps no other label and no point
+    (:func:`course_lib.viz.label_points`); the legend sits under the plot.
 
     Parameters
     ----------
     kv : gensim KeyedVectors
     groups : dict of str to list of str
         ``{"countries": ["france", ...], ...}``; words missing from ``kv`` are skipped.
+    fontsize : float, default=9
+        Of the word labels and the legend.
     """
     import matplotlib.pyplot as plt
     from sklearn.decomposition import PCA
@@ -796,16 +801,19 @@ def plot_word_groups(kv, groups: dict, ax=None, title: str | None = None):
         raise ValueError(f"only {len(words)} of the words are in the vocabulary; need at least 3.")
     X = np.stack([kv.get_vector(w, norm=True) for w in words])          # (n, D) unit vectors
     xy = PCA(n_components=2, random_state=0).fit_transform(X)           # (n, D) -> (n, 2)
+    from .viz import label_points
+
     if ax is None:
-        _, ax = plt.subplots(figsize=(6, 4.5))
+        _, ax = plt.subplots(figsize=(7, 5.5))
     for i, name in enumerate(groups):
         sel = [j for j, lab in enumerate(labels) if lab == name]
         ax.scatter(xy[sel, 0], xy[sel, 1], s=18, color=f"C{i}", label=name)
-        for j in sel:
-            ax.annotate(words[j], xy[j], fontsize=8, xytext=(3, 2), textcoords="offset points")
+    ax.margins(0.08)                                   # room for the labels inside the frame
+    label_points(ax, xy, words, fontsize=fontsize)     # placed where no two labels overlap
     ax.set_xlabel("PC 1")
     ax.set_ylabel("PC 2")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=fontsize, loc="upper center", bbox_to_anchor=(0.5, -0.12),
+              ncol=len(groups), frameon=False)         # below the plot: not over the words
     if title:
-        ax.set_title(title, fontsize=10)
+        ax.set_title(title, fontsize=fontsize + 2)
     return ax

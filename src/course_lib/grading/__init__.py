@@ -197,12 +197,16 @@ class Assignment:
     key: Path | None = None  # the answer key (graded by course_lib.grading.harness)
 
 
-def assign(notebook: Path | str, dist: Path | str = "dist", key: bool | None = None) -> Assignment:
+def assign(notebook: Path | str, dist: Path | str = "dist", key: bool | None = None,
+           run_tests: bool = True) -> Assignment:
     """Generate the student version, autograder and answer key of one master into ``dist/<chapter>``.
 
     The answer key runs every solution in the grading sandbox: ``key=None`` builds it when a
     sandbox can start here (otherwise it warns and ``Assignment.key`` is None: e.g. on a CI runner
     that only publishes student versions), ``key=True`` requires it, ``key=False`` skips it.
+    ``run_tests=False`` skips otter's run of every test against the solutions (it executes the
+    whole notebook): for a caller that only needs the student version, where another check runs
+    the tests (``tests/test_exercises.py``).
 
     Raises
     ------
@@ -221,7 +225,8 @@ def assign(notebook: Path | str, dist: Path | str = "dist", key: bool | None = N
     out = Path(dist).resolve() / chapter
     shutil.rmtree(out, ignore_errors=True)
     out.parent.mkdir(parents=True, exist_ok=True)
-    proc = _otter("assign", "-v", str(notebook), str(out), cwd=notebook.parent)
+    proc = _otter("assign", "-v", *([] if run_tests else ["--no-run-tests"]), str(notebook), str(out),
+                  cwd=notebook.parent)
     if proc.returncode != 0:
         raise RuntimeError(f"otter assign failed for {notebook.name} (exit {proc.returncode}):\n"
                            f"{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")

@@ -33,6 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     a = sub.add_parser("assign", help="student notebooks, autograders and answer keys into DIST/<chapter>")
     a.add_argument("notebooks", nargs="*", type=Path, help="master notebooks (default: every chapter with exercises)")
     a.add_argument("--dist", type=Path, default=Path("dist"))
+    a.add_argument("--no-run-tests", action="store_true",
+                   help="do not run the tests against the solutions (otter executes the notebook)")
+    a.add_argument("--no-key", action="store_true", help="do not build the answer keys")
     g = sub.add_parser("grade", help="grade a submitted notebook, or every file of a folder (a gradebook)")
     g.add_argument("submission", type=Path, help="a notebook, or a folder of submissions")
     g.add_argument("--dist", type=Path, default=Path("dist"), help="where `assign` wrote the answer keys")
@@ -50,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
             print("no master notebooks (with an ASSIGNMENT CONFIG cell) found", file=sys.stderr)
             return 1
         for nb in targets:
-            res = assign(nb, args.dist)
+            res = assign(nb, args.dist, key=False if args.no_key else None,
+                         run_tests=not args.no_run_tests)
             print(f"{res.chapter}: student {res.student} ({len(res.questions)} questions), "
                   f"answer key {res.key or 'NOT BUILT (no usable sandbox here)'}")
         return 0
