@@ -42,6 +42,7 @@ import random
 import re
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -93,10 +94,16 @@ def build_tokenizer(sentences, vocab_size: int, folder: Path, max_len: int):
     the ``BertTokenizerFast`` read back from them: the tokenizer a learner will load."""
     from transformers import BertTokenizerFast
     learned = bert.train_wordpiece(sentences, vocab_size=vocab_size)
-    vocab = sorted(learned.get_vocab().items(), key=lambda kv: kv[1])
-    assert [i for _, i in vocab] == list(range(len(vocab))), "vocabulary ids have holes"
+    # HF tokenizers learns the same set of pieces on every run, but numbers the initial alphabet
+    # in hash-map order, which changes from run to run: the special tokens keep ids 0-4
+    # ([PAD] [UNK] [CLS] [SEP] [MASK]) and the other pieces are numbered in sorted order, so the
+    # same text gives the same ids (WordPiece's longest-match cutting does not depend on them).
+    specials = learned.all_special_tokens
+    pieces = sorted(set(learned.get_vocab()) - set(specials))
+    vocab = sorted(specials, key=learned.convert_tokens_to_ids) + pieces
+    assert vocab[:5] == ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"], vocab[:5]
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "vocab.txt").write_text("".join(t + "\n" for t, _ in vocab), encoding="utf-8")
+    (folder / "vocab.txt").write_text("".join(t + "\n" for t in vocab), encoding="utf-8")
     (folder / "tokenizer_config.json").write_text(json.dumps(
         {"tokenizer_class": "BertTokenizer", "do_lower_case": True, "model_max_length": max_len,
          "unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]", "cls_token": "[CLS]",
@@ -116,13 +123,18 @@ def pretrain(args) -> dict:
     docs = wiki_documents()
     sst = sst2_sentences() if args.sst2 else []
     wiki_sentences = [s for d in docs for s in d]
+    corpus = {"wiki_documents": len(docs), "wiki_sentences": len(wiki_sentences),
+              "sst2_train_sentences": len(sst)}
     tok = build_tokenizer(wiki_sentences + sst, args.vocab, out, args.max_len)
     config = bert.BertConfig(vocab_size=len(tok), hidden_size=args.hidden,
                              num_hidden_layers=args.layers, num_attention_heads=args.heads,
                              intermediate_size=4 * args.hidden,
                              max_position_embeddings=args.max_len)
     torch.manual_seed(args.seed)
-    model = bert.BertForPreTraining(config)           # the same initial weights with or without NSP
+    # pre-training without dropout (short budget, as Geiping & Goldstein's "Cramming", 2022);
+    # config.json keeps BERT's 0.1 for fine-tuning
+    model = bert.BertForPreTraining(replace(config, hidden_dropout_prob=args.dropout,
+                                            attention_probs_dropout_prob=args.dropout))
     cfg = train.TrainConfig(epochs=1, batch_size=args.batch, lr=args.lr, optimizer="adamw",
                             schedule="cosine", warmup=args.warmup, weight_decay=0.01)
     opt = train.build_optimizer(model, cfg)
@@ -181,10 +193,8 @@ def pretrain(args) -> dict:
             snap.mkdir(parents=True, exist_ok=True)
             for name in ("vocab.txt", "tokenizer_config.json"):
                 (snap / name).write_bytes((out / name).read_bytes())
-            save(model, config, tok, snap, args, log, time.perf_counter() - t_start, {})
-    return save(model, config, tok, out, args, log, time.perf_counter() - t_start,
-                {"wiki_documents": len(docs), "wiki_sentences": len(wiki_sentences),
-                 "sst2_train_sentences": len(sst)})
+            save(model, config, tok, snap, args, log, time.perf_counter() - t_start, corpus)
+    return save(model, config, tok, out, args, log, time.perf_counter() - t_start, corpus)
 
 
 def save(model, config, tok, out: Path, args, log, seconds, corpus) -> dict:
@@ -226,8 +236,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="checkpoint folder to write")
     p.add_argument("--nsp", action="store_true", help="add the next-sentence loss")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--steps", type=int, default=1500)
-    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--steps", type=int, default=4000)
+    p.add_argument("--batch", type=int, default=32)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--warmup", type=float, default=0.05, help="fraction of steps")
     p.add_argument("--vocab", type=int, default=6000)
@@ -237,8 +247,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--max-len", dest="max_len", type=int, default=64)
     p.add_argument("--sst2", action=argparse.BooleanOptionalAction, default=True,
                    help="add the unlabelled SST-2 training sentences (default: yes)")
-    p.add_argument("--sst2-share", dest="sst2_share", type=float, default=0.5,
+    p.add_argument("--sst2-share", dest="sst2_share", type=float, default=0.75,
                    help="share of each batch taken from SST-2")
+    p.add_argument("--dropout", type=float, default=0.0,
+                   help="dropout during pre-training (config.json keeps 0.1 for fine-tuning)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--dtype", choices=["float16", "float32"], default="float16")
     p.add_argument("--log-every", dest="log_every", type=int, default=100)

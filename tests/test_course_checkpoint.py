@@ -114,7 +114,8 @@ def _script():
 
 
 TINY = ["--steps", "3", "--batch", "8", "--vocab", "300", "--hidden", "32", "--layers", "1",
-        "--heads", "2", "--max-len", "32", "--log-every", "1", "--quiet"]
+        "--heads", "2", "--max-len", "32", "--log-every", "1", "--quiet",
+        "--no-sst2"]   # Wikipedia (inside gensim's wheel) only: no SST-2 download needed
 
 
 @pytest.mark.slow
