@@ -60,9 +60,10 @@ if _missing(["course_lib", *sum(COURSE_EXTRAS.values(), [])]):
 # {cite}`vaswani2017attention`, pre-trained on raw text by filling in masked words, then fine-tuned
 # with a small head on each labelled task. This chapter builds it in readable PyTorch
 # (`course_lib.bert`, one file), loads **real BERT weights** into it and checks that it reproduces
-# Hugging Face `transformers` to 1e-4, pre-trains a tiny BERT on movie reviews, and measures what a
+# Hugging Face `transformers` to 1e-4, pre-trains a tiny BERT on movie reviews, measures what a
 # pre-trained checkpoint (a distilled, contrastively trained BERT: see below) buys on sentiment
-# classification.
+# classification, then what the course's own small BERT, pre-trained by masked-language modelling
+# alone (with and without next-sentence prediction), buys.
 #
 # ```{admonition} What you will be able to do
 # :class: tip
@@ -342,11 +343,12 @@ masked, labels = bert.mask_tokens(ids_mlm[:, 0], mask_token_id=wp.mask_token_id,
                                   generator=torch.Generator().manual_seed(0))
 sel = labels != bert.IGNORE_INDEX
 real = ids_mlm[:, 1].bool() & ~torch.isin(ids_mlm[:, 0], torch.tensor(specials))
+random_share = ((masked[sel] != wp.mask_token_id)
+                & (masked[sel] != ids_mlm[:, 0][sel])).float().mean()
 print(f"selected {sel.sum() / real.sum():.1%} of the real tokens; of those: "
       f"[MASK] {(masked[sel] == wp.mask_token_id).float().mean():.1%}, "
       f"unchanged {(masked[sel] == ids_mlm[:, 0][sel]).float().mean():.1%}, "
-      "random "
-      f"{((masked[sel] != wp.mask_token_id) & (masked[sel] != ids_mlm[:, 0][sel])).float().mean():.1%}")
+      f"random {random_share:.1%}")
 print("original :", wp.decode(ids_mlm[0, 0], skip_special_tokens=True))
 print("corrupted:", " ".join(wp.convert_ids_to_tokens(masked[0][ids_mlm[0, 1].bool()])))
 glue("n_mlm", n_mlm)
@@ -674,6 +676,197 @@ glue("acc_trainer", trainer_acc if trainer_acc is not None else float("nan"))
 # `Trainer` adds checkpointing, logging, mixed precision and multi-GPU with a flag; the plain loop
 # shows every step. For a stock HF model, `BertForSequenceClassification.from_pretrained(folder,
 # num_labels=2)` plays the role of our adapter.
+#
+# ## What masked-language modelling alone buys: the course's own small BERT
+#
+# The gain of MiniLM above mixes three trainings. To measure what *this chapter's* recipe alone
+# buys, the course ships two small BERTs of its own, made by the repository's script
+# `scripts/pretrain_bert.py` (seeded; the SHA-256 of each file is recorded, and
+# `bert.course_checkpoint` checks it before use). It is the masked-language-model training of the
+# demonstration above, with dynamic masks drawn anew for every batch {cite}`liu2019roberta`, run
+# for {glue:text}`own_steps:,` steps of {glue:text}`own_batch` sequences
+# ({glue:text}`own_minutes:.0f` minutes on {glue:text}`own_threads` CPU thread) on two kinds of
+# unlabelled text:
+#
+# - the English Wikipedia extract shipped with gensim ({glue:text}`own_wiki_sentences:,`
+#   sentences), as sentence pairs `[CLS] A [SEP] B [SEP]`;
+# - the SST-2 *training* sentences without their labels ({glue:text}`own_sst_sentences:,`):
+#   unlabelled text from the task's own domain is legitimate pre-training data, and continuing to
+#   pre-train on it is what {cite}`gururangan2020dont` recommend. The dev set is never read.
+#
+# The encoder has {glue:text}`own_layers` layers of width {glue:text}`own_hidden`, a WordPiece
+# vocabulary of {glue:text}`own_vocab:,` pieces learned on the same text, and
+# {glue:text}`own_params:,` parameters (float16 on disk, {glue:text}`own_mb:.1f` MB). The second
+# checkpoint, `"mlm+nsp"`, is the *same* run — same batches, masks, initial weights and steps —
+# with the next-sentence loss added, $\mathcal{L} = \mathcal{L}_\text{MLM} +
+# \mathcal{L}_\text{NSP}$: on the Wikipedia pairs, B follows A half of the time and is a random
+# sentence of another article otherwise (`bert.nsp_pairs`, the `BertForPreTraining` heads).
+
+# %% tags=["otter_ignore"]
+import json
+from dataclasses import replace
+
+own = {}
+for name in ("mlm", "mlm+nsp"):
+    path = bert.course_checkpoint(name)        # checks the SHA-256 of every file
+    own[name] = (path, json.loads((path / "manifest.json").read_text()))
+own_path, own_manifest = own["mlm"]
+own_tok = bert.load_tokenizer(own_path)
+own_cfg = bert.BertConfig.from_json(own_path)
+for name, (path, m) in own.items():
+    print(f"{name:8s} {m['command']}\n         {m['steps']:,} steps in "
+          f"{m['minutes']} min; last 100 steps: {m['final']}")
+glue("own_steps", own_manifest["steps"])
+glue("own_batch", own_manifest["settings"]["batch"])
+glue("own_minutes", own_manifest["minutes"])
+glue("own_threads", own_manifest["threads"])
+glue("own_wiki_sentences", own_manifest["corpus"]["wiki_sentences"])
+glue("own_sst_sentences", own_manifest["corpus"]["sst2_train_sentences"])
+glue("own_layers", own_cfg.num_hidden_layers)
+glue("own_hidden", own_cfg.hidden_size)
+glue("own_vocab", len(own_tok))
+glue("own_params", own_manifest["parameters"])
+glue("own_mb", own_manifest["files"]["model.safetensors"]["bytes"] / 1e6)
+glue("own_mlm_loss", own_manifest["final"]["mlm_loss"])
+glue("own_log_vocab", float(np.log(len(own_tok))))
+pieces = own_tok(sst.train_sentences[:20000], add_special_tokens=False)["input_ids"]
+freq = np.bincount(np.concatenate(pieces), minlength=len(own_tok)) + 1e-12
+freq = freq / freq.sum()
+glue("own_unigram", float(-(freq * np.log(freq)).sum()))   # entropy of the pieces
+glue("own_nsp_acc", own["mlm+nsp"][1]["final"]["nsp_accuracy"])
+own_mlm = bert.BertForMaskedLM.from_pretrained(own_path)
+fill_masks(own_mlm, own_tok, ["this is one of the [MASK] films of the year .",
+                              "the [MASK] is funny , and the actors are good .",
+                              "a dull , [MASK] and predictable story ."])
+
+# %% [markdown]
+# Its MLM loss over the last 100 training steps is {glue:text}`own_mlm_loss:.2f` nats (a uniform
+# guess over its vocabulary would cost {glue:text}`own_log_vocab:.2f`), and the NSP head of
+# `"mlm+nsp"` tells true from random next sentences {glue:text}`own_nsp_acc:.0%` of the time on
+# its last training batches. Now the experiment that
+# matters: fine-tune each checkpoint on the same {glue:text}`n_own:,` labelled training sentences,
+# with the same budget, against the *same architecture* from a random initialisation, over
+# {glue:text}`n_own_seeds` fine-tuning seeds (head initialisation, batch order, dropout); each is
+# scored on all {glue:text}`n_sst_dev` dev sentences. All three get the same optimiser, schedule
+# and learning rate.
+
+# %% tags=["otter_ignore"]
+n_own = pick(ci=1000, full=8000)
+own_seeds = pick(ci=[0, 1], full=[0, 1, 2, 3, 4])
+own_idx = np.random.default_rng(1).permutation(len(sst.train_sentences))[:n_own]
+x_own = bert.encode(own_tok, [sst.train_sentences[i] for i in own_idx],
+                    max_length=max_len)
+y_own = torch.as_tensor(sst.train_labels[own_idx])
+x_own_dev = bert.encode(own_tok, dev_sentences, max_length=max_len)   # sorted as above
+own_fit = train.TrainConfig(epochs=pick(ci=2, full=3), batch_size=16, lr=1e-3,
+                            optimizer="adamw",
+                            schedule="onecycle", weight_decay=0.01, progress=False)
+own_head_lr = 1e-3
+glue("n_own", n_own)
+glue("n_own_seeds", len(own_seeds))
+
+def finetune_own(make, seed):
+    """Fine-tune ``make()`` + a head on the labelled subset; dev right/wrong (872,)."""
+    seed_everything(seed)
+    clf = bert.SequenceClassifier(make(), 2, pooling="mean")
+    cfg = replace(own_fit, seed=seed)
+    opt = train.build_optimizer(clf, cfg, groups=[
+        {"params": clf.bert.parameters(), "lr": cfg.lr},
+        {"params": clf.classifier.parameters(), "lr": own_head_lr}])
+    sched = train.build_scheduler(opt, cfg, int(np.ceil(n_own / cfg.batch_size)))
+    train.fit(clf, (x_own, y_own), config=cfg, device=device, optimizer=opt,
+              scheduler=sched)
+    pred = train.predict(clf, x_own_dev, device=device, batch_size=128).argmax(1)
+    return pred.numpy() == sst.dev_labels[order]
+
+own_makers = {
+    "MLM": lambda: bert.BertModel.from_pretrained(own["mlm"][0],
+                                                  add_pooling_layer=False),
+    "MLM+NSP": lambda: bert.BertModel.from_pretrained(own["mlm+nsp"][0],
+                                                      add_pooling_layer=False),
+    "from scratch": lambda: bert.BertModel(own_cfg, add_pooling_layer=False),
+}
+own_right = {name: [] for name in own_makers}
+t0 = time.perf_counter()
+for seed in own_seeds:
+    for name, make in own_makers.items():
+        own_right[name].append(finetune_own(make, seed))
+    print(f"seed {seed}: " + ", ".join(f"{name} {own_right[name][-1].mean():.1%}"
+                                      for name in own_makers))
+own_seconds = time.perf_counter() - t0
+own_acc = {name: np.array([r.mean() for r in rights])
+           for name, rights in own_right.items()}
+print(f"{len(own_seeds) * len(own_makers)} fine-tunings in {own_seconds:.0f} s")
+
+# %% tags=["otter_ignore"]
+from course_lib.claims import paired_comparison
+
+fig, ax = plt.subplots(figsize=(6.5, 2.6))
+for i, name in enumerate(own_makers):
+    ax.plot(own_acc[name], [i] * len(own_seeds), "o", alpha=0.7)
+    ax.plot([own_acc[name].mean()], [i], "k|", ms=18)
+ax.set_yticks(range(len(own_makers)), list(own_makers))
+ax.set_xlabel(f"SST-2 dev accuracy, {n_own:,} labelled sentences "
+              f"(one dot per seed, bar: mean)")
+ax.invert_yaxis()
+viz.describe_figure(fig, "Dot plot of SST-2 dev accuracy for the course's small "
+                    "BERT fine-tuned from its MLM checkpoint, from its MLM+NSP "
+                    "checkpoint and from a random initialisation, one dot per "
+                    "fine-tuning seed with a bar at the mean; the values are given in "
+                    "the text below.")
+for name in own_makers:
+    key = name.replace("+", "_").replace(" ", "_").lower()
+    glue(f"own_acc_{key}", own_acc[name].mean())
+gain = paired_comparison(own_acc["MLM"], own_acc["from scratch"], name="own_gain",
+                         scale=100, unit=" points")
+mc = [mcnemar(a, b) for a, b in zip(own_right["MLM"], own_right["from scratch"])]
+glue("own_mcnemar", "; ".join(f"{a} vs {b} sentences, p = {p:.2g}" for a, b, p in mc))
+every = all(a > b and p < 0.05 for a, b, p in mc)
+never = all(b > a and p < 0.05 for a, b, p in mc)
+verdict("own_verdict", [
+    (every and gain.a_higher(), "beats the same architecture from scratch with "
+                                "every seed (McNemar p < 0.05 each time)"),
+    (never and gain.b_higher(), "loses to the same architecture from scratch with "
+                                "every seed (McNemar p < 0.05 each time)"),
+    (True, "does not measurably beat the same architecture from scratch: the per-seed "
+           "differences are not all significant and in the same direction"),
+])
+nsp = paired_comparison(own_acc["MLM+NSP"], own_acc["MLM"], name="nsp_diff",
+                        scale=100, unit=" points")
+verdict("nsp_verdict", [
+    (nsp.a_higher(), "helps: the MLM+NSP checkpoint is ahead beyond seed-to-seed "
+                     "noise"),
+    (nsp.b_higher(), "hurts: the MLM+NSP checkpoint is behind beyond seed-to-seed "
+                     "noise"),
+    (True, "makes no measurable difference: the interval of the paired difference "
+           "contains zero"),
+])
+verdict("nsp_learned", [
+    (own["mlm+nsp"][1]["final"]["nsp_accuracy"] < 0.6,
+     "its NSP head never got far from a coin toss: the next-sentence task itself "
+     "was not learned in this budget"),
+    (True, "its NSP head did learn the next-sentence task"),
+])
+
+# %% [markdown]
+# Pre-trained by masked-language modelling alone, the small BERT reaches
+# {glue:text}`own_acc_mlm:.1%` dev accuracy on average, against
+# {glue:text}`own_acc_from_scratch:.1%` for the same network from scratch: a paired difference of
+# {glue:text}`own_gain` (McNemar per seed, sentences right only with the checkpoint vs only from
+# scratch: {glue:text}`own_mcnemar`). So here the checkpoint {glue:text}`own_verdict`. Read this
+# with its MLM loss, {glue:text}`own_mlm_loss:.2f` nats, next to {glue:text}`own_unigram:.2f`,
+# the cost of predicting every masked piece of SST-2 by its frequency alone: the plateau every
+# masked language model starts on, before it learns to use the context. The nearer the two, the
+# less the encoder has to pass on. BERT itself trained for a million steps of 256 sequences
+# {cite}`devlin2019bert`, against {glue:text}`own_steps:,` steps of {glue:text}`own_batch` here.
+#
+# The MLM+NSP checkpoint reaches {glue:text}`own_acc_mlm_nsp:.1%`; against MLM alone the paired
+# difference is {glue:text}`nsp_diff`, so on this data the next-sentence loss
+# {glue:text}`nsp_verdict` — and {glue:text}`nsp_learned`. RoBERTa {cite}`liu2019roberta` found
+# that removing NSP matches or slightly improves downstream results; a reason often given is that
+# telling a true next sentence from a sentence of another article can be solved from the topic
+# alone. To vary the experiment, run `scripts/pretrain_bert.py` with more `--steps` (on a GPU),
+# or `--no-sst2` (Wikipedia only), and load its folder with `bert.BertModel.from_pretrained`.
 #
 # ## Pitfalls
 #
@@ -1160,8 +1353,9 @@ test_q3_hidden(corrupt)
 #   tiny BERT.
 # - Set `BERT_CHECKPOINT=bert-base-uncased` (online): it has an MLM head, so
 #   `bert.BertForMaskedLM.from_pretrained("bert-base-uncased")` fills in masks like the real BERT.
-# - Fine-tune your own tiny MLM-pretrained BERT (`mlm.bert` as encoder, with `pooling="mean"`) and
-#   compare it with the same tiny model from scratch: how much pre-training does it take to help?
+# - Re-run `scripts/pretrain_bert.py` with fewer or more `--steps` (or `--no-sst2`, Wikipedia
+#   only) and fine-tune each checkpoint as in the section on the course's own BERT: how much
+#   pre-training, and which text, does the gain need?
 # - Freeze the encoder (`requires_grad_(False)`) and train only the head: how far is this *linear
 #   probe* from full fine-tuning?
 # - The next chapter compares fine-tuning strategies (learning rates per layer, adapters, freezing).

@@ -45,7 +45,8 @@ from .device import get_device
 __all__ = ["BertConfig", "scaled_dot_product_attention", "BertModel", "BertModelOutput",
            "BertForMaskedLM", "BertOnlyNSPHead", "BertPreTrainingHeads", "BertForPreTraining",
            "BertForPreTrainingOutput", "SequenceClassifier", "TrainerAdapter", "locate_checkpoint",
-           "load_tokenizer", "load_state", "encode", "unpack", "mask_tokens", "mlm_loss",
+           "course_checkpoint", "verify_checkpoint", "COURSE_CHECKPOINTS", "load_tokenizer",
+           "load_state", "encode", "unpack", "mask_tokens", "mlm_loss",
            "nsp_pairs", "train_wordpiece", "accuracy_interval", "IGNORE_INDEX", "IS_NEXT",
            "NOT_NEXT"]
 
@@ -763,6 +764,94 @@ def locate_checkpoint(name_or_path: str | os.PathLike | None = None) -> Path:
                                 + (" and offline mode is on (COURSE_OFFLINE/HF_HUB_OFFLINE)" if offline
                                    else "") + f" ({type(err).__name__}). Pass a folder, or None for "
                                 "the offline package.") from None
+
+
+#: SHA-256 of the ``model.safetensors`` of the course's own small BERTs, shipped as package data
+#: in ``course_lib/checkpoints/`` and made by ``scripts/pretrain_bert.py`` (see each folder's
+#: ``manifest.json`` for the exact command, seed, steps and time): name -> (folder, sha256).
+COURSE_CHECKPOINTS = {
+    "mlm": ("mlm", "5b65647e675f2757fff356ed9ba2f166f793a50097be0519b440179c3ec50c5d"),
+    "mlm+nsp": ("mlm_nsp",
+                "95a54002c12848b8f666ba5a7682ea724e0ca4c3645b2f7f27c45869e550f525"),
+}
+_REMAKE = "python scripts/pretrain_bert.py --out src/course_lib/checkpoints/{folder}{nsp}"
+
+
+def verify_checkpoint(folder: str | os.PathLike, sha256: str | None = None) -> Path:
+    """Check a checkpoint folder written by ``scripts/pretrain_bert.py`` against its manifest:
+    every file listed in ``manifest.json`` is there with its SHA-256, and the weights' SHA-256 is
+    ``sha256`` when given (the value recorded in the code, which a damaged manifest cannot change).
+
+    Returns
+    -------
+    pathlib.Path
+        The folder, for :meth:`BertModel.from_pretrained` and :func:`load_tokenizer`.
+
+    Raises
+    ------
+    FileNotFoundError
+        A file is missing.
+    ValueError
+        A file's SHA-256 differs from the recorded one (corrupt or changed).
+    """
+    import hashlib
+    folder = Path(folder)
+    manifest_path = folder / "manifest.json"
+    if not manifest_path.is_file():
+        raise FileNotFoundError(f"{str(folder)!r} holds no manifest.json: not a checkpoint made by "
+                                "scripts/pretrain_bert.py, or an incomplete copy.")
+    manifest = json.loads(manifest_path.read_text())
+    expected = {name: entry["sha256"] for name, entry in manifest.get("files", {}).items()}
+    if sha256 is not None:
+        expected["model.safetensors"] = sha256
+    for name in ("config.json", "model.safetensors", "vocab.txt"):
+        if name not in expected:
+            raise ValueError(f"{manifest_path} lists no SHA-256 for {name}.")
+    for name, digest in sorted(expected.items()):
+        path = folder / name
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} is missing.")
+        actual = hashlib.sha256(path.read_bytes()).hexdigest()
+        if actual != digest:
+            raise ValueError(f"{path} is corrupt or changed: SHA-256 {actual[:16]}... but "
+                             f"{digest[:16]}... was recorded.")
+    return folder
+
+
+def course_checkpoint(name: str = "mlm") -> Path:
+    """The folder of one of the course's own small pre-trained BERTs, verified by SHA-256.
+
+    Parameters
+    ----------
+    name : {"mlm", "mlm+nsp"}
+        ``"mlm"``: pre-trained with the masked-language-model loss alone; ``"mlm+nsp"``: the same
+        run (same data, masks, initial weights and steps) with L = L_MLM + L_NSP. Both: WordPiece
+        vocabulary, a 2-layer 128-wide encoder, trained by ``scripts/pretrain_bert.py`` on the
+        Wikipedia extract shipped with gensim plus the unlabelled SST-2 training sentences.
+
+    Returns
+    -------
+    pathlib.Path
+        Load it with ``BertModel.from_pretrained(path, add_pooling_layer=False)`` (the MLM-only
+        checkpoint has no trained pooler), :func:`load_tokenizer` and, for the run's record,
+        ``json.loads((path / "manifest.json").read_text())``.
+    """
+    if name not in COURSE_CHECKPOINTS:
+        raise ValueError(f"name={name!r}; the course's checkpoints are {sorted(COURSE_CHECKPOINTS)}.")
+    folder, digest = COURSE_CHECKPOINTS[name]
+    path = Path(__file__).parent / "checkpoints" / folder
+    remake = _REMAKE.format(folder=folder, nsp=" --nsp" if "nsp" in name else "")
+    fix = (" Fix: reinstall the course library (pip install --force-reinstall --no-deps "
+           f"'course_lib @ git+https://github.com/pretraining-course/pretraining-finetuning'), "
+           f"or re-create it from a clone of the repository with `{remake}` (then record the "
+           "new SHA-256 in course_lib.bert.COURSE_CHECKPOINTS).")
+    if not path.is_dir():
+        raise FileNotFoundError(f"the course checkpoint {name!r} is not installed "
+                                f"(no folder {path}).{fix}")
+    try:
+        return verify_checkpoint(path, digest)
+    except (FileNotFoundError, ValueError) as err:
+        raise type(err)(f"the course checkpoint {name!r} failed its check: {err}{fix}") from None
 
 
 def load_tokenizer(name_or_path=None):
