@@ -729,7 +729,9 @@ glue("own_params", own_manifest["parameters"])
 glue("own_mb", own_manifest["files"]["model.safetensors"]["bytes"] / 1e6)
 glue("own_mlm_loss", own_manifest["final"]["mlm_loss"])
 glue("own_log_vocab", float(np.log(len(own_tok))))
-pieces = own_tok(sst.train_sentences[:20000], add_special_tokens=False)["input_ids"]
+# counting pieces only (no model reads them): no truncation, and no warning about length
+pieces = own_tok(sst.train_sentences[:20000], add_special_tokens=False,
+                 verbose=False)["input_ids"]
 freq = np.bincount(np.concatenate(pieces), minlength=len(own_tok)) + 1e-12
 freq = freq / freq.sum()
 glue("own_unigram", float(-(freq * np.log(freq)).sum()))   # entropy of the pieces
