@@ -267,8 +267,9 @@ class PairedComparison:
         """``+1.2 (95% CI +0.4 to +2.0) over 5 seeds, 5 wins / 0 losses, sign test p = 0.062``."""
         s = scale
         return (f"{self.mean * s:+.3g}{unit} ({self.confidence:.0%} CI {self.low * s:+.3g} to "
-                f"{self.high * s:+.3g}{unit}) over {self.n} paired runs, {self.wins} wins / "
-                f"{self.losses} losses, sign test p = {self.p_sign:.3g}")
+                f"{self.high * s:+.3g}{unit}) over {self.n} paired runs, {self.wins} "
+                f"win{'' if self.wins == 1 else 's'} / {self.losses} "
+                f"loss{'' if self.losses == 1 else 'es'}, sign test p = {self.p_sign:.3g}")
 
 
 def paired_comparison(a: Sequence[float], b: Sequence[float], *, confidence: float = 0.95,
