@@ -682,25 +682,7 @@ glue("acc_trainer", trainer_acc if trainer_acc is not None else float("nan"))
 # The gain of MiniLM above mixes three trainings. To measure what *this chapter's* recipe alone
 # buys, the course ships two small BERTs of its own, made by the repository's script
 # `scripts/pretrain_bert.py` (seeded; the SHA-256 of each file is recorded, and
-# `bert.course_checkpoint` checks it before use). It is the masked-language-model training of the
-# demonstration above, with dynamic masks drawn anew for every batch {cite}`liu2019roberta`, run
-# for {glue:text}`own_steps:,` steps of {glue:text}`own_batch` sequences
-# ({glue:text}`own_minutes:.0f` minutes on {glue:text}`own_threads` CPU thread) on two kinds of
-# unlabelled text:
-#
-# - the English Wikipedia extract shipped with gensim ({glue:text}`own_wiki_sentences:,`
-#   sentences), as sentence pairs `[CLS] A [SEP] B [SEP]`;
-# - the SST-2 *training* sentences without their labels ({glue:text}`own_sst_sentences:,`):
-#   unlabelled text from the task's own domain is legitimate pre-training data, and continuing to
-#   pre-train on it is what {cite}`gururangan2020dont` recommend. The dev set is never read.
-#
-# The encoder has {glue:text}`own_layers` layers of width {glue:text}`own_hidden`, a WordPiece
-# vocabulary of {glue:text}`own_vocab:,` pieces learned on the same text, and
-# {glue:text}`own_params:,` parameters (float16 on disk, {glue:text}`own_mb:.1f` MB). The second
-# checkpoint, `"mlm+nsp"`, is the *same* run — same batches, masks, initial weights and steps —
-# with the next-sentence loss added, $\mathcal{L} = \mathcal{L}_\text{MLM} +
-# \mathcal{L}_\text{NSP}$: on the Wikipedia pairs, B follows A half of the time and is a random
-# sentence of another article otherwise (`bert.nsp_pairs`, the `BertForPreTraining` heads).
+# `bert.course_checkpoint` checks it before use). We load both and read their manifests:
 
 # %% tags=["otter_ignore"]
 import json
@@ -713,8 +695,23 @@ for name in ("mlm", "mlm+nsp"):
 own_path, own_manifest = own["mlm"]
 own_tok = bert.load_tokenizer(own_path)
 own_cfg = bert.BertConfig.from_json(own_path)
+
+
+def without_snapshots(command):
+    """The recorded command less its --snapshot-* options (extra copies written on the
+    machine that ran it; they do not change the weights)."""
+    words, kept = iter(command.split()), []
+    for w in words:
+        if w.startswith("--snapshot"):
+            next(words, None)                  # and its value
+        else:
+            kept.append(w)
+    return " ".join(kept)
+
+
 for name, (path, m) in own.items():
-    print(f"{name:8s} {m['command']}\n         {m['steps']:,} steps in "
+    print(f"{name:8s} {without_snapshots(m['command'])}\n"
+          f"         {m['steps']:,} steps in "
           f"{m['minutes']} min; last 100 steps: {m['final']}")
 glue("own_steps", own_manifest["steps"])
 glue("own_batch", own_manifest["settings"]["batch"])
@@ -742,15 +739,33 @@ fill_masks(own_mlm, own_tok, ["this is one of the [MASK] films of the year .",
                               "a dull , [MASK] and predictable story ."])
 
 # %% [markdown]
+# Each is the masked-language-model training of the demonstration above, with dynamic masks
+# drawn anew for every batch {cite}`liu2019roberta`, run for {glue:text}`own_steps:,` steps of
+# {glue:text}`own_batch` sequences ({glue:text}`own_minutes:.0f` minutes on
+# {glue:text}`own_threads` CPU thread) on two kinds of unlabelled text:
+#
+# - the English Wikipedia extract shipped with gensim ({glue:text}`own_wiki_sentences:,`
+#   sentences), as sentence pairs `[CLS] A [SEP] B [SEP]`;
+# - the SST-2 *training* sentences without their labels ({glue:text}`own_sst_sentences:,`):
+#   unlabelled text from the task's own domain is legitimate pre-training data, and continuing to
+#   pre-train on it is what {cite}`gururangan2020dont` recommend. The dev set is never read.
+#
+# The encoder has {glue:text}`own_layers` layers of width {glue:text}`own_hidden`, a WordPiece
+# vocabulary of {glue:text}`own_vocab:,` pieces learned on the same text, and
+# {glue:text}`own_params:,` parameters (float16 on disk, {glue:text}`own_mb:.1f` MB). The second
+# checkpoint, `"mlm+nsp"`, is the *same* run — same batches, masks, initial weights and steps —
+# with the next-sentence loss added, $\mathcal{L} = \mathcal{L}_\text{MLM} +
+# \mathcal{L}_\text{NSP}$: on the Wikipedia pairs, B follows A half of the time and is a random
+# sentence of another article otherwise (`bert.nsp_pairs`, the `BertForPreTraining` heads).
+#
 # Its MLM loss over the last 100 training steps is {glue:text}`own_mlm_loss:.2f` nats (a uniform
 # guess over its vocabulary would cost {glue:text}`own_log_vocab:.2f`), and the NSP head of
 # `"mlm+nsp"` tells true from random next sentences {glue:text}`own_nsp_acc:.0%` of the time on
-# its last training batches. Now the experiment that
-# matters: fine-tune each checkpoint on the same {glue:text}`n_own:,` labelled training sentences,
-# with the same budget, against the *same architecture* from a random initialisation, over
-# {glue:text}`n_own_seeds` fine-tuning seeds (head initialisation, batch order, dropout); each is
-# scored on all {glue:text}`n_sst_dev` dev sentences. All three get the same optimiser, schedule
-# and learning rate.
+# its last training batches. Now the experiment that matters: fine-tune each checkpoint on the
+# same labelled training sentences (`n_own` below), with the same budget, against the *same
+# architecture* from a random initialisation, over several fine-tuning seeds (`own_seeds`: head
+# initialisation, batch order, dropout); each is scored on all {glue:text}`n_sst_dev` dev
+# sentences. All three get the same optimiser, schedule and learning rate.
 
 # %% tags=["otter_ignore"]
 n_own = pick(ci=1000, full=8000)
