@@ -794,7 +794,7 @@ def verify_checkpoint(folder: str | os.PathLike, sha256: str | None = None) -> P
     ValueError
         A file's SHA-256 differs from the recorded one (corrupt or changed).
     """
-    import hashlib
+    from .data import _hash                        # the library's streaming checksum
     folder = Path(folder)
     manifest_path = folder / "manifest.json"
     if not manifest_path.is_file():
@@ -811,7 +811,7 @@ def verify_checkpoint(folder: str | os.PathLike, sha256: str | None = None) -> P
         path = folder / name
         if not path.is_file():
             raise FileNotFoundError(f"{path} is missing.")
-        actual = hashlib.sha256(path.read_bytes()).hexdigest()
+        actual = _hash(path, "sha256")
         if actual != digest:
             raise ValueError(f"{path} is corrupt or changed: SHA-256 {actual[:16]}... but "
                              f"{digest[:16]}... was recorded.")
@@ -841,10 +841,10 @@ def course_checkpoint(name: str = "mlm") -> Path:
     folder, digest = COURSE_CHECKPOINTS[name]
     path = Path(__file__).parent / "checkpoints" / folder
     remake = _REMAKE.format(folder=folder, nsp=" --nsp" if "nsp" in name else "")
-    fix = (" Fix: reinstall the course library (pip install --force-reinstall --no-deps "
-           f"'course_lib @ git+https://github.com/pretraining-course/pretraining-finetuning'), "
-           f"or re-create it from a clone of the repository with `{remake}` (then record the "
-           "new SHA-256 in course_lib.bert.COURSE_CHECKPOINTS).")
+    fix = (" Fix: reinstall the course library (run the chapter's install cell again, or "
+           "`pip install --force-reinstall --no-deps -e .` in a clone), or re-create it from a "
+           f"clone of the repository with `{remake}` (then record the new SHA-256 in "
+           "course_lib.bert.COURSE_CHECKPOINTS).")
     if not path.is_dir():
         raise FileNotFoundError(f"the course checkpoint {name!r} is not installed "
                                 f"(no folder {path}).{fix}")
