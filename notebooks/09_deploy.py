@@ -698,7 +698,7 @@ r = httpx.post(api + "/predict", json={"texts": ["A gorgeous, witty, seductive m
                                                  "The plot is paper-thin and the "
                                                  "acting is worse."]})
 print(json.dumps(r.json(), indent=1)[:700])
-assert r.status_code == 200 and r.headers["x-model-sha256"] == deploy.sha256(
+assert r.status_code == 200 and r.headers["x-model-sha256"] == data.file_digest(
     text_dir / "model.onnx")
 
 # %% [markdown]

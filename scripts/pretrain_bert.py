@@ -41,7 +41,6 @@ arXiv:1908.08962); Gururangan et al. 2020 ("Don't stop pretraining", arXiv:2004.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
 import random
@@ -91,8 +90,24 @@ def pad_cat(parts: list[torch.Tensor]) -> torch.Tensor:
     return torch.cat([F.pad(p, (0, T - p.shape[-1])) for p in parts])
 
 
-def sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+def packed_rows(pieces: list[list[int]], order: list[int], n_rows: int, max_len: int,
+                cls_id: int, sep_id: int) -> tuple[torch.Tensor, list[int]]:
+    """``n_rows`` full rows ``[CLS] s1 [SEP] s2 [SEP] ...`` of exactly ``max_len`` ids, filled with
+    the pre-tokenised sentences ``pieces`` in the order ``order`` (RoBERTa's FULL-SENTENCES
+    packing: no padding is computed). A sentence that does not fit is cut, and the next row starts
+    with the next sentence. Returns (n_rows, 3, max_len) like :func:`course_lib.bert.encode`, and
+    the part of ``order`` not used."""
+    rows, k = [], 0
+    for _ in range(n_rows):
+        row = [cls_id]
+        while len(row) < max_len:
+            if k == len(order):
+                raise ValueError("packed_rows ran out of sentences; pass a longer order")
+            row += pieces[order[k]][:max_len - len(row) - 1] + [sep_id]
+            k += 1
+        rows.append(row[:max_len])
+    ids = torch.tensor(rows)                                                # (n_rows, max_len)
+    return torch.stack([ids, torch.ones_like(ids), torch.zeros_like(ids)], 1), order[k:]
 
 
 def build_tokenizer(sentences, vocab_size: int, folder: Path, max_len: int):
@@ -147,7 +162,8 @@ def pretrain(args) -> dict:
     sched = train.build_scheduler(opt, cfg, steps_per_epoch=args.steps)
     n_sst = round(args.batch * args.sst2_share) if sst else 0
     n_pair = args.batch - n_sst
-    pairs = bert.nsp_pairs(docs, n_pair * args.steps, seed=args.seed)
+    pairs = bert.nsp_pairs(docs, n_pair * args.steps, seed=args.seed) if n_pair else []
+    sst_pieces = tok(sst, add_special_tokens=False, verbose=False)["input_ids"] if sst else []
     rng = random.Random(args.seed + 1)
     sst_order: list[int] = []
     mask_gen = torch.Generator().manual_seed(args.seed + 2)
@@ -155,26 +171,42 @@ def pretrain(args) -> dict:
     log, mlm_sum, nsp_sum, nsp_right, n_log = [], 0.0, 0.0, 0, 0
     model.train()
     for step in range(args.steps):
-        a, b, y_nsp = zip(*pairs[step * n_pair:(step + 1) * n_pair])
-        parts = [bert.encode(tok, list(a), max_length=args.max_len, pairs=list(b))]
+        parts = []
+        if n_pair:
+            a, b, y_nsp = zip(*pairs[step * n_pair:(step + 1) * n_pair])
+            parts.append(bert.encode(tok, list(a), max_length=args.max_len, pairs=list(b)))
         if n_sst:
             while len(sst_order) < n_sst:                 # epochs over SST-2, reshuffled each
                 fresh = list(range(len(sst)))
                 rng.shuffle(fresh)
                 sst_order += fresh
-            take, sst_order = sst_order[:n_sst], sst_order[n_sst:]
-            parts.append(bert.encode(tok, [sst[i] for i in take], max_length=args.max_len))
+            if args.pack:
+                while len(sst_order) < n_sst * args.max_len:    # enough for full rows
+                    fresh = list(range(len(sst)))
+                    rng.shuffle(fresh)
+                    sst_order += fresh
+                rows, sst_order = packed_rows(sst_pieces, sst_order, n_sst, args.max_len,
+                                              tok.cls_token_id, tok.sep_token_id)
+                parts.append(rows)
+            else:
+                take, sst_order = sst_order[:n_sst], sst_order[n_sst:]
+                parts.append(bert.encode(tok, [sst[i] for i in take],
+                                         max_length=args.max_len))
         x = pad_cat(parts)                                                  # (B, 3, T)
         masked, labels = bert.mask_tokens(x[:, 0], mask_token_id=tok.mask_token_id,
                                           vocab_size=len(tok), special_ids=specials,
-                                          attention_mask=x[:, 1], generator=mask_gen)
+                                          attention_mask=x[:, 1], generator=mask_gen,
+                                          mlm_probability=args.mask_rate)
         enc = model.bert(masked, x[:, 1], x[:, 2])
         sel = labels != bert.IGNORE_INDEX                                   # (B, T)
         logits = model.cls.predictions(enc.last_hidden_state[sel])          # (n_sel, V)
         loss_mlm = F.cross_entropy(logits, labels[sel])
-        nsp_logits = model.cls.seq_relationship(enc.pooler_output[:n_pair])  # (n_pair, 2)
-        y_nsp = torch.tensor(y_nsp)
-        loss_nsp = F.cross_entropy(nsp_logits, y_nsp)
+        if n_pair:
+            nsp_logits = model.cls.seq_relationship(enc.pooler_output[:n_pair])  # (n_pair, 2)
+            y_nsp = torch.tensor(y_nsp)
+            loss_nsp = F.cross_entropy(nsp_logits, y_nsp)
+        else:                                    # no pairs (--sst2-share 1): no NSP to report
+            nsp_logits, y_nsp, loss_nsp = torch.zeros(0, 2), torch.zeros(0), torch.zeros(())
         loss = loss_mlm + loss_nsp if args.nsp else loss_mlm
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -188,7 +220,7 @@ def pretrain(args) -> dict:
         if (step + 1) % args.log_every == 0 or step + 1 == args.steps:
             rec = {"step": step + 1, "mlm_loss": round(mlm_sum / n_log, 4),
                    "nsp_loss": round(nsp_sum / n_log, 4),
-                   "nsp_accuracy": round(nsp_right / (n_log * n_pair), 4),
+                   "nsp_accuracy": round(nsp_right / max(n_log * n_pair, 1), 4),
                    "seconds": round(time.perf_counter() - t_start, 1)}
             log.append(rec)
             if not args.quiet:
@@ -219,7 +251,7 @@ def save(model, config, tok, out: Path, args, log, seconds, corpus) -> dict:
                                     if k != "attn_implementation"},
            "position_embedding_type": "absolute", "torch_dtype": args.dtype}
     (out / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
-    files = {p.name: {"sha256": sha256(p), "bytes": p.stat().st_size}
+    files = {p.name: {"sha256": data.file_digest(p), "bytes": p.stat().st_size}
              for p in sorted(out.iterdir()) if p.name != "manifest.json"}
     manifest = {
         "name": "mlm+nsp" if args.nsp else "mlm",
@@ -255,6 +287,10 @@ def parser() -> argparse.ArgumentParser:
                    help="add the unlabelled SST-2 training sentences (default: yes)")
     p.add_argument("--sst2-share", dest="sst2_share", type=float, default=0.75,
                    help="share of each batch taken from SST-2")
+    p.add_argument("--pack", action="store_true",
+                   help="pack the SST-2 sentences into full rows of --max-len ids (no padding)")
+    p.add_argument("--mask-rate", dest="mask_rate", type=float, default=0.15,
+                   help="share of the real tokens selected for the MLM loss (BERT: 0.15)")
     p.add_argument("--dropout", type=float, default=0.0,
                    help="dropout during pre-training (config.json keeps 0.1 for fine-tuning)")
     p.add_argument("--threads", type=int, default=1)
@@ -271,6 +307,9 @@ def parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser().parse_args(argv)
+    if args.nsp and args.sst2 and round(args.batch * args.sst2_share) >= args.batch:
+        parser().error(f"--nsp needs Wikipedia pairs in the batch, but --sst2-share "
+                       f"{args.sst2_share!r} leaves none; use a share below 1")
     args.argv = argv
     m = pretrain(args)
     print(f"{m['name']}: {m['steps']} steps in {m['minutes']} min; final {m['final']}; "

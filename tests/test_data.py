@@ -473,3 +473,16 @@ def test_per_class_subset_is_balanced_seeded_and_checked():
     for bad in (5, 0, 2.0, True):
         with pytest.raises(ValueError, match=rf"per_class={bad!r} must be an integer in \[1, 4\]"):
             data.per_class_subset(y, bad)
+
+
+def test_file_digest_streams_the_same_digest_as_hashlib(tmp_path):
+    blob = os.urandom((1 << 20) + 12345)            # crosses the 1 MiB block boundary
+    path = tmp_path / "blob.bin"
+    path.write_bytes(blob)
+    assert data.file_digest(path) == hashlib.sha256(blob).hexdigest()
+    assert data.file_digest(str(path), "md5") == hashlib.md5(blob).hexdigest()
+    gz = tmp_path / "blob.bin.gz"
+    gz.write_bytes(gzip.compress(blob))
+    assert data.file_digest(gz, gunzip=True) == hashlib.sha256(blob).hexdigest()
+    assert data.file_digest(gz) == hashlib.sha256(gz.read_bytes()).hexdigest()
+    assert data.file_digest(gz) != data.file_digest(gz, gunzip=True)

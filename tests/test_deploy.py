@@ -16,7 +16,7 @@ import pytest
 import torch
 from torch import nn
 
-from course_lib import bert, cnn, deploy
+from course_lib import bert, cnn, data, deploy
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).parent))
@@ -236,7 +236,7 @@ def test_model_folder_round_trip_and_start_up_errors(lenet_onnx, tmp_path):
     folder = deploy.save_model_dir(tmp_path / "m", lenet_onnx, kind="image", labels=list("0123456789"),
                                    name="lenet", version="3", image_shape=(28, 28))
     b = deploy.load_model_dir(folder)
-    assert b.meta["sha256"] == deploy.sha256(folder / "model.onnx") and b.kind == "image"
+    assert b.meta["sha256"] == data.file_digest(folder / "model.onnx") and b.kind == "image"
     with pytest.raises(deploy.ModelDirError, match="does not exist"):
         deploy.load_model_dir(tmp_path / "nowhere")
     bad = tmp_path / "bad"
@@ -248,7 +248,7 @@ def test_model_folder_round_trip_and_start_up_errors(lenet_onnx, tmp_path):
         deploy.load_model_dir(bad)
     (bad / "model.onnx").write_bytes(bytes(raw[:1000]))                     # truncated, checksum "fixed"
     meta = json.loads((bad / "model.json").read_text())
-    meta["sha256"] = deploy.sha256(bad / "model.onnx")
+    meta["sha256"] = data.file_digest(bad / "model.onnx")
     (bad / "model.json").write_text(json.dumps(meta))
     with pytest.raises(deploy.ModelDirError, match="cannot load"):
         deploy.load_model_dir(bad)

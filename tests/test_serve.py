@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 
-from course_lib import bert, cnn, deploy, serve
+from course_lib import bert, cnn, data, deploy, serve
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).parent))
@@ -75,7 +75,7 @@ def test_health_and_model_identity_on_every_response(text_server, text_dir):
     r = httpx.get(text_server.url + "/health")
     assert r.status_code == 200 and r.json()["status"] == "ok"
     assert r.json()["model"] == {"name": "sst2-minilm", "version": "0.1-test", "sha256": meta["sha256"]}
-    assert meta["sha256"] == deploy.sha256(text_dir / "model.onnx")
+    assert meta["sha256"] == data.file_digest(text_dir / "model.onnx")
     for resp in (r, httpx.get(text_server.url + "/metrics"), _post(text_server, {"texts": []}),
                  httpx.get(text_server.url + "/nowhere")):
         assert resp.headers["x-model-version"] == "0.1-test" and resp.headers["x-model-sha256"] == meta["sha256"]

@@ -794,7 +794,7 @@ def verify_checkpoint(folder: str | os.PathLike, sha256: str | None = None) -> P
     ValueError
         A file's SHA-256 differs from the recorded one (corrupt or changed).
     """
-    import hashlib
+    from .data import file_digest
     folder = Path(folder)
     manifest_path = folder / "manifest.json"
     if not manifest_path.is_file():
@@ -811,7 +811,7 @@ def verify_checkpoint(folder: str | os.PathLike, sha256: str | None = None) -> P
         path = folder / name
         if not path.is_file():
             raise FileNotFoundError(f"{path} is missing.")
-        actual = hashlib.sha256(path.read_bytes()).hexdigest()
+        actual = file_digest(path)
         if actual != digest:
             raise ValueError(f"{path} is corrupt or changed: SHA-256 {actual[:16]}... but "
                              f"{digest[:16]}... was recorded.")

@@ -277,7 +277,18 @@ def _get(name: str) -> Dataset:
 
 
 # --------------------------------------------------------------------------- verification
-def _hash(path: Path, algo: str, gunzip: bool = False) -> str:
+def file_digest(path: str | os.PathLike, algo: str = "sha256", gunzip: bool = False) -> str:
+    """Hex digest of a file's bytes, read in 1 MiB blocks (the course's one file checksum: data
+    files, checkpoints, exported models).
+
+    Parameters
+    ----------
+    path : str or PathLike
+    algo : str, default="sha256"
+        Any name :func:`hashlib.new` knows ("md5" for the legacy checksums some datasets publish).
+    gunzip : bool, default=False
+        Hash the decompressed content of a ``.gz`` file instead of its bytes.
+    """
     h = hashlib.new(algo)
     with (gzip.open(path, "rb") if gunzip else open(path, "rb")) as f:
         while chunk := f.read(1 << 20):
@@ -315,18 +326,18 @@ def verify_file(path: str | Path, spec: FileSpec) -> str | None:
     path = Path(path)
     size = path.stat().st_size
     if spec.sha256:
-        got = _hash(path, "sha256")
+        got = file_digest(path)
         if got == spec.sha256:
             return None
         if spec.content_sha256 and path.suffix == ".gz":
             try:
-                if _hash(path, "sha256", gunzip=True) == spec.content_sha256:
+                if file_digest(path, gunzip=True) == spec.content_sha256:
                     return None  # a recompressed copy of the same payload
             except (OSError, EOFError, gzip.BadGzipFile):
                 pass
         return f"expected sha256 {spec.sha256}, got {got} ({size:,} bytes)"
     if spec.md5:
-        got = _hash(path, "md5")
+        got = file_digest(path, "md5")
         return None if got == spec.md5 else f"expected md5 {spec.md5}, got {got} ({size:,} bytes)"
     if spec.size is not None and size != spec.size:
         return f"expected {spec.size:,} bytes, got {size:,} bytes"

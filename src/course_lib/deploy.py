@@ -37,7 +37,6 @@ References
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import math
 import os
@@ -52,13 +51,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from .data import file_digest
 from .quiet import native_stderr_filtered
 
 __all__ = ["TEXT_INPUTS", "IMAGE_INPUTS", "TFLITE_CONVERTER", "export_onnx", "export_refusal",
            "export_text_classifier",
            "export_image_classifier", "graph_summary", "onnx_session", "run_onnx", "compare",
            "quantize_onnx", "quantize_torch", "paired_difference", "time_calls", "percentiles",
-           "file_size", "sha256", "save_model_dir", "load_model_dir", "ModelBundle", "ModelDirError",
+           "file_size", "save_model_dir", "load_model_dir", "ModelBundle", "ModelDirError",
            "psi", "histogram", "LENGTH_BINS", "INK_BINS", "keras_to_tflite", "tflite_predict",
            "parse_pbtxt"]
 
@@ -354,14 +354,6 @@ def file_size(path: str | os.PathLike) -> int:
     return path.stat().st_size + (extra.stat().st_size if extra.exists() else 0)
 
 
-def sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 # --------------------------------------------------------------------------- drift
 def histogram(values, bins: Sequence[float]) -> np.ndarray:
     """Counts of ``values`` in the half-open bins ``[bins[i], bins[i+1])``."""
@@ -452,7 +444,7 @@ def save_model_dir(dest: str | os.PathLike, onnx_path: str | os.PathLike, *, kin
     sess = onnx_session(dest / "model.onnx")
     if sess.get_outputs()[0].shape[-1] != len(labels):
         raise ValueError(f"{len(labels)} labels but the model has {sess.get_outputs()[0].shape[-1]} outputs.")
-    meta = {"name": name, "version": str(version), "sha256": sha256(dest / "model.onnx"), "kind": kind,
+    meta = {"name": name, "version": str(version), "sha256": file_digest(dest / "model.onnx"), "kind": kind,
             "labels": list(labels), "inputs": [i.name for i in sess.get_inputs()],
             "max_length": max_length, "image_shape": list(image_shape) if image_shape else None,
             "reference": reference, **(extra or {})}
@@ -495,7 +487,7 @@ def load_model_dir(folder: str | os.PathLike) -> ModelBundle:
         meta["labels"], meta["version"], meta["name"]
     except (ValueError, KeyError, TypeError) as e:
         raise ModelDirError(f"{str(meta_path)!r} is not a valid model description ({type(e).__name__}: {e}).") from None
-    got = sha256(onnx_path)
+    got = file_digest(onnx_path)
     if got != want:
         raise ModelDirError(f"{str(onnx_path)!r} has SHA-256 {got[:12]}..., but model.json records "
                             f"{want[:12]}...: the file is corrupt or was replaced; copy the folder again.")
