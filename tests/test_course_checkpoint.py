@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from course_lib import bert
+from course_lib import bert, data
 
 ROOT = Path(__file__).resolve().parents[1]
 SENTENCES = ["a gripping , funny and moving film .", "dull",
@@ -150,3 +150,43 @@ def test_script_splits_wikipedia_text_into_sentences_and_pads_batches():
     a, b = torch.ones(2, 3, 5, dtype=torch.long), torch.ones(1, 3, 7, dtype=torch.long)
     x = script.pad_cat([a, b])
     assert x.shape == (3, 3, 7) and x[:2, :, 5:].abs().sum() == 0 and x[2].sum() == 21
+
+
+def test_packed_rows_fill_full_rows_in_order_and_cut_the_last_sentence():
+    script = _script()
+    pieces = [[10, 11, 12], [20, 21], [30, 31, 32, 33, 34], [40]]
+    rows, rest = script.packed_rows(pieces, [1, 0, 2, 3, 1], n_rows=2, max_len=8, cls_id=2, sep_id=3)
+    assert rows.shape == (2, 3, 8)
+    assert rows[0, 0].tolist() == [2, 20, 21, 3, 10, 11, 12, 3]              # two whole sentences
+    assert rows[1, 0].tolist() == [2, 30, 31, 32, 33, 34, 3, 3]              # [40] cut to nothing
+    assert rows[:, 1].eq(1).all() and rows[:, 2].eq(0).all()                 # no padding, segment A
+    assert rest == [1]                                                       # the unused order
+    with pytest.raises(ValueError, match="ran out of sentences"):
+        script.packed_rows(pieces, [0], n_rows=1, max_len=8, cls_id=2, sep_id=3)
+
+
+def test_script_refuses_nsp_without_pairs(capsys):
+    with pytest.raises(SystemExit):
+        _script().main(["--out", "unused", "--nsp", "--sst2-share", "1"])
+    assert "--nsp needs Wikipedia pairs" in capsys.readouterr().err
+
+
+@pytest.mark.needs("gensim")
+def test_text8_documents_are_cut_into_word_spans(monkeypatch):
+    """text8 itself is a download; its format (lower-case words, no punctuation, in chunks) is
+    made here from the packaged Wikipedia extract, as text8 was made from Wikipedia."""
+    import re
+    from types import SimpleNamespace
+    script = _script()
+    words = re.sub(r"[^a-z]+", " ", " ".join(data.load_text_corpus("enwiki_sample").documents[:3])
+                   .lower()).split()
+    chunks = [" ".join(words[i:i + 1000]) for i in range(0, len(words), 1000)]
+    asked = []
+    monkeypatch.setattr(script.data, "load_text_corpus",
+                        lambda name=None: asked.append(name) or SimpleNamespace(documents=chunks))
+    docs = script.wiki_documents(corpus="text8")
+    assert asked == ["text8"]
+    n = script.TEXT8_SPAN
+    assert all(len(s.split()) == n for d in docs for s in d)
+    assert docs[0][:2] == [" ".join(words[:n]), " ".join(words[n:2 * n])]     # in order, no gap
+    assert sum(len(d) for d in docs) == sum(len(c.split()) // n for c in chunks if len(c.split()) >= 2 * n)

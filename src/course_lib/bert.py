@@ -770,9 +770,9 @@ def locate_checkpoint(name_or_path: str | os.PathLike | None = None) -> Path:
 #: in ``course_lib/checkpoints/`` and made by ``scripts/pretrain_bert.py`` (see each folder's
 #: ``manifest.json`` for the exact command, seed, steps and time): name -> (folder, sha256).
 COURSE_CHECKPOINTS = {
-    "mlm": ("mlm", "5b65647e675f2757fff356ed9ba2f166f793a50097be0519b440179c3ec50c5d"),
+    "mlm": ("mlm", "31f22292cde5c1cf259dfd3d69e6485cea5874a589d0099b76c7dd3ef6266806"),
     "mlm+nsp": ("mlm_nsp",
-                "95a54002c12848b8f666ba5a7682ea724e0ca4c3645b2f7f27c45869e550f525"),
+                "9e9d4b7ff08ee8042636f6a104714245c85d98658a98b93b423873b12aafe599"),
 }
 _REMAKE = "python scripts/pretrain_bert.py --out src/course_lib/checkpoints/{folder}{nsp}"
 
