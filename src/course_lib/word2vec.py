@@ -568,22 +568,42 @@ def _run_steps(W_in, W_out, centers, targets, mask, lrs, batch_size, steps):
     return loss_sum
 
 
-def _hogwild(W_in, W_out, centers, targets, mask, lrs, batch_size, workers):
-    """Batch ``i`` to worker ``i % workers``; the workers step at once on the shared tables."""
+def _targets(contexts, cum, negative, gen, dtype):
+    """Targets ``(B, 1+K)``, the context first and then ``negative`` draws, and their mask (0 for a
+    negative equal to the context, which would push the pair apart)."""
+    neg = sample_negatives(cum, (len(contexts), negative), gen)              # (B, K)
+    targets = torch.cat([contexts[:, None], neg], dim=1)                    # (B, 1+K) context first
+    mask = (targets != contexts[:, None]).to(dtype)                         # (B, 1+K)
+    mask[:, 0] = 1
+    return targets, mask
+
+
+def _hogwild(W_in, W_out, centers, contexts, cum, negative, gens, lrs, batch_size):
+    """Batch ``i`` to worker ``i % workers``; the workers step at once on the shared tables.
+
+    Each worker draws the negatives of its own batches with its own generator (``gens[w]``), so
+    that the draws run in parallel too; drawn once for the whole chunk, they were a serial
+    fifth of the work (inverse-CDF sampling is a binary search per draw)."""
     from concurrent.futures import ThreadPoolExecutor
 
     def work(w):
         torch.set_num_threads(1)                                  # each worker: one torch thread
-        return _run_steps(W_in, W_out, centers, targets, mask, lrs, batch_size,
-                          range(w, len(lrs), workers))
-    with ThreadPoolExecutor(workers) as pool:                     # ops release the GIL
-        return sum(pool.map(work, range(workers)))
+        loss = torch.zeros((), dtype=torch.float64, device=W_in.device)
+        for i in range(w, len(lrs), len(gens)):
+            sl = slice(i * batch_size, (i + 1) * batch_size)
+            targets, mask = _targets(contexts[sl], cum, negative, gens[w], W_in.dtype)
+            loss += _sgns_step(W_in, W_out, centers[sl], targets, mask, float(lrs[i])).sum()
+        return loss
+    with ThreadPoolExecutor(len(gens)) as pool:                   # ops release the GIL
+        return sum(pool.map(work, range(len(gens))))
 
 
 def _epochs(model, docs, keep, cum, rng, gen, cfg, device, n_words, hist, bar):
     total, done, lr = n_words * cfg.epochs, 0, cfg.lr
     W_in, W_out = model.in_vectors.weight.data, model.out_vectors.weight.data
     workers = cfg.workers if device.type == "cpu" else 1
+    worker_gens = [torch.Generator(device=device).manual_seed(cfg.seed * 1000 + 1 + w)
+                   for w in range(workers)] if workers > 1 else []
     for epoch in range(1, cfg.epochs + 1):
         t0, loss_sum, n_pairs = time.perf_counter(), torch.zeros((), dtype=torch.float64, device=device), 0
         for group in _chunks(docs, cfg.chunk_words):
@@ -594,19 +614,16 @@ def _epochs(model, docs, keep, cum, rng, gen, cfg, device, n_words, hist, bar):
             centers = torch.from_numpy(centers[order]).to(device)
             contexts = torch.from_numpy(contexts[order]).to(device)
             P = len(centers)
-            # the whole chunk's negatives in one draw, and the targets and masks of all its steps
-            neg = sample_negatives(cum, (P, cfg.negative), gen)            # (P, K)
-            targets = torch.cat([contexts[:, None], neg], dim=1)           # (P, 1+K) context first
-            mask = (targets != contexts[:, None]).to(W_in.dtype)           # (P, 1+K) skip neg == context
-            mask[:, 0] = 1
             starts = np.arange(0, P, cfg.batch_size)                       # learning rate of each step:
             frac = (done + words_here * starts / max(P, 1)) / total       # linear decay in words
             lrs = np.maximum(cfg.min_lr, cfg.lr - (cfg.lr - cfg.min_lr) * frac)
-            if workers == 1:
+            if workers == 1:    # the whole chunk's negatives in one draw, then all its steps
+                targets, mask = _targets(contexts, cum, cfg.negative, gen, W_in.dtype)
                 loss_sum += _run_steps(W_in, W_out, centers, targets, mask, lrs, cfg.batch_size,
                                        range(len(lrs)))
             else:
-                loss_sum += _hogwild(W_in, W_out, centers, targets, mask, lrs, cfg.batch_size, workers)
+                loss_sum += _hogwild(W_in, W_out, centers, contexts, cum, cfg.negative,
+                                     worker_gens, lrs, cfg.batch_size)
             if len(lrs):
                 lr = float(lrs[-1])
             n_pairs += P
