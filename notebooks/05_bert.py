@@ -764,7 +764,8 @@ def masked_loss(model, sentences, seed=0, draws=3, batch=256):
 
 
 dev_mlm_loss, dev_freq_loss = masked_loss(own_mlm, list(sst.dev_sentences))
-seen = np.random.default_rng(0).permutation(len(sst.train_sentences))[:len(sst.dev_sentences)]
+seen = np.random.default_rng(0).permutation(len(sst.train_sentences))
+seen = seen[:len(sst.dev_sentences)]          # as many training phrases as dev
 seen_mlm_loss, _ = masked_loss(own_mlm, [sst.train_sentences[i] for i in seen])
 print(f"masked pieces, cross-entropy in nats: dev sentences (never seen) "
       f"{dev_mlm_loss:.2f}, frequency guess {dev_freq_loss:.2f}; training phrases "
@@ -916,16 +917,17 @@ own_sst_words = sum(len(t.split()) for t in {t.strip() for t in sst.train_senten
                                               if len(t.split()) >= 3})
 glue("own_sst_words", own_sst_words)
 verdict("own_why", [
-    (every, "What it learned as a language model carries over to the classifier: it knows "
-            "words that the labelled phrases never showed."),
+    (every, "What it learned as a language model carries over to the classifier: it "
+            "knows words that the labelled phrases never showed."),
     (dev_mlm_loss < dev_freq_loss - 0.5,
      "A checkpoint that models language can still pass little on to a classifier. "
      "Filling a masked piece of a review mostly asks for grammar and common word pairs "
-     "(\"one of the [MASK] films\" wants an adjective); which way the adjective leans is a "
-     "small part of the loss. What the classifier lacks is the polarity of words its "
-     "labelled phrases never showed, and learning that from context takes far more text "
-     f"than this run had: {own_manifest['corpus']['wiki_sentences']:,} Wikipedia "
-     f"sentences and {own_sst_words:,} words of SST-2 phrases, read many times over."),
+     "(\"one of the [MASK] films\" wants an adjective); which way the adjective "
+     "leans is a small part of the loss. What the classifier lacks is the polarity of "
+     "words its labelled phrases never showed, and learning that from context takes "
+     f"far more text than this run had: {own_manifest['corpus']['wiki_sentences']:,} "
+     f"Wikipedia sentences and {own_sst_words:,} words of SST-2 phrases, read many "
+     "times over."),
     (True, "It has not learned enough of the language to pass much on: on unseen "
            "sentences its masked-piece loss is still near that of the frequencies."),
 ])
