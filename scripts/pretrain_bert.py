@@ -201,15 +201,12 @@ def pretrain(args) -> dict:
             a, b, y_nsp = zip(*pairs[step * n_pair:(step + 1) * n_pair])
             parts.append(bert.encode(tok, list(a), max_length=args.max_len, pairs=list(b)))
         if n_sst:
-            while len(sst_order) < n_sst:                 # epochs over SST-2, reshuffled each
+            # epochs over SST-2, reshuffled each; packed rows may take up to max_len sentences
+            while len(sst_order) < (n_sst * args.max_len if args.pack else n_sst):
                 fresh = list(range(len(sst)))
                 rng.shuffle(fresh)
                 sst_order += fresh
             if args.pack:
-                while len(sst_order) < n_sst * args.max_len:    # enough for full rows
-                    fresh = list(range(len(sst)))
-                    rng.shuffle(fresh)
-                    sst_order += fresh
                 rows, sst_order = packed_rows(sst_pieces, sst_order, n_sst, args.max_len,
                                               tok.cls_token_id, tok.sep_token_id)
                 parts.append(rows)
