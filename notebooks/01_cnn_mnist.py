@@ -380,8 +380,10 @@ glue("broken_zero_frac", broken_runs["logits exactly 0"].mean())
 worst = broken_runs.loc[broken_runs["worst-class recall"].idxmin()]
 glue("worst_seed", int(worst.seed))
 
-# The lesson, checked on this run: paired over seeds, the fix is more accurate, and it
-# never loses a class.
+# The lesson, checked on this run: paired over seeds, the fix is more accurate on
+# average and on most seeds (not on every one: where the broken version keeps all its
+# classes by luck, the two are close, and a seed can go either way), and it never loses
+# a class.
 from course_lib.claims import claim, paired_comparison
 
 acc = runs.pivot(index="seed", columns="version", values="accuracy")
@@ -390,12 +392,16 @@ fix_cmp = paired_comparison(acc["logits (fixed)"], acc["ReLU on logits"],
                             name="fix_cmp", scale=100,
                             unit=" points")
 glue("fixed_min_recall", rec["logits (fixed)"].min())
-claim("the fixed model beats the ReLU-on-logits version on test accuracy on every "
-      "seed, and keeps every class (worst-class recall above 0.5 on every seed)",
-      fix_cmp.wins == fix_cmp.n and rec["logits (fixed)"].min() > 0.5,
-      margin=min(fix_cmp.diffs.min(), rec["logits (fixed)"].min() - 0.5),
+claim("the fixed model is more accurate than the ReLU-on-logits version on average "
+      "and on most seeds, and keeps every class (worst-class recall above 0.5 on every "
+      "seed)",
+      fix_cmp.mean > 0 and 2 * fix_cmp.wins > fix_cmp.n
+      and rec["logits (fixed)"].min() > 0.5,
+      margin=min(fix_cmp.mean, (fix_cmp.wins - fix_cmp.n / 2) / fix_cmp.n,
+                 rec["logits (fixed)"].min() - 0.5),
       values={"fixed_mean": means["logits (fixed)"],
               "broken_mean": means["ReLU on logits"],
+              "wins": fix_cmp.wins,
               "fixed_min_recall": rec["logits (fixed)"].min()}, name="fix_claim")
 claim("the ReLU-on-logits version loses a class (worst-class recall below 5%) on most "
       "seeds",
@@ -417,8 +423,10 @@ for ax, name in zip(axes, versions):
 # practically lost a class (worst-class recall below 5%) in {glue:text}`broken_lost` runs, against
 # {glue:text}`fixed_lost` for the fixed version (whose worst class never fell below
 # {glue:text}`fixed_min_recall:.0%` recall). The paired difference, fixed minus broken, is
-# {glue:text}`fix_cmp`. Both lessons are checked on this run: {glue:text}`fix_claim`; and
-# {glue:text}`broken_claim`. On average {glue:text}`broken_zero_frac:.0%` of the broken version's
+# {glue:text}`fix_cmp`. On a seed where the broken version happens to keep all its classes, the two
+# are close and either can come out ahead, which is why the check reads the average and the
+# majority of seeds, not every seed. Both lessons are checked on this run: {glue:text}`fix_claim`;
+# and {glue:text}`broken_claim`. On average {glue:text}`broken_zero_frac:.0%` of the broken version's
 # logits sit at exactly 0 — the spike in the left histogram (seed {glue:text}`worst_seed`, its worst
 # run). With a smaller learning rate, or a warm-up that keeps the first steps small (the one-cycle
 # schedule used above), a class is killed less often, and that is why the bug survives copying: the

@@ -217,6 +217,7 @@ def test_k_equals_n_gives_zero_inertia():
     ({"tol": -1.0}, "'tol'.*Got -1.0"),
     ({"init": "kmeans++"}, "'init'.*Got 'kmeans\\+\\+'"),
     ({"batch_size": 0}, "'batch_size'.*Got 0"),
+    ({"backend": "c"}, "'backend'.*Got 'c'"),
     ({"init": np.zeros((3, 2))}, r"shape of the initial centers \(3, 2\).*expected \(2, 2\)"),
 ])
 def test_bad_parameters(kwargs, match):
@@ -318,16 +319,20 @@ def test_relocation_of_several_empty_clusters():
     assert sums[:, 0].tolist() == [12.0, 20.0, 0.0, 1.0]            # farthest: 20, then 0, then 1
 
 
-def test_threads_over_chunks_give_the_single_thread_result(digits):
+@pytest.mark.parametrize("backend", ["torch", "compiled"])
+def test_threads_over_chunks_give_the_single_thread_result(digits, backend):
     # with several torch threads, fit splits the chunks between worker threads (own partial sums,
     # added in a fixed order): same labels and iterations as one thread, centres to round-off
+    if backend == "compiled" and km.compiled_kernel() is None:
+        pytest.skip(f"no compiled kernel: {km.compiled_kernel_error()}")
+    kw = dict(n_init=2, random_state=3, batch_size=64, device="cpu", backend=backend)
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
-        one = KMeans(10, n_init=2, random_state=3, batch_size=64, device="cpu").fit(digits)
+        one = KMeans(10, **kw).fit(digits)
         torch.set_num_threads(2)
-        two = KMeans(10, n_init=2, random_state=3, batch_size=64, device="cpu").fit(digits)
-        again = KMeans(10, n_init=2, random_state=3, batch_size=64, device="cpu").fit(digits)
+        two = KMeans(10, **kw).fit(digits)
+        again = KMeans(10, **kw).fit(digits)
     finally:
         torch.set_num_threads(threads)
     assert (one.labels_ == two.labels_).all() and one.n_iter_ == two.n_iter_
@@ -335,3 +340,95 @@ def test_threads_over_chunks_give_the_single_thread_result(digits):
     assert two.inertia_ == pytest.approx(one.inertia_, rel=1e-12)
     assert np.array_equal(two.cluster_centers_, again.cluster_centers_)   # deterministic per thread count
     assert torch.get_num_threads() == threads
+
+
+# ------------------------------------------------------------------ the compiled E-step
+needs_kernel = pytest.mark.skipif(km.compiled_kernel() is None,
+                                  reason=f"no compiled kernel: {km.compiled_kernel_error()}")
+
+
+@needs_kernel
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("k", [1, 10, 16, 37])                   # 37: three blocks, 11 padded
+def test_compiled_e_step_matches_the_torch_one(digits, dtype, k):
+    x = torch.as_tensor(load_digits().data[:1001], dtype=dtype)  # 1001 rows: a partial last block
+    x = x - x.mean(0)
+    centers = x[torch.randperm(len(x), generator=torch.Generator().manual_seed(k))[:k]].clone()
+    out = {}
+    for name, native in (("torch", None), ("compiled", km.compiled_kernel())):
+        labels = torch.empty(len(x), dtype=torch.long)
+        partial = torch.empty(len(x), dtype=dtype)
+        sums = torch.zeros(k, x.shape[1], dtype=dtype)
+        km._e_step(x, centers, 128, labels, partial, sums=sums, native=native)
+        out[name] = labels, partial, sums
+    (l0, p0, s0), (l1, p1, s1) = out["torch"], out["compiled"]
+    tol = 1e-3 if dtype == torch.float32 else 1e-9                # distances are ~1e3 here
+    assert torch.allclose(p1, p0, rtol=0, atol=tol)
+    # labels may differ only where two centres are equally near (to round-off)
+    d = km.squared_distances(x.double(), centers.double())        # (N, K)
+    gap = (d.gather(1, l1[:, None]) - d.gather(1, l0[:, None])).abs().squeeze(1)
+    assert (gap[l1 != l0] <= 10 * tol).all() and (l1 == l0).float().mean() > 0.99
+    assert torch.equal(l1, torch.argmin(d, 1)) or dtype == torch.float32
+    expected = torch.zeros_like(s1).index_add_(0, l1, x)           # the sums of its own labels
+    assert torch.allclose(s1, expected, rtol=1e-5, atol=1e-3)
+    # the last pass: the exact inertia of its own labels, in float64
+    inertia = km._e_step(x, centers, 128, l1, p1, inertia=True, native=km.compiled_kernel())
+    direct = ((x.double() - centers.double()[l1]) ** 2).sum()
+    assert inertia.dtype == torch.float64
+    assert float(inertia) == pytest.approx(float(direct), rel=1e-6 if dtype == torch.float32 else 1e-12)
+
+
+@needs_kernel
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_compiled_backend_gives_the_torch_clustering(digits, dtype):
+    kw = dict(n_init=3, random_state=0, device="cpu")
+    a = KMeans(10, backend="compiled", **kw).fit(digits.astype(dtype))
+    b = KMeans(10, backend="torch", **kw).fit(digits.astype(dtype))
+    s = SKKMeans(10, n_init=3, random_state=0).fit(digits.astype(dtype))
+    assert (a.backend_, b.backend_) == ("compiled", "torch")
+    assert adjusted_rand_score(a.labels_, b.labels_) == 1.0
+    assert a.inertia_ == pytest.approx(b.inertia_, rel=1e-6)
+    assert a.inertia_ <= 1.005 * s.inertia_
+
+
+def test_without_a_compiler_auto_falls_back_and_compiled_says_why(digits, monkeypatch, tmp_path):
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
+    monkeypatch.setenv("COURSE_DATA_DIR", str(tmp_path))          # no kernel built before
+    km.compiled_kernel.cache_clear()
+    try:
+        assert km.compiled_kernel() is None
+        assert "no-such-cc" in km.compiled_kernel_error()
+        auto = KMeans(10, random_state=0, device="cpu").fit(digits)
+        assert auto.backend_ == "torch"
+        ref = KMeans(10, random_state=0, device="cpu", backend="torch").fit(digits)
+        assert (auto.labels_ == ref.labels_).all()
+        with pytest.raises(RuntimeError, match="install a C compiler"):
+            KMeans(10, device="cpu", backend="compiled").fit(digits)
+    finally:
+        km.compiled_kernel.cache_clear()
+
+
+def test_backend_torch_by_environment(monkeypatch):
+    monkeypatch.setenv("COURSE_KMEANS_BACKEND", "torch")
+    km.compiled_kernel.cache_clear()
+    try:
+        assert km.compiled_kernel() is None
+        assert "COURSE_KMEANS_BACKEND" in km.compiled_kernel_error()
+    finally:
+        km.compiled_kernel.cache_clear()
+
+
+@needs_kernel
+def test_kernel_is_built_once_and_reused(monkeypatch, tmp_path):
+    monkeypatch.setenv("COURSE_DATA_DIR", str(tmp_path))
+    km.compiled_kernel.cache_clear()
+    try:
+        assert km.compiled_kernel() is not None
+        built = list((tmp_path / "kernels").glob("lloyd-*.so"))
+        assert len(built) == 1 and not list((tmp_path / "kernels").glob("*.tmp.so"))
+        stamp = built[0].stat().st_mtime_ns
+        km.compiled_kernel.cache_clear()
+        assert km.compiled_kernel() is not None
+        assert built[0].stat().st_mtime_ns == stamp                 # the cached build, not a new one
+    finally:
+        km.compiled_kernel.cache_clear()

@@ -20,6 +20,9 @@ What the notebook imports from here:
   distances, the argmin, and the centre sums by ``index_add_`` while the chunk is in cache; on a
   CPU the chunk fits the L2 cache (:func:`lloyd_batch_size`) and threads split the chunks; on a
   GPU the stopping test stays on the device (no host round trip per iteration);
+- :func:`compiled_kernel` — the CPU E-step in C (``kernels/lloyd.c``: each row read once, as
+  scikit-learn's Cython), built with the machine's C compiler at first use; ``KMeans(backend=...)``
+  chooses it or the torch E-step;
 - :func:`kmeans_plusplus` — greedy k-means++ seeding (as scikit-learn: ``2 + floor(ln k)`` candidate
   draws per centre, keep the one that lowers the potential most);
 - :func:`squared_distances`, :func:`assign` — the chunked ``||x||^2 - 2 x.c + ||c||^2`` computation
@@ -44,8 +47,16 @@ References
 """
 from __future__ import annotations
 
+import ctypes
+import hashlib
 import math
 import numbers
+import os
+import platform
+import shutil
+import subprocess
+from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -56,8 +67,10 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from tqdm.auto import tqdm
 
 from .device import get_device
+from .settings import data_dir
 
 __all__ = ["KMeans", "kmeans_plusplus", "squared_distances", "assign", "objective",
+           "compiled_kernel", "compiled_kernel_error", "KERNEL_SOURCE", "KERNEL_FLAGS",
            "geometric_median", "silhouette_samples", "silhouette_score", "match_labels",
            "auto_batch_size", "lloyd_batch_size", "MEMORY_BUDGET"]
 
@@ -109,7 +122,6 @@ def auto_batch_size(n_clusters: int, element_size: int = 4, budget: int = MEMORY
 def _cache_bytes(level: int = 2, default: int = 2 ** 20) -> int:
     """Size of one CPU cache of ``level`` (per core for L2), read from Linux's sysfs; ``default``
     elsewhere."""
-    from pathlib import Path
     units = {"K": 2 ** 10, "M": 2 ** 20, "G": 2 ** 30}
     for d in sorted(Path("/sys/devices/system/cpu/cpu0/cache").glob("index*")):
         try:
@@ -137,6 +149,146 @@ def lloyd_batch_size(n_features: int, n_clusters: int, element_size: int = 4, de
     return max(1024, _cache_bytes(2) // (2 * per_row))
 
 
+# --------------------------------------------------------------------------- the compiled E-step
+# A chain of torch operations reads each chunk of X several times (the matrix product, the
+# minimum over the centres, index_add_); scikit-learn's Cython E-step reads each row once, while
+# it is in the L1 cache. kernels/lloyd.c does the same in C. It is compiled with the machine's C
+# compiler (cc -O3 -march=native) into <COURSE_DATA_DIR>/kernels/ the first time it is needed
+# (about a second), keyed by the source, the compiler, the flags and the CPU, and called through
+# ctypes (which releases the GIL, so the fit's worker threads run at once). Without a C compiler
+# (e.g. Windows without build tools) or where the build fails, compiled_kernel() returns None and
+# KMeans runs its torch E-step; COURSE_KMEANS_BACKEND=torch turns the kernel off.
+# References: scikit-learn sklearn/cluster/_k_means_lloyd.pyx; Goto, van de Geijn, "Anatomy of
+# high-performance matrix multiplication", ACM TOMS 34(3), 2008 (register blocking).
+KERNEL_SOURCE = Path(__file__).with_name("kernels") / "lloyd.c"
+KERNEL_FLAGS = ("-O3", "-march=native", "-shared", "-fPIC")
+_JB = 16                                  # centres per register block (_JB in lloyd.c)
+_MIN_ROWS_PER_WORKER = 256                # fewer rows than this per thread: not worth a thread
+_KERNEL_FUNCS = {torch.float32: "lloyd_estep_f32", torch.float64: "lloyd_estep_f64"}
+_kernel_errors: list[str] = []
+
+
+def _cpu_signature() -> str:
+    """The CPU model and its instruction-set flags (``-march=native`` compiles for them)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.machine() + platform.processor()
+    keep = [ln for ln in text.splitlines() if ln.startswith(("model name", "flags", "Features"))]
+    return platform.machine() + "\n".join(sorted(set(keep)))
+
+
+def _compiler() -> str | None:
+    return os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+
+
+def compiled_kernel_error() -> str | None:
+    """Why the last :func:`compiled_kernel` found no kernel (None when it found one or was not called)."""
+    return _kernel_errors[-1] if _kernel_errors else None
+
+
+@lru_cache(maxsize=None)
+def compiled_kernel():
+    """The compiled kernel (a :class:`ctypes.CDLL`), built on first use; None when unavailable."""
+    if os.environ.get("COURSE_KMEANS_BACKEND", "auto").strip().lower() == "torch":
+        _kernel_errors.append("COURSE_KMEANS_BACKEND=torch")
+        return None
+    cc = _compiler()
+    if cc is None:
+        _kernel_errors.append("no C compiler found (cc, gcc or clang on PATH, or $CC)")
+        return None
+    key = hashlib.sha256(b"\0".join([KERNEL_SOURCE.read_bytes(), cc.encode(), " ".join(KERNEL_FLAGS).encode(),
+                                     _cpu_signature().encode()])).hexdigest()[:16]
+    out = data_dir() / "kernels" / f"lloyd-{key}.so"
+    if not out.exists():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(f"{out.stem}.{os.getpid()}.tmp.so")
+        try:
+            subprocess.run([cc, *KERNEL_FLAGS, str(KERNEL_SOURCE), "-o", str(tmp)], check=True,
+                           capture_output=True, text=True, timeout=120)
+            os.replace(tmp, out)                          # atomic: a parallel build never sees half
+        except (OSError, subprocess.SubprocessError) as err:
+            detail = getattr(err, "stderr", None) or str(err)
+            _kernel_errors.append(f"{cc} failed on {KERNEL_SOURCE.name}: {detail.strip()[:500]}")
+            tmp.unlink(missing_ok=True)
+            return None
+    try:
+        lib = ctypes.CDLL(str(out))
+    except OSError as err:
+        _kernel_errors.append(f"could not load {out.name}: {err}")
+        return None
+    p, i64 = ctypes.c_void_p, ctypes.c_int64
+    for name in _KERNEL_FUNCS.values():
+        fn = getattr(lib, name)
+        fn.argtypes = [p, i64, i64, p, p, i64, i64, p, p, p, p, p]
+        fn.restype = None
+    return lib
+
+
+def _compiled_e_step(lib, x: torch.Tensor, centers: torch.Tensor, labels: torch.Tensor,
+           partial: torch.Tensor, sums: torch.Tensor | None = None, inertia: bool = False,
+           pool=None) -> torch.Tensor | None:
+    """The E-step of :func:`_e_step`, by the C kernel.
+
+    Parameters
+    ----------
+    lib : ctypes.CDLL
+        From :func:`compiled_kernel`.
+    x : Tensor of shape (N, D), float32 or float64, C-contiguous, on the CPU
+    centers : Tensor of shape (K, D), same dtype
+    labels : Tensor of shape (N,), int64, written
+    partial : Tensor of shape (N,), written: ``min_j ||c_j||^2 - 2 x.c_j``
+    sums : Tensor of shape (K, D), optional, accumulated into
+    inertia : bool
+        Also compute ``sum_i ||x_i - c_{labels_i}||^2`` (explicit differences, each row's summed
+        in float64, as scikit-learn's).
+    pool : _ChunkPool, optional
+        Its ``workers`` threads take one contiguous range of rows each, with their own sums,
+        added in a fixed order (deterministic for a given number of threads).
+
+    Returns
+    -------
+    Tensor or None
+        The inertia, a 0-d float64 tensor, when ``inertia`` is set.
+    """
+    if sums is not None and not sums.is_contiguous():
+        raise ValueError("sums must be C-contiguous (K, D).")
+    if x.device.type != "cpu" or x.dtype not in _KERNEL_FUNCS or not x.is_contiguous():
+        raise ValueError(f"the compiled E-step needs a C-contiguous float32/float64 CPU tensor; got "
+                         f"{x.dtype} on {x.device} (contiguous: {x.is_contiguous()}).")
+    n, d = x.shape
+    k = len(centers)
+    kp = -(-k // _JB) * _JB                                         # k rounded up to a block
+    ct = torch.zeros(d, kp, dtype=x.dtype)                        # (D, kp) centres transposed
+    ct[:, :k] = centers.T
+    c_sq = torch.full((kp,), float("inf"), dtype=x.dtype)         # (kp,) padding never wins
+    c_sq[:k] = (centers * centers).sum(1)
+    centers = centers.contiguous()                                # (K, D) for the inertia
+    fn = getattr(lib, _KERNEL_FUNCS[x.dtype])
+    workers = 1 if pool is None else min(pool.workers, max(1, n // _MIN_ROWS_PER_WORKER))
+    bounds = [n * w // workers for w in range(workers + 1)]
+    parts = [None if sums is None else (sums if workers == 1 else torch.zeros_like(sums))
+             for _ in range(workers)]
+    totals = torch.zeros(workers, dtype=torch.float64)            # (workers,) inertia parts
+
+    def run(w: int) -> None:
+        s, e = bounds[w], bounds[w + 1]
+        if e > s:
+            fn(x[s].data_ptr() if s < n else 0, e - s, d, ct.data_ptr(), c_sq.data_ptr(), k, kp,
+               labels[s:e].data_ptr(), partial[s:e].data_ptr(),
+               None if parts[w] is None else parts[w].data_ptr(), centers.data_ptr(),
+               totals[w:].data_ptr() if inertia else None)
+
+    if workers == 1:
+        run(0)
+    else:
+        pool.map(run, range(workers))
+        if sums is not None:
+            for part in parts:                                    # fixed order: deterministic
+                sums += part
+    return totals.sum() if inertia else None
+
+
 # --------------------------------------------------------------------------- distances
 def squared_distances(x: torch.Tensor, centers: torch.Tensor) -> torch.Tensor:
     """All squared Euclidean distances ``||x_i - c_j||^2``.
@@ -161,7 +313,8 @@ def squared_distances(x: torch.Tensor, centers: torch.Tensor) -> torch.Tensor:
     return (d + x_sq).clamp_(min=0)
 
 
-def _e_step(x, centers, batch_size, labels, partial, sums=None, inertia=False, pool=None):
+def _e_step(x, centers, batch_size, labels, partial, sums=None, inertia=False, pool=None,
+            native=None):
     """The chunked E-step, the one loop over the data that every pass of k-means makes.
 
     For each chunk of ``batch_size`` rows: one matrix product gives ``||c_j||^2 - 2 x.c_j`` (the
@@ -185,7 +338,12 @@ def _e_step(x, centers, batch_size, labels, partial, sums=None, inertia=False, p
     inertia : bool
         Also return the inertia, a 0-d float64 tensor on ``x``'s device (no host transfer).
     pool : _ChunkPool, optional
+    native : ctypes.CDLL, optional
+        The compiled kernel (:func:`compiled_kernel`): the same E-step in one pass per row (CPU
+        only).
     """
+    if native is not None:
+        return _compiled_e_step(native, x, centers, labels, partial, sums, inertia, pool)
     # The distance block is laid out (K, b), one row per centre: the minimum over the K rows
     # then runs along contiguous memory (vectorised over the chunk's points), which on a CPU is
     # about 1.5 times faster than a minimum over a short (b, K) row per point.
@@ -279,7 +437,7 @@ def _relocate_empty(x, labels, sq_dist, sums, counts):
     counts.copy_(torch.where(empty, torch.ones_like(counts), counts))
 
 
-def _lloyd(x, centers, max_iter, tol_abs, batch_size, x_sq, sync_every=1, pool=None):
+def _lloyd(x, centers, max_iter, tol_abs, batch_size, x_sq, sync_every=1, pool=None, native=None):
     """Lloyd's iterations from ``centers``; mirrors scikit-learn's ``_kmeans_single_lloyd``.
 
     Stops when no label changes (strict convergence) or when the squared centre shift, summed, is
@@ -303,9 +461,12 @@ def _lloyd(x, centers, max_iter, tol_abs, batch_size, x_sq, sync_every=1, pool=N
     on_cpu = x.device.type == "cpu"
     for it in range(1, max_iter + 1):
         sums.zero_()
-        _e_step(x, centers, batch_size, labels, partial, sums=sums, pool=pool)   # E-step + sums
+        _e_step(x, centers, batch_size, labels, partial, sums=sums, pool=pool,   # E-step + sums
+                native=native)
         counts = torch.bincount(labels, minlength=k).to(x.dtype)            # (K,)
         if not on_cpu or not bool(counts.all()):
+            if x_sq is None:                                                # first empty cluster
+                x_sq = (x * x).sum(1)                                       # (N,)
             _relocate_empty(x, labels, (partial + x_sq).clamp_(min=0), sums, counts)
         new = sums / counts.clamp(min=1)[:, None]                           # (K, D) M-step
         shift = ((new - centers) ** 2).sum()
@@ -317,7 +478,8 @@ def _lloyd(x, centers, max_iter, tol_abs, batch_size, x_sq, sync_every=1, pool=N
         if it % sync_every == 0 and bool(frozen):
             break
         labels, labels_old = labels_old, labels                             # swap the buffers
-    inertia = _e_step(x, centers, batch_size, labels, partial, inertia=True, pool=pool)  # final labels
+    inertia = _e_step(x, centers, batch_size, labels, partial, inertia=True, pool=pool,  # final
+                      native=native)                                                # labels
     return centers, labels, float(inertia), int(n_iter)
 
 
@@ -487,6 +649,12 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         CPU's cache; on a GPU, a ``(chunk, k)`` block within :data:`MEMORY_BUDGET` bytes).
     progress : bool, default=False
         A progress bar over the restarts.
+    backend : {"auto", "compiled", "torch"}, default="auto"
+        The E-step on a CPU. "compiled": a C kernel (``course_lib/kernels/lloyd.c``, built with the
+        machine's C compiler at first use) that reads each row once, as scikit-learn's Cython
+        E-step; "torch": a chain of torch operations per chunk (matrix product, minimum,
+        ``index_add_``); "auto": the compiled one when it can be built, else torch. Both give the
+        same clustering up to floating-point rounding; on a GPU the E-step is always torch's.
 
     Attributes
     ----------
@@ -498,6 +666,8 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         ``sum_i ||x_i - cluster_centers_[labels_i]||^2``.
     n_iter_ : int
         Lloyd iterations of the kept run.
+    backend_ : str
+        The E-step that ran: "compiled" or "torch".
     n_features_in_ : int
     feature_names_in_ : ndarray of shape (n_features_in_,)
         Only when ``X`` had string column names (a pandas DataFrame).
@@ -521,11 +691,12 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         "device": [None, str, torch.device],
         "batch_size": [Interval(numbers.Integral, 1, None, closed="left"), None],
         "progress": ["boolean"],
+        "backend": [StrOptions({"auto", "compiled", "torch"})],
     }
 
     def __init__(self, n_clusters: int = 8, *, init="k-means++", n_init="auto", max_iter: int = 300,
                  tol: float = 1e-4, random_state=None, device=None,
-                 batch_size: int | None = None, progress: bool = False):
+                 batch_size: int | None = None, progress: bool = False, backend: str = "auto"):
         self.n_clusters = n_clusters
         self.init = init
         self.n_init = n_init
@@ -535,6 +706,7 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         self.device = device
         self.batch_size = batch_size
         self.progress = progress
+        self.backend = backend
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -605,13 +777,16 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
             init = init - x_mean
         batch_size = self.batch_size or lloyd_batch_size(x.shape[1], k, x.element_size(), x.device)
         tol_abs = float(x.var(0, unbiased=False).mean()) * self.tol if self.tol > 0 else 0.0
-        x_sq = (x * x).sum(1)                                     # (N,) for the empty-cluster rule
+        # (N,) for the empty-cluster rule: on a GPU at once (it never waits for the host); on a
+        # CPU only if a cluster empties (a whole pass over X otherwise spent for nothing)
+        x_sq = (x * x).sum(1) if x.device.type != "cpu" else None
         sync_every = 1 if x.device.type == "cpu" else 10
         gen = torch.Generator().manual_seed(_seed(self.random_state))
         # on a CPU, torch's threads split the chunks between them (one pool for the whole fit)
         threads = torch.get_num_threads()
         pool = (_ChunkPool(threads) if x.device.type == "cpu" and threads > 1
                 and len(x) >= 2 * batch_size else None)
+        native = self._native(x)
         best = None
         try:
             for _ in tqdm(range(n_init), desc="k-means restarts", disable=not self.progress, leave=False):
@@ -621,7 +796,8 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
                     c0, _ = _kmeans_plusplus(x, k, gen, batch_size=auto_batch_size(k, x.element_size()))
                 else:
                     c0 = x[torch.randperm(len(x), generator=gen)[:k].to(x.device)].clone()
-                run = _lloyd(x, c0, self.max_iter, tol_abs, batch_size, x_sq, sync_every, pool)
+                run = _lloyd(x, c0, self.max_iter, tol_abs, batch_size, x_sq, sync_every, pool,
+                             native)
                 if best is None or run[2] < best[2]:
                     best = run
         finally:
@@ -635,7 +811,22 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         self.labels_ = labels.cpu().numpy()
         self.inertia_ = inertia
         self.n_iter_ = n_iter
+        self.backend_ = "torch" if native is None else "compiled"
         return self
+
+    def _native(self, x):
+        """The compiled E-step for this fit, or None (torch's)."""
+        if self.backend == "torch" or x.device.type != "cpu":
+            if self.backend == "compiled":
+                raise ValueError(f"backend='compiled' runs on a CPU only, and X is on {x.device}; "
+                                 "use backend='auto' (torch's E-step on this device).")
+            return None
+        native = compiled_kernel()
+        if native is None and self.backend == "compiled":
+            raise RuntimeError(f"backend='compiled' needs the C kernel, which could not be built "
+                               f"({compiled_kernel_error()}); install a C compiler (e.g. "
+                               "`apt-get install gcc`), or use backend='auto' or 'torch'.")
+        return native
 
     def predict(self, X) -> np.ndarray:
         """Nearest fitted centre of every row of ``X`` (N, D): int64 ndarray of shape (N,)."""
