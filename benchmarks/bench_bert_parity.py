@@ -31,6 +31,7 @@ GOALS = common.goals(
          "both with torch's fused scaled_dot_product_attention (attn_implementation='sdpa')"),
 )
 TINY_SENTENCES = 48
+REPS = 3            # timed passes of each batch on each side, after a warm-up; the fastest counts
 
 
 def records(tiny: bool = False, cpu_only: bool = False) -> list[dict]:
@@ -60,14 +61,17 @@ def records(tiny: bool = False, cpu_only: bool = False) -> list[dict]:
         for i in range(0, n, 64):
             x = bert.encode(tok, sentences[i:i + 64], pairs=pairs[i:i + 64], max_length=128).to(device)
             for impl, (ours, hf) in models.items():
-                for _ in range(2):                 # the first pass warms up, the second is timed
-                    with common.Timer() as ta:
-                        a = ours(x[:, 0], x[:, 1], x[:, 2]).last_hidden_state          # (B, T, d)
+                best = [float("inf"), float("inf")]
+                for rep in range(1 + REPS):        # a warm-up pass, then REPS timed ones, taking
+                    with common.Timer() as ta:     # turns; each side's fastest pass counts (the
+                        a = ours(x[:, 0], x[:, 1], x[:, 2]).last_hidden_state  # least disturbed)
                     with common.Timer() as tb:
                         b = hf(input_ids=x[:, 0], attention_mask=x[:, 1],
-                               token_type_ids=x[:, 2]).last_hidden_state
-                times[impl][0] += ta.seconds
-                times[impl][1] += tb.seconds
+                               token_type_ids=x[:, 2]).last_hidden_state        # (B, T, d)
+                    if rep:
+                        best = [min(best[0], ta.seconds), min(best[1], tb.seconds)]
+                times[impl][0] += best[0]
+                times[impl][1] += best[1]
                 diff = (a - b).abs().amax(-1)                                         # (B, T)
                 mask = x[:, 1].bool()
                 real = max(real, diff[mask].max().item())
@@ -86,7 +90,8 @@ def records(tiny: bool = False, cpu_only: bool = False) -> list[dict]:
                           f"sdpa on both sides: ours {t_ours:.2f} s, transformers {t_hf:.2f} s; eager on "
                           f"both sides: ours {e_ours:.2f} s, transformers {e_hf:.2f} s (ratio "
                           f"{e_ours / e_hf:.3f}); {device.type}"
-                          + (f", {threads} torch threads for both" if threads else "") + ", batches of 64",
+                          + (f", {threads} torch threads for both" if threads else "")
+                          + f", batches of 64, fastest of {REPS} interleaved passes per batch",
                           common.load_note())),
     ]
 

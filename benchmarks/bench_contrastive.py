@@ -69,7 +69,9 @@ def records(tiny: bool = False, cpu_only: bool = False) -> list[dict]:
     n_few = int(np.asarray(cfg["per_class"]) * 10)
     note = (f"all {len(y_train):,} labels: SimCLR {acc['simclr', 'all']:.4f} vs random init "
             f"{acc['random', 'all']:.4f}; {n_few} labels: {acc['simclr', 'few']:.4f} vs "
-            f"{acc['random', 'few']:.4f} (gain {gain_few:+.1f} points)")
+            f"{acc['random', 'few']:.4f} (gain {gain_few:+.1f} points); headroom above the "
+            f"random-init probe with all labels: {100 * (1 - acc['random', 'all']):.1f} points (a "
+            f"gain of 10 needs a probe at {100 * acc['random', 'all'] + 10:.2f}%)")
     return [common.record(GOALS["simclr_probe_gain_points"], gain_all, dataset=dataset, seconds=t.seconds,
                           note=common.join_notes(note, common.load_note()), tiny=tiny)]
 

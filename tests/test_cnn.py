@@ -89,3 +89,37 @@ def test_random_shift_moves_content_within_bounds_and_is_seeded():
     rows = a[:, 0].sum(2).argmax(1)  # first row of the square in each shifted image
     assert set(rows.tolist()) <= set(range(8, 13)) and len(set(rows.tolist())) > 1
     assert torch.equal(cnn.random_shift(x, 0), x)
+
+
+def test_random_flip_mirrors_about_p_of_the_images_and_is_seeded():
+    x = torch.arange(28.0).expand(400, 1, 28, 28).clone()        # each row reads 0..27
+    g1, g2 = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
+    a, b = cnn.random_flip(x, 0.5, g1), cnn.random_flip(x, 0.5, g2)
+    assert torch.equal(a, b) and a.shape == x.shape
+    mirrored = a[:, 0, 0, 0] == 27                                # first pixel now the last
+    assert torch.equal(a[mirrored], x[mirrored].flip(-1))
+    assert torch.equal(a[~mirrored], x[~mirrored])
+    assert 0.4 < mirrored.float().mean() < 0.6
+    assert torch.equal(cnn.random_flip(x, 0.0), x)
+    assert torch.equal(cnn.random_flip(x, 1.0), x.flip(-1))
+    with pytest.raises(ValueError, match=r"p=1.5"):
+        cnn.random_flip(x, 1.5)
+    with pytest.raises(ValueError, match=r"\(B, C, H, W\)"):
+        cnn.random_flip(x[0])
+
+
+def test_batch_norm_lenet_normalises_each_channel_in_training():
+    torch.manual_seed(0)
+    plain = cnn.LeNet(cnn.LeNetConfig(channels=(8, 16)))
+    model = cnn.LeNet(cnn.LeNetConfig(channels=(8, 16), batch_norm=True))
+    norms = [m for m in model.features if isinstance(m, torch.nn.BatchNorm2d)]
+    convs = [m for m in model.features if isinstance(m, torch.nn.Conv2d)]
+    assert [n.num_features for n in norms] == [8, 16]
+    assert all(c.bias is None for c in convs)                     # BN's shift replaces the bias
+    x = torch.randn(32, 1, 28, 28) * 5 + 3
+    model.train()
+    z = model.features[1](model.features[0](x))                   # conv1 -> BN: (32, 8, 28, 28)
+    assert torch.allclose(z.mean(dim=(0, 2, 3)), torch.zeros(8), atol=1e-5)
+    assert torch.allclose(z.var(dim=(0, 2, 3), unbiased=False), torch.ones(8), atol=1e-3)
+    assert model(x).shape == plain(x).shape == (32, 10)
+    assert model.blocks()[0] is convs[0] and len(model.blocks()) == 3

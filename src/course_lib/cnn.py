@@ -6,7 +6,9 @@ What the chapter teaches, as code the notebook imports:
 - :func:`cross_entropy_from_logits` — ``-z_y + log sum_j exp(z_j)``, the loss on raw logits;
 - :class:`LeNet` — a LeNet-style CNN (two conv/ReLU/max-pool stages, then two dense layers)
   that returns **logits** (no activation on the last layer);
-- :func:`images_to_tensor` — uint8 images ``(N, H, W)`` to normalised float ``(N, 1, H, W)``.
+- :func:`images_to_tensor` — uint8 images ``(N, H, W)`` to normalised float ``(N, 1, H, W)``;
+- :func:`random_shift`, :func:`random_flip` — plain-torch augmentations (a few pixels'
+  translation; a left-right mirror, for classes a mirror does not change, such as clothes).
 
 References
 ----------
@@ -15,6 +17,8 @@ References
 - Dumoulin, Visin, "A guide to convolution arithmetic for deep learning", 2016. arXiv:1603.07285
 - Goodfellow, Bengio, Courville, *Deep Learning*, MIT Press 2016, ch. 9 (convolutional networks)
   and §6.2.2.3 (softmax units and the log-sum-exp form of the cross-entropy).
+- Ioffe, Szegedy, "Batch normalization: accelerating deep network training by reducing internal
+  covariate shift", ICML 2015 (``LeNetConfig(batch_norm=True)``).
 """
 from __future__ import annotations
 
@@ -27,7 +31,7 @@ import torch
 from torch import nn
 
 __all__ = ["conv_output_size", "cross_entropy_from_logits", "LeNetConfig", "LeNet",
-           "images_to_tensor", "random_shift", "MNIST_MEAN", "MNIST_STD"]
+           "images_to_tensor", "random_shift", "random_flip", "MNIST_MEAN", "MNIST_STD"]
 
 # Mean and standard deviation of MNIST training pixels scaled to [0, 1] (the usual constants).
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
@@ -96,6 +100,7 @@ class LeNetConfig:
     hidden: int = 128             # width of the dense layer before the classifier
     n_classes: int = 10
     dropout: float = 0.3          # on the dense layer only: conv layers share weights already
+    batch_norm: bool = False      # BatchNorm2d after each convolution (Ioffe & Szegedy 2015)
 
 
 class LeNet(nn.Module):
@@ -118,7 +123,9 @@ class LeNet(nn.Module):
         size = c.image_size
         layers, cin = [], c.in_channels
         for cout in c.channels:
-            layers += [nn.Conv2d(cin, cout, c.kernel, padding=pad), nn.ReLU(), nn.MaxPool2d(2)]
+            conv = nn.Conv2d(cin, cout, c.kernel, padding=pad, bias=not c.batch_norm)
+            norm = [nn.BatchNorm2d(cout)] if c.batch_norm else []   # its shift replaces the bias
+            layers += [conv, *norm, nn.ReLU(), nn.MaxPool2d(2)]
             size = conv_output_size(conv_output_size(size, c.kernel, padding=pad), 2, stride=2)
             cin = cout
         self.features = nn.Sequential(*layers)               # (B, 1, 28, 28) -> (B, C2, 7, 7)
@@ -245,3 +252,26 @@ def random_shift(x: torch.Tensor, max_shift: int = 2, generator: torch.Generator
     b = torch.arange(B, device=x.device)[:, None, None]
     out = padded.permute(0, 2, 3, 1)[b, rows[:, :, None], cols[:, None, :]]  # (B, H, W, C)
     return out.permute(0, 3, 1, 2).contiguous()                    # (B, C, H, W)
+
+
+def random_flip(x: torch.Tensor, p: float = 0.5, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Mirror each image left-right with probability ``p``, on ``x``'s device.
+
+    For images whose class does not change in a mirror (clothes, most objects); never for digits
+    or letters, whose mirror image is another symbol or none.
+
+    Parameters
+    ----------
+    x : Tensor of shape (B, C, H, W)
+    p : float in [0, 1]
+
+    Returns
+    -------
+    Tensor of shape (B, C, H, W)
+    """
+    if x.ndim != 4:
+        raise ValueError(f"x must have shape (B, C, H, W); got {tuple(x.shape)}.")
+    if not 0 <= p <= 1:
+        raise ValueError(f"p={p!r} must be a probability in [0, 1].")
+    flip = (torch.rand(len(x), generator=generator) < p).to(x.device)     # (B,)
+    return torch.where(flip[:, None, None, None], x.flip(-1), x)         # (B, C, H, W)

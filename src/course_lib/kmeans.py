@@ -182,6 +182,20 @@ def _compiler() -> str | None:
     return os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
 
 
+def _kernel_dir() -> Path:
+    """Where built kernels are kept: ``<COURSE_DATA_DIR>/kernels``, or the temporary folder when
+    that one cannot be written (a read-only shared cache in a lab)."""
+    import tempfile
+    for folder in (data_dir() / "kernels", Path(tempfile.gettempdir()) / "course_lib-kernels"):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            if os.access(folder, os.W_OK):
+                return folder
+        except OSError:
+            continue
+    return Path(tempfile.mkdtemp(prefix="course_lib-kernels-"))
+
+
 def compiled_kernel_error() -> str | None:
     """Why the last :func:`compiled_kernel` found no kernel (None when it found one or was not called)."""
     return _kernel_errors[-1] if _kernel_errors else None
@@ -197,11 +211,11 @@ def compiled_kernel():
     if cc is None:
         _kernel_errors.append("no C compiler found (cc, gcc or clang on PATH, or $CC)")
         return None
-    key = hashlib.sha256(b"\0".join([KERNEL_SOURCE.read_bytes(), cc.encode(), " ".join(KERNEL_FLAGS).encode(),
-                                     _cpu_signature().encode()])).hexdigest()[:16]
-    out = data_dir() / "kernels" / f"lloyd-{key}.so"
+    parts = [KERNEL_SOURCE.read_bytes(), cc.encode(), " ".join(KERNEL_FLAGS).encode(),
+             _cpu_signature().encode()]
+    key = hashlib.sha256(b"\0".join(parts)).hexdigest()[:16]
+    out = _kernel_dir() / f"lloyd-{key}.so"
     if not out.exists():
-        out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_name(f"{out.stem}.{os.getpid()}.tmp.so")
         try:
             subprocess.run([cc, *KERNEL_FLAGS, str(KERNEL_SOURCE), "-o", str(tmp)], check=True,
@@ -226,8 +240,8 @@ def compiled_kernel():
 
 
 def _compiled_e_step(lib, x: torch.Tensor, centers: torch.Tensor, labels: torch.Tensor,
-           partial: torch.Tensor, sums: torch.Tensor | None = None, inertia: bool = False,
-           pool=None) -> torch.Tensor | None:
+                     partial: torch.Tensor, sums: torch.Tensor | None = None,
+                     inertia: bool = False, pool=None) -> torch.Tensor | None:
     """The E-step of :func:`_e_step`, by the C kernel.
 
     Parameters
