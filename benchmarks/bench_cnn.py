@@ -8,7 +8,9 @@ when it can be had. Fashion-MNIST (normalised with its own mean and std) has its
 ``FASHION``: the chapter's recipe with batch normalisation after each convolution, a 256-unit
 dense layer with dropout 0.4, left-right flips besides the shifts (a mirrored garment is the same
 garment; a mirrored digit is not), and 25 epochs. Tried on the way (seed 0, test accuracy): the
-chapter's recipe, 15 epochs, 0.9207; with batch norm and flips, 15 epochs, 0.9251.
+chapter's recipe, 15 epochs, 0.9207; with batch norm and flips, 15 epochs, 0.9251; this recipe
+0.9319 with 1 torch thread and 0.9298 with 2 (the same seeds: the thread count changes the
+rounding, and the goal of 0.93 lies within that run-to-run spread).
 """
 from __future__ import annotations
 
