@@ -174,11 +174,14 @@ def git_commit() -> str:
 
 
 def load_note() -> str:
-    """A note on the machine's load (1-minute load average against the cores), for timed records."""
+    """A note on the machine's load against the cores, for timed records: the larger of the 1- and
+    15-minute load averages (a long run that shared the machine ends with a high 15-minute one,
+    even if the other jobs ended just before it)."""
     try:
-        load = os.getloadavg()[0]
+        one, _, fifteen = os.getloadavg()
     except OSError:
         return ""
+    load = max(one, fifteen)
     cores = cpu_count()
     if load > 1.25 * cores:
         return f"machine busy: load average {load:.1f} on {cores} cores (other jobs ran), times are inflated"
