@@ -173,18 +173,36 @@ def git_commit() -> str:
     return head + ("+dirty" if dirty else "")
 
 
+_peak_load = [0.0]                  # the highest 1-minute load average seen by the monitor
+
+
+def watch_load(every: float = 20.0) -> None:
+    """Sample the 1-minute load average every ``every`` seconds for the rest of the process (a
+    daemon thread), so that :func:`load_note` sees other jobs that shared the machine during a
+    long run, not only at its end. ``run.py`` starts it; a script run alone reads the end only."""
+    import threading
+
+    def sample():
+        while True:
+            try:
+                _peak_load[0] = max(_peak_load[0], os.getloadavg()[0])
+            except OSError:
+                return
+            time.sleep(every)
+
+    threading.Thread(target=sample, name="load-monitor", daemon=True).start()
+
+
 def load_note() -> str:
-    """A note on the machine's load against the cores, for timed records: the larger of the 1- and
-    15-minute load averages (a long run that shared the machine ends with a high 15-minute one,
-    even if the other jobs ended just before it)."""
+    """A note on the machine's load against the cores, for timed records: the highest 1-minute
+    load average seen while the benchmarks ran (:func:`watch_load`), or the current one."""
     try:
-        one, _, fifteen = os.getloadavg()
+        load = max(os.getloadavg()[0], _peak_load[0])
     except OSError:
         return ""
-    load = max(one, fifteen)
     cores = cpu_count()
     if load > 1.25 * cores:
-        return f"machine busy: load average {load:.1f} on {cores} cores (other jobs ran), times are inflated"
+        return f"machine busy: load average up to {load:.1f} on {cores} cores (other jobs ran), times are inflated"
     return ""
 
 

@@ -63,6 +63,7 @@ def main(argv=None) -> int:
     if args.tiny and args.results is None:
         p.error("--tiny needs --results DIR: tiny records never go to the committed results")
     common.setup(args.cpu_only)
+    common.watch_load()                             # so that a busy spell mid-run is noted too
     names = args.only or list(scripts)
     modules = {name: load(name) for name in names}  # import all first: later edits cannot leak in
     print(f"commit {common.git_commit()}, device {common.device_name()}", flush=True)
