@@ -590,9 +590,10 @@ fused_gain = timing["torch E-step s"].iloc[-1] / timing["course_lib CPU s"].iloc
 glue("fused_gain", fused_gain)
 same_labels = float((labels_of["auto"] == labels_of["torch"]).mean())
 glue("same_labels", same_labels)
-claim("the compiled and the torch E-step give the same clustering (the same label for at "
-      "least 99.9% of the points, from the same start)", same_labels >= 0.999,
-      margin=same_labels - 0.999, values={"same_labels": same_labels}, name="same_claim")
+claim("the compiled and the torch E-step give the same clustering (the same label for "
+      "at least 99.9% of the points, from the same start)", same_labels >= 0.999,
+      margin=same_labels - 0.999, values={"same_labels": same_labels},
+      name="same_claim")
 verdict("fused_verdict",
         [(cpu_backend == "torch",
           "ran the torch E-step in both columns (no C compiler was found), so the two "

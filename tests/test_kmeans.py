@@ -432,3 +432,13 @@ def test_kernel_is_built_once_and_reused(monkeypatch, tmp_path):
         assert built[0].stat().st_mtime_ns == stamp                 # the cached build, not a new one
     finally:
         km.compiled_kernel.cache_clear()
+
+
+def test_bad_backend_setting_is_refused_with_the_value(monkeypatch):
+    monkeypatch.setenv("COURSE_KMEANS_BACKEND", "fast")
+    km.compiled_kernel.cache_clear()
+    try:
+        with pytest.raises(ValueError, match="COURSE_KMEANS_BACKEND='fast'.*'auto' or 'torch'"):
+            km.compiled_kernel()
+    finally:
+        km.compiled_kernel.cache_clear()

@@ -67,7 +67,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from tqdm.auto import tqdm
 
 from .device import get_device
-from .settings import data_dir
+from .settings import data_dir, kmeans_backend
 
 __all__ = ["KMeans", "kmeans_plusplus", "squared_distances", "assign", "objective",
            "compiled_kernel", "compiled_kernel_error", "KERNEL_SOURCE", "KERNEL_FLAGS",
@@ -204,7 +204,7 @@ def compiled_kernel_error() -> str | None:
 @lru_cache(maxsize=None)
 def compiled_kernel():
     """The compiled kernel (a :class:`ctypes.CDLL`), built on first use; None when unavailable."""
-    if os.environ.get("COURSE_KMEANS_BACKEND", "auto").strip().lower() == "torch":
+    if kmeans_backend() == "torch":
         _kernel_errors.append("COURSE_KMEANS_BACKEND=torch")
         return None
     cc = _compiler()

@@ -22,6 +22,8 @@ variable                   default                     meaning
                                                        read by that cell, before the package exists)
 ``COURSE_CLAIMS_LOG``      none                        a JSON-lines file: every checked claim's margin
                                                        and every verdict's choice of a run
+``COURSE_KMEANS_BACKEND``  auto                        ``auto`` or ``torch``: ``torch`` never builds
+                                                       k-means' compiled CPU E-step
 =========================  ==========================  ==============================================
 
 Switches (``COURSE_OFFLINE``, ``HF_HUB_OFFLINE``) follow one parsing rule, :func:`flag`: ``1``,
@@ -43,7 +45,7 @@ from typing import Any, Mapping, TypeVar
 import torch
 
 __all__ = ["PROFILES", "VARIABLES", "PRESETS", "flag", "get_profile", "pick", "preset", "device_name",
-           "offline", "hub_offline", "data_dir", "mirrors", "download_timeout", "bert_checkpoint", "claims_log",
+           "offline", "hub_offline", "data_dir", "mirrors", "download_timeout", "bert_checkpoint", "claims_log", "kmeans_backend",
            "summary"]
 
 PROFILES = ("ci", "full")
@@ -62,6 +64,7 @@ VARIABLES = MappingProxyType({
     "COURSE_INSTALL_URL": ("the repository, at the book's commit",
                            "where a notebook's first cell installs course_lib from (git URL or folder)"),
     "COURSE_CLAIMS_LOG": ("none", "a JSON-lines file recording every checked claim and verdict of a run"),
+    "COURSE_KMEANS_BACKEND": ("auto", "auto or torch: torch never builds k-means' compiled CPU E-step"),
 })
 
 _ON, _OFF = {"1", "true", "yes", "on"}, {"", "0", "false", "no", "off"}
@@ -132,6 +135,15 @@ def download_timeout() -> float:
 def bert_checkpoint() -> str | None:
     """``BERT_CHECKPOINT`` (a folder or hub name for the benchmarks), or None: the offline package."""
     return _env("BERT_CHECKPOINT") or None
+
+
+def kmeans_backend() -> str:
+    """``COURSE_KMEANS_BACKEND``: "auto" (k-means may build its compiled CPU E-step) or "torch"."""
+    value = _env("COURSE_KMEANS_BACKEND").lower() or "auto"
+    if value not in ("auto", "torch"):
+        raise ValueError(f"COURSE_KMEANS_BACKEND={value!r} must be 'auto' or 'torch' (unset means "
+                         "'auto').")
+    return value
 
 
 def claims_log() -> Path | None:
