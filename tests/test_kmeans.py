@@ -391,54 +391,47 @@ def test_compiled_backend_gives_the_torch_clustering(digits, dtype):
     assert a.inertia_ <= 1.005 * s.inertia_
 
 
-def test_without_a_compiler_auto_falls_back_and_compiled_says_why(digits, monkeypatch, tmp_path):
+@pytest.fixture
+def fresh_kernel():
+    """compiled_kernel() looks again (its cache emptied) inside the test, and again after it."""
+    km.compiled_kernel.cache_clear()
+    yield km.compiled_kernel
+    km.compiled_kernel.cache_clear()
+
+
+def test_without_a_compiler_auto_falls_back_and_compiled_says_why(digits, monkeypatch, tmp_path,
+                                                                  fresh_kernel):
     monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
     monkeypatch.setenv("COURSE_DATA_DIR", str(tmp_path))          # no kernel built before
-    km.compiled_kernel.cache_clear()
-    try:
-        assert km.compiled_kernel() is None
-        assert "no-such-cc" in km.compiled_kernel_error()
-        auto = KMeans(10, random_state=0, device="cpu").fit(digits)
-        assert auto.backend_ == "torch"
-        ref = KMeans(10, random_state=0, device="cpu", backend="torch").fit(digits)
-        assert (auto.labels_ == ref.labels_).all()
-        with pytest.raises(RuntimeError, match="install a C compiler"):
-            KMeans(10, device="cpu", backend="compiled").fit(digits)
-    finally:
-        km.compiled_kernel.cache_clear()
+    assert fresh_kernel() is None
+    assert "no-such-cc" in km.compiled_kernel_error()
+    auto = KMeans(10, random_state=0, device="cpu").fit(digits)
+    assert auto.backend_ == "torch"
+    ref = KMeans(10, random_state=0, device="cpu", backend="torch").fit(digits)
+    assert (auto.labels_ == ref.labels_).all()
+    with pytest.raises(RuntimeError, match="install a C compiler"):
+        KMeans(10, device="cpu", backend="compiled").fit(digits)
 
 
-def test_backend_torch_by_environment(monkeypatch):
+def test_backend_torch_by_environment(monkeypatch, fresh_kernel):
     monkeypatch.setenv("COURSE_KMEANS_BACKEND", "torch")
-    km.compiled_kernel.cache_clear()
-    try:
-        assert km.compiled_kernel() is None
-        assert "COURSE_KMEANS_BACKEND" in km.compiled_kernel_error()
-    finally:
-        km.compiled_kernel.cache_clear()
+    assert fresh_kernel() is None
+    assert "COURSE_KMEANS_BACKEND" in km.compiled_kernel_error()
 
 
 @needs_kernel
-def test_kernel_is_built_once_and_reused(monkeypatch, tmp_path):
+def test_kernel_is_built_once_and_reused(monkeypatch, tmp_path, fresh_kernel):
     monkeypatch.setenv("COURSE_DATA_DIR", str(tmp_path))
-    km.compiled_kernel.cache_clear()
-    try:
-        assert km.compiled_kernel() is not None
-        built = list((tmp_path / "kernels").glob("lloyd-*.so"))
-        assert len(built) == 1 and not list((tmp_path / "kernels").glob("*.tmp.so"))
-        stamp = built[0].stat().st_mtime_ns
-        km.compiled_kernel.cache_clear()
-        assert km.compiled_kernel() is not None
-        assert built[0].stat().st_mtime_ns == stamp                 # the cached build, not a new one
-    finally:
-        km.compiled_kernel.cache_clear()
+    assert fresh_kernel() is not None
+    built = list((tmp_path / "kernels").glob("lloyd-*.so"))
+    assert len(built) == 1 and not list((tmp_path / "kernels").glob("*.tmp.so"))
+    stamp = built[0].stat().st_mtime_ns
+    fresh_kernel.cache_clear()
+    assert fresh_kernel() is not None
+    assert built[0].stat().st_mtime_ns == stamp                     # the cached build, not a new one
 
 
-def test_bad_backend_setting_is_refused_with_the_value(monkeypatch):
+def test_bad_backend_setting_is_refused_with_the_value(monkeypatch, fresh_kernel):
     monkeypatch.setenv("COURSE_KMEANS_BACKEND", "fast")
-    km.compiled_kernel.cache_clear()
-    try:
-        with pytest.raises(ValueError, match="COURSE_KMEANS_BACKEND='fast'.*'auto' or 'torch'"):
-            km.compiled_kernel()
-    finally:
-        km.compiled_kernel.cache_clear()
+    with pytest.raises(ValueError, match="COURSE_KMEANS_BACKEND='fast'.*'auto' or 'torch'"):
+        fresh_kernel()
