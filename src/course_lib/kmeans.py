@@ -165,7 +165,7 @@ KERNEL_FLAGS = ("-O3", "-march=native", "-shared", "-fPIC")
 _JB = 16                                  # centres per register block (_JB in lloyd.c)
 _MIN_ROWS_PER_WORKER = 256                # fewer rows than this per thread: not worth a thread
 _KERNEL_FUNCS = {torch.float32: "lloyd_estep_f32", torch.float64: "lloyd_estep_f64"}
-_kernel_errors: list[str] = []
+_kernel_status: dict[str, str | None] = {"error": None}   # why compiled_kernel() found none
 
 
 def _cpu_signature() -> str:
@@ -198,19 +198,23 @@ def _kernel_dir() -> Path:
 
 def compiled_kernel_error() -> str | None:
     """Why the last :func:`compiled_kernel` found no kernel (None when it found one or was not called)."""
-    return _kernel_errors[-1] if _kernel_errors else None
+    return _kernel_status["error"]
+
+
+def _no_kernel(reason: str) -> None:
+    _kernel_status["error"] = reason
+    return None
 
 
 @lru_cache(maxsize=None)
 def compiled_kernel():
     """The compiled kernel (a :class:`ctypes.CDLL`), built on first use; None when unavailable."""
+    _kernel_status["error"] = None
     if kmeans_backend() == "torch":
-        _kernel_errors.append("COURSE_KMEANS_BACKEND=torch")
-        return None
+        return _no_kernel("COURSE_KMEANS_BACKEND=torch")
     cc = _compiler()
     if cc is None:
-        _kernel_errors.append("no C compiler found (cc, gcc or clang on PATH, or $CC)")
-        return None
+        return _no_kernel("no C compiler found (cc, gcc or clang on PATH, or $CC)")
     parts = [KERNEL_SOURCE.read_bytes(), cc.encode(), " ".join(KERNEL_FLAGS).encode(),
              _cpu_signature().encode()]
     key = hashlib.sha256(b"\0".join(parts)).hexdigest()[:16]
@@ -223,18 +227,16 @@ def compiled_kernel():
             os.replace(tmp, out)                          # atomic: a parallel build never sees half
         except (OSError, subprocess.SubprocessError) as err:
             detail = getattr(err, "stderr", None) or str(err)
-            _kernel_errors.append(f"{cc} failed on {KERNEL_SOURCE.name}: {detail.strip()[:500]}")
             tmp.unlink(missing_ok=True)
-            return None
+            return _no_kernel(f"{cc} failed on {KERNEL_SOURCE.name}: {detail.strip()[:500]}")
     try:
         lib = ctypes.CDLL(str(out))
     except OSError as err:
-        _kernel_errors.append(f"could not load {out.name}: {err}")
-        return None
+        return _no_kernel(f"could not load {out.name}: {err}")
     p, i64 = ctypes.c_void_p, ctypes.c_int64
     for name in _KERNEL_FUNCS.values():
         fn = getattr(lib, name)
-        fn.argtypes = [p, i64, i64, p, p, i64, i64, p, p, p, p, p]
+        fn.argtypes = [p, i64, i64, p, p, i64, p, p, p, p, p]
         fn.restype = None
     return lib
 
@@ -288,7 +290,7 @@ def _compiled_e_step(lib, x: torch.Tensor, centers: torch.Tensor, labels: torch.
     def run(w: int) -> None:
         s, e = bounds[w], bounds[w + 1]
         if e > s:
-            fn(x[s].data_ptr() if s < n else 0, e - s, d, ct.data_ptr(), c_sq.data_ptr(), k, kp,
+            fn(x[s].data_ptr() if s < n else 0, e - s, d, ct.data_ptr(), c_sq.data_ptr(), kp,
                labels[s:e].data_ptr(), partial[s:e].data_ptr(),
                None if parts[w] is None else parts[w].data_ptr(), centers.data_ptr(),
                totals[w:].data_ptr() if inertia else None)

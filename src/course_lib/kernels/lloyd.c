@@ -40,7 +40,7 @@
 typedef T VEC __attribute__((vector_size(JB * sizeof(T))));                                     \
 typedef IT IVEC __attribute__((vector_size(JB * sizeof(T))));                                   \
 void NAME(const T *restrict x, int64_t n, int64_t d, const T *restrict ct,                      \
-          const T *restrict c_sq, int64_t k, int64_t kp, int64_t *restrict labels,              \
+          const T *restrict c_sq, int64_t kp, int64_t *restrict labels,              \
           T *restrict partial, T *restrict sums, const T *restrict c, double *restrict inertia) \
 {                                                                                               \
     const IVEC lane = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};                   \
@@ -94,7 +94,6 @@ void NAME(const T *restrict x, int64_t n, int64_t d, const T *restrict ct,      
             }                                                                                   \
         }                                                                                       \
     }                                                                                           \
-    (void)k;                                                                                    \
 }
 
 DEFINE_ESTEP(lloyd_estep_f32, float, int32_t, vec_f32, ivec_f32)
