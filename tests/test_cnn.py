@@ -108,6 +108,33 @@ def test_random_flip_mirrors_about_p_of_the_images_and_is_seeded():
         cnn.random_flip(x[0])
 
 
+def test_random_erase_blanks_one_rectangle_of_the_stated_size_and_is_seeded():
+    x = torch.ones(2000, 1, 28, 28)
+    g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    a, b = cnn.random_erase(x, 0.5, generator=g1), cnn.random_erase(x, 0.5, generator=g2)
+    assert torch.equal(a, b) and a.shape == x.shape
+    erased = a == 0                                                # (B, 1, 28, 28)
+    hit = erased.flatten(1).any(1)
+    assert 0.45 < hit.float().mean() < 0.55
+    for img in erased[hit][:200, 0]:                               # one solid rectangle each
+        rows, cols = img.any(1).nonzero().squeeze(1), img.any(0).nonzero().squeeze(1)
+        h, w = len(rows), len(cols)
+        assert rows[-1] - rows[0] + 1 == h and cols[-1] - cols[0] + 1 == w
+        assert int(img.sum()) == h * w                             # filled: a rectangle, no holes
+        assert 0.3 / 2 <= h / w <= 3.3 * 2                         # rounding at small sizes
+        assert 0.02 * 784 / 2 <= h * w <= 0.4 * 784 * 1.3
+    fraction = erased[hit].flatten(1).float().mean(1)
+    assert 0.15 < float(fraction.mean()) < 0.25                    # uniform on [0.02, 0.4]: 0.21
+    assert torch.equal(cnn.random_erase(x, 0.0), x)
+    assert (cnn.random_erase(x, 1.0, value=-1.0) == -1).flatten(1).any(1).all()
+    for bad, match in [(dict(p=2.0), r"p=2.0"), (dict(scale=(0.5, 0.1)), r"scale=\(0.5, 0.1\)"),
+                       (dict(ratio=(0, 1)), r"ratio=\(0, 1\)")]:
+        with pytest.raises(ValueError, match=match):
+            cnn.random_erase(x, **bad)
+    with pytest.raises(ValueError, match=r"\(B, C, H, W\)"):
+        cnn.random_erase(x[0])
+
+
 def test_batch_norm_lenet_normalises_each_channel_in_training():
     torch.manual_seed(0)
     plain = cnn.LeNet(cnn.LeNetConfig(channels=(8, 16)))
