@@ -39,7 +39,7 @@ GOALS = common.goals(
 FULL = settings.preset("cnn", "full")          # what the notebook runs with COURSE_PROFILE=full
 CPU_EPOCHS_60K = 5          # full MNIST: 60,000 images x 15 epochs is ~17 min per run on 2 cores
 # Fashion-MNIST's recipe; its 25 epochs (about 13 minutes on 2 CPU cores) run with --cpu-only too
-FASHION = dict(FULL, batch_norm=True, hidden=256, dropout=0.4, flip=True, epochs=25)
+FASHION = dict(FULL, batch_norm=True, hidden=256, dropout=0.4, flip=True, erase=0.5, epochs=25)
 TINY = dict(channels=(8, 16), epochs=1, batch_size=64, lr=4e-3, shift=2, n_train=1000, n_test=1000)
 FASHION_MEAN, FASHION_STD = 0.2860, 0.3530
 
@@ -65,7 +65,8 @@ def train_and_test(x_train, y_train, x_test, y_test, cfg: dict, epochs: int, mea
 
     def augment(xb):                                  # (B, 1, 28, 28)
         xb = cnn.random_shift(xb, cfg["shift"], aug_gen)
-        return cnn.random_flip(xb, 0.5, aug_gen) if cfg.get("flip") else xb
+        xb = cnn.random_flip(xb, 0.5, aug_gen) if cfg.get("flip") else xb
+        return cnn.random_erase(xb, cfg["erase"], generator=aug_gen) if cfg.get("erase") else xb
 
     with common.Timer() as t:
         train.fit(model, (xtr, ytr), config=fit_config, device=device, transform=augment)
@@ -114,10 +115,10 @@ def records(tiny: bool = False, cpu_only: bool = False) -> list[dict]:
                                  seconds=sec, note=common.join_notes(note, common.load_note()), tiny=tiny))
     # Fashion-MNIST
     fashion = data.load_fashion_mnist()
-    fcfg = dict(cfg, **{k: FASHION[k] for k in ("batch_norm", "hidden", "dropout", "flip")})
+    fcfg = dict(cfg, **{k: FASHION[k] for k in ("batch_norm", "hidden", "dropout", "flip", "erase")})
     epochs = cfg["epochs"] if tiny else FASHION["epochs"]
     acc, sec = train_and_test(*_subset(fashion, tiny), fcfg, epochs, FASHION_MEAN, FASHION_STD)
-    note = f"{epochs} epochs; batch norm, hidden 256, dropout 0.4, shifts and flips"
+    note = f"{epochs} epochs; batch norm, hidden 256, dropout 0.4, shifts, flips and random erasing"
     out.append(common.record(GOALS["fashion_cnn_test_acc"], acc, dataset=_dataset(fashion, tiny),
                              seconds=sec, note=common.join_notes(note, common.load_note()), tiny=tiny))
     return out
