@@ -8,6 +8,14 @@ views from ``AugmentConfig(crop_scale=(0.5, 1.0), degrees=15, translate=0.1, noi
 The probe is ``probe.linear_probe`` (scikit-learn's logistic-regression objective) on the
 frozen features ``h`` of every training image, tested on the test images; the baseline is the same
 encoder with its random initial weights.
+
+What moves the gain (seed 0, all 5,000 labels, 1 torch thread; the chapter's recipe gives 7.84):
+temperature 0.2 instead of 0.5, 7.74; crops of 30-100% of the area instead of 50-100%, 8.04.
+Neither changes the picture: the random-init encoder's probe already reaches 89.2%, so a gain of
+10 needs a linear probe at 99.2%, above the supervised LeNet trained end to end on the same 5,000
+labels (``mnist5k_cnn_test_acc``, 98.9%), from 5,000 unlabelled images. That is out of reach
+here, as the goal is defined; the gain with 1,000 labels, where pre-training matters more, is in
+the note.
 """
 from __future__ import annotations
 
