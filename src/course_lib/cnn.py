@@ -258,6 +258,13 @@ def random_shift(x: torch.Tensor, max_shift: int = 2, generator: torch.Generator
     return out.permute(0, 3, 1, 2).contiguous()                    # (B, C, H, W)
 
 
+def _check_augment_input(x: torch.Tensor, p: float) -> None:
+    if x.ndim != 4:
+        raise ValueError(f"x must have shape (B, C, H, W); got {tuple(x.shape)}.")
+    if not 0 <= p <= 1:
+        raise ValueError(f"p={p!r} must be a probability in [0, 1].")
+
+
 def random_flip(x: torch.Tensor, p: float = 0.5, generator: torch.Generator | None = None) -> torch.Tensor:
     """Mirror each image left-right with probability ``p``, on ``x``'s device.
 
@@ -273,10 +280,7 @@ def random_flip(x: torch.Tensor, p: float = 0.5, generator: torch.Generator | No
     -------
     Tensor of shape (B, C, H, W)
     """
-    if x.ndim != 4:
-        raise ValueError(f"x must have shape (B, C, H, W); got {tuple(x.shape)}.")
-    if not 0 <= p <= 1:
-        raise ValueError(f"p={p!r} must be a probability in [0, 1].")
+    _check_augment_input(x, p)
     flip = (torch.rand(len(x), generator=generator) < p).to(x.device)     # (B,)
     return torch.where(flip[:, None, None, None], x.flip(-1), x)         # (B, C, H, W)
 
@@ -307,10 +311,7 @@ def random_erase(x: torch.Tensor, p: float = 0.5, scale: tuple = (0.02, 0.4),
     -------
     Tensor of shape (B, C, H, W)
     """
-    if x.ndim != 4:
-        raise ValueError(f"x must have shape (B, C, H, W); got {tuple(x.shape)}.")
-    if not 0 <= p <= 1:
-        raise ValueError(f"p={p!r} must be a probability in [0, 1].")
+    _check_augment_input(x, p)
     if not (len(scale) == 2 and 0 < scale[0] <= scale[1] <= 1):
         raise ValueError(f"scale={scale!r} must be (low, high) with 0 < low <= high <= 1, "
                          "e.g. (0.02, 0.4).")
