@@ -13,7 +13,7 @@ chapter's recipe, 15 epochs, 0.9207; with batch norm and flips, 15 epochs, 0.925
 rounding, and the goal of 0.93 lies within that run-to-run spread), on an AMD EPYC; 0.9329
 with 2 threads on an Intel Xeon. Random erasing on top (``cnn.random_erase``, p = 0.5, the
 ``erase`` entry) gave 0.9266 on the same Xeon with 2 threads, 0.6 points below the recipe
-without it, so the recipe leaves it out. The recipe meets 0.93 on three of these four runs, by
+without it, so the recipe leaves it out. The recipe meets 0.93 on two of its three runs, by
 0.3 points at most: a wider network (64 and 128 channels, about 4 times the CPU time) is what a
 clear margin would take.
 """
